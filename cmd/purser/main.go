@@ -1,0 +1,4 @@
+// Command purser is the Purser wallet and spend-control server and CLI.
+package main
+
+func main() {}
