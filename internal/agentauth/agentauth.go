@@ -1,0 +1,204 @@
+package agentauth
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+)
+
+const (
+	// MaxTTL is how far ahead of now a signature may expire (plus
+	// ClockSkew); it bounds how long a leaked signed request stays usable
+	// and how long the server must remember nonces.
+	MaxTTL = 5 * time.Minute
+	// ClockSkew tolerates agent clocks running ahead of the server's.
+	ClockSkew = 30 * time.Second
+)
+
+const requestType = "Request(address agent,string method,string path,bytes32 bodyHash,bytes32 nonce,uint64 expires)"
+
+// Computed once: the constant parts of every digest.
+var (
+	requestTypeHash = crypto.Keccak256Hash([]byte(requestType))
+	domainSeparator = crypto.Keccak256Hash(
+		crypto.Keccak256([]byte("EIP712Domain(string name,string version)")),
+		crypto.Keccak256([]byte("Purser")),
+		crypto.Keccak256([]byte("1")),
+	)
+)
+
+// secp256k1halfN is n/2; signatures with s above it are the malleated twin
+// of a valid low-s signature and are refused so each request has exactly
+// one valid signature per key.
+var secp256k1halfN = common.FromHex("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0")
+
+// Signed is the authentication carried by one request.
+type Signed struct {
+	Agent     common.Address
+	Nonce     [32]byte
+	Expires   time.Time // whole seconds; that is all the header carries
+	Signature [65]byte  // r ‖ s ‖ v, v as sent (27/28 or 0/1)
+}
+
+// NewNonce returns 32 random bytes for Purser-Nonce.
+func NewNonce() ([32]byte, error) {
+	var n [32]byte
+	_, err := rand.Read(n[:])
+	return n, err
+}
+
+// Digest returns the EIP-712 digest the agent signs:
+// keccak256(0x19 0x01 ‖ domainSeparator ‖ hashStruct(Request)).
+// expires is encoded as its unix seconds; callers keep it non-negative.
+func Digest(agent common.Address, method, pathQuery string, bodyHash [32]byte, nonce [32]byte, expires time.Time) [32]byte {
+	d := getDigester()
+	defer d.put()
+	return d.digest(agent, method, pathQuery, bodyHash, nonce, expires)
+}
+
+// digester holds a Keccak state and scratch space, pooled so hashing a
+// request allocates nothing: hashing through the KeccakState interface
+// would otherwise move every output buffer and string copy to the heap.
+type digester struct {
+	k   crypto.KeccakState
+	out [32]byte
+	enc [7 * 32]byte
+	str []byte
+	sig [65]byte
+	dig [32]byte
+}
+
+var digesters = sync.Pool{New: func() any { return &digester{k: crypto.NewKeccakState()} }}
+
+func getDigester() *digester { return digesters.Get().(*digester) }
+
+func (d *digester) put() {
+	if cap(d.str) > 64<<10 {
+		d.str = nil // don't pin one huge path's buffer forever
+	}
+	digesters.Put(d)
+}
+
+func (d *digester) hash(p []byte) [32]byte {
+	d.k.Reset()
+	d.k.Write(p)
+	d.k.Read(d.out[:])
+	return d.out
+}
+
+func (d *digester) hashString(s string) [32]byte {
+	d.str = append(d.str[:0], s...)
+	return d.hash(d.str)
+}
+
+func (d *digester) digest(agent common.Address, method, pathQuery string, bodyHash, nonce [32]byte, expires time.Time) [32]byte {
+	// Every field of Request is a static 32-byte word once strings are
+	// hashed, so hashStruct is keccak over a fixed 7-word buffer.
+	e := &d.enc
+	copy(e[0:32], requestTypeHash[:])
+	clear(e[32 : 32+12])
+	copy(e[32+12:64], agent[:])
+	mh := d.hashString(method)
+	copy(e[64:96], mh[:])
+	ph := d.hashString(pathQuery)
+	copy(e[96:128], ph[:])
+	copy(e[128:160], bodyHash[:])
+	copy(e[160:192], nonce[:])
+	clear(e[192:216])
+	binary.BigEndian.PutUint64(e[216:224], uint64(expires.Unix()))
+	structHash := d.hash(e[:])
+
+	// 0x19 0x01 ‖ domainSeparator ‖ structHash, reusing the buffer.
+	e[0], e[1] = 0x19, 0x01
+	copy(e[2:34], domainSeparator[:])
+	copy(e[34:66], structHash[:])
+	return d.hash(e[:66])
+}
+
+// Sign signs a request. method and pathQuery must be exactly what goes on
+// the wire (see the package doc); body is the exact body (nil for none).
+func Sign(key *ecdsa.PrivateKey, method, pathQuery string, body []byte, nonce [32]byte, expires time.Time) (Signed, error) {
+	if key == nil {
+		return Signed{}, errors.New("agentauth: nil key")
+	}
+	if expires.Unix() < 0 {
+		return Signed{}, errors.New("agentauth: expires before 1970")
+	}
+	s := Signed{
+		Agent:   Address(key),
+		Nonce:   nonce,
+		Expires: time.Unix(expires.Unix(), 0),
+	}
+	d := getDigester()
+	dig := d.digest(s.Agent, method, pathQuery, d.hash(body), nonce, s.Expires)
+	d.put()
+	sig, err := crypto.Sign(dig[:], key)
+	if err != nil {
+		return Signed{}, err
+	}
+	copy(s.Signature[:], sig)
+	s.Signature[64] += 27 // Ethereum wallet convention; Verify accepts both
+	return s, nil
+}
+
+// Verify checks that s is unexpired at now, not too far ahead, and a
+// signature by s.Agent over this method, pathQuery and body. It does not
+// check that the nonce is unused. Errors are *Error.
+func (s Signed) Verify(method, pathQuery string, body []byte, now time.Time) error {
+	// The window first: it is cheap and needs no key recovery.
+	if now.After(s.Expires) {
+		return newError(CodeSignatureExpired, "Purser-Expires is in the past")
+	}
+	if s.Expires.After(now.Add(MaxTTL + ClockSkew)) {
+		return newError(CodeSignatureExpiryTooFar, "Purser-Expires is more than 5 minutes ahead")
+	}
+
+	v := s.Signature[64]
+	switch v {
+	case 0, 1:
+	case 27, 28:
+		v -= 27
+	default:
+		return errSigInvalid
+	}
+	sv := s.Signature[32:64]
+	if bytes.Compare(sv, secp256k1halfN) > 0 || isZero(sv) {
+		return errSigInvalid
+	}
+	d := getDigester()
+	defer d.put()
+	// The recovery inputs live in the pooled digester: locals handed to cgo
+	// would each be moved to the heap.
+	d.sig = s.Signature
+	d.sig[64] = v
+	d.dig = d.digest(s.Agent, method, pathQuery, d.hash(body), s.Nonce, s.Expires)
+	pub, err := crypto.Ecrecover(d.dig[:], d.sig[:])
+	if err != nil || len(pub) != 65 {
+		return errSigInvalid
+	}
+	// Address = last 20 bytes of keccak256 of the uncompressed point without
+	// its 0x04 prefix; done on the raw bytes to skip building an ecdsa key.
+	h := d.hash(pub[1:])
+	if common.Address(h[12:]) != s.Agent {
+		return errSigInvalid
+	}
+	return nil
+}
+
+var errSigInvalid = newError(CodeSignatureInvalid, "signature does not match the request or Purser-Agent")
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,18 @@
+// Package agentauth authenticates agent API calls without bearer secrets:
+// each request is signed with the agent's secp256k1 identity key as EIP-712
+// typed data and carried in four Purser-* headers.
+//
+// The signed struct, in domain {name: "Purser", version: "1"} (no chainId:
+// this is off-chain API auth and must never be replayable as a chain
+// message), is
+//
+//	Request(address agent,string method,string path,bytes32 bodyHash,bytes32 nonce,uint64 expires)
+//
+// method is the HTTP method and path the request-target exactly as sent on
+// the wire: a Go client signs req.URL.RequestURI() and the server verifies
+// against r.RequestURI, so no re-encoding can make the two disagree.
+// bodyHash is keccak256 of the exact body bytes.
+//
+// This package checks the signature and the expiry window only; single use
+// of the nonce is the server store's job.
+package agentauth

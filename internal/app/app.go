@@ -1,0 +1,362 @@
+// Package app is Purser's composition root: it turns a Config into a
+// running server (keystore, store, spend service, HTTP API, background
+// sweepers) and shuts it down cleanly. Only internal/cli imports it.
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/httpapi"
+	"github.com/purserhq/purser/internal/keystore"
+	"github.com/purserhq/purser/internal/metrics"
+	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/store/postgres"
+	"github.com/purserhq/purser/internal/store/sqlite"
+	"github.com/purserhq/purser/internal/store/sqlstore"
+)
+
+// Config is what `purser serve` accepts. Every field is documented in
+// docs/operations.md.
+type Config struct {
+	// DataDir holds the SQLite database, the encrypted master seed, the
+	// key-encryption key file (unless PURSER_PASSPHRASE is set), the owner
+	// token and the audit public key. Created with mode 0700.
+	DataDir string
+	// Listen is the HTTP address; keep it on loopback unless a TLS proxy
+	// fronts it.
+	Listen string
+	// DB is "" for SQLite in DataDir, or a postgres:// URL.
+	DB string
+	// HoldTTL is how long an authorized spend holds budget before it
+	// expires unused.
+	HoldTTL time.Duration
+	// ApprovalTTL is how long a spend waits for an owner's decision.
+	ApprovalTTL time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// Passphrase, when set, derives the key-encryption key with argon2id
+	// instead of the key file in DataDir (from PURSER_PASSPHRASE).
+	Passphrase string
+	// DefaultNetwork is the CAIP-2 network of spends that name none.
+	DefaultNetwork string
+	Stdout, Stderr io.Writer
+	// Ready, if set, receives the bound address once the server accepts
+	// requests (tests listen on port 0).
+	Ready func(addr string)
+}
+
+// WithDefaults fills in unset fields.
+func (c Config) WithDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = "purser-data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8402"
+	}
+	if c.HoldTTL == 0 {
+		c.HoldTTL = 15 * time.Minute
+	}
+	if c.ApprovalTTL == 0 {
+		c.ApprovalTTL = time.Hour
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.DefaultNetwork == "" {
+		c.DefaultNetwork = "eip155:8453"
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Stderr == nil {
+		c.Stderr = io.Discard
+	}
+	return c
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.HoldTTL < time.Second {
+		errs = append(errs, errors.New("hold-ttl must be at least 1s"))
+	}
+	if c.ApprovalTTL < time.Second {
+		errs = append(errs, errors.New("approval-ttl must be at least 1s"))
+	}
+	if c.DB != "" && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		errs = append(errs, errors.New("db must be empty (SQLite) or a postgres:// URL"))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Networks served by the wallet deriver: one EVM address per agent on
+// every configured EVM network.
+var defaultNetworks = []string{"eip155:8453", "eip155:84532"}
+
+// walletProvider derives agents' wallets from the keystore.
+type walletProvider struct {
+	ks       *keystore.Keystore
+	networks []string
+}
+
+func (p walletProvider) Wallets(index uint32) ([]spend.Wallet, error) {
+	sg, err := p.ks.Wallet(index)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]spend.Wallet, len(p.networks))
+	for i, n := range p.networks {
+		out[i] = spend.Wallet{Network: n, Address: sg.Address(), Custody: "keystore", Path: sg.Path()}
+	}
+	return out, nil
+}
+
+// Server is a running Purser.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *sqlstore.Store
+	svc     *spend.Service
+	api     *httpapi.Server
+	http    *http.Server
+	ln      net.Listener
+	bgWG    sync.WaitGroup
+	stopBG  context.CancelFunc
+	Service *spend.Service
+}
+
+// Serve runs Purser until ctx ends, then shuts down: in-flight requests
+// finish (up to 30 s), background work stops, the database is closed.
+func Serve(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Shutdown(context.Background())
+}
+
+// Start opens everything and starts serving; the caller must Shutdown.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewJSONHandler(cfg.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	var kek keystore.KEKSource = keystore.FileKEK{Path: filepath.Join(cfg.DataDir, "kek")}
+	if cfg.Passphrase != "" {
+		kek = keystore.PassphraseKEK{Passphrase: []byte(cfg.Passphrase)}
+	}
+	ks, err := keystore.Open(cfg.DataDir, kek)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	token, err := ownerToken(filepath.Join(cfg.DataDir, "owner.token"))
+	if err != nil {
+		return nil, err
+	}
+	auditSigner := ks.AuditSigner()
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, "audit.pub"), []byte(hex.EncodeToString(auditSigner.Public())+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	var st *sqlstore.Store
+	if cfg.DB == "" {
+		st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "purser.db"), log)
+	} else {
+		st, err = postgres.Open(ctx, cfg.DB, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	assets, err := money.NewRegistry(money.DefaultAssets()...)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	svc, err := spend.NewService(spend.Config{
+		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: defaultNetworks},
+		Checkpoints: auditSigner, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
+		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := metrics.NewRegistry()
+	api := httpapi.New(httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
+		Ready: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return st.Ping(ctx)
+		}})
+	holds := newHoldsGauge(svc)
+	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	srv := &Server{cfg: cfg, log: log, store: st, svc: svc, api: api, ln: ln, Service: svc,
+		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	srv.stopBG = stop
+	srv.background(bg, holds)
+	go func() {
+		if err := srv.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	engine := "sqlite " + filepath.Join(cfg.DataDir, "purser.db")
+	if cfg.DB != "" {
+		engine = "postgres"
+	}
+	log.Info("purser serving", "addr", ln.Addr().String(), "store", engine)
+	fmt.Fprintf(cfg.Stdout, "purser listening on http://%s (store: %s, data: %s)\n", ln.Addr(), engine, cfg.DataDir)
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+	return srv, nil
+}
+
+// Addr is the bound listen address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops accepting, lets in-flight requests finish, stops the
+// background loops and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.stopBG()
+	s.bgWG.Wait()
+	if cerr := s.store.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	s.log.Info("purser stopped")
+	return err
+}
+
+// background runs the expiry sweeper, the nonce pruner and the audit
+// checkpointer. Each is safe to run on every node of a cluster at once.
+func (s *Server) background(ctx context.Context, holds *holdsGauge) {
+	loop := func(every time.Duration, name string, fn func(context.Context) error) {
+		s.bgWG.Add(1)
+		go func() {
+			defer s.bgWG.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				if err := fn(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("background task failed", "task", name, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	loop(time.Second, "expire", func(ctx context.Context) error {
+		for {
+			n, err := s.svc.ExpireDue(ctx, 200)
+			if err != nil || n < 200 {
+				return err
+			}
+		}
+	})
+	loop(time.Minute, "prune-nonces", func(ctx context.Context) error {
+		_, err := s.svc.PruneNonces(ctx, agentauth.ClockSkew)
+		return err
+	})
+	loop(10*time.Second, "checkpoint", func(ctx context.Context) error {
+		_, err := s.svc.Checkpoint(ctx)
+		return err
+	})
+	loop(5*time.Second, "holds-gauge", holds.refresh)
+}
+
+// ownerToken reads the owner token file, creating it on first start.
+func ownerToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("%s is empty", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	tok, err := keystore.RandomToken("pso_")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another process created it first
+		return ownerToken(path)
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	return tok, f.Close()
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

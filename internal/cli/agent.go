@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/client"
+)
+
+func agentCommand() *command {
+	keyOut := func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.keyOut, "key-out", "", "write the new identity key to `FILE` (mode 0600; never overwritten)")
+	}
+	status := func(name, summary string, call func(*client.Client, context.Context, string) (*client.Agent, error)) *command {
+		return &command{name: name, args: "NAME", summary: summary, kind: kindOwner,
+			run: func(ctx context.Context, e *env, o *opts, args []string) error {
+				return runAgentStatus(ctx, e, o, args, call)
+			}}
+	}
+	return &command{
+		name:    "agent",
+		summary: "create and manage agents",
+		sub: []*command{
+			{name: "create", args: "NAME --key-out FILE [mandate flags]", kind: kindOwner,
+				summary: "create an agent with a new identity key and an optional mandate",
+				flags: func(fs *flag.FlagSet, o *opts) {
+					keyOut(fs, o)
+					o.mandate = &mandateFlags{}
+					o.mandate.register(fs, false)
+				},
+				run: runAgentCreate},
+			{name: "list", summary: "list agents", kind: kindOwner, run: runAgentList},
+			{name: "show", args: "NAME", summary: "show an agent", kind: kindOwner, run: runAgentShow},
+			status("freeze", "freeze an agent: its spends are refused until unfrozen", (*client.Client).FreezeAgent),
+			status("unfreeze", "unfreeze an agent", (*client.Client).UnfreezeAgent),
+			status("revoke", "revoke an agent for good", (*client.Client).RevokeAgent),
+			{name: "rotate-key", args: "NAME --key-out FILE", kind: kindOwner,
+				summary: "give an agent a new identity key; the old one stops working",
+				flags:   keyOut, run: runAgentRotateKey},
+		},
+	}
+}
+
+// newKeyFile generates an identity key and writes it to path.
+func newKeyFile(o *opts) (*ecdsa.PrivateKey, error) {
+	if o.keyOut == "" {
+		return nil, usagef(o.path, "--key-out FILE is required: the agent's identity key is written there")
+	}
+	if _, err := os.Lstat(o.keyOut); err == nil {
+		return nil, fmt.Errorf("%s already exists; refusing to overwrite an identity key", o.keyOut)
+	}
+	key, err := agentauth.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := agentauth.WriteKeyFile(o.keyOut, key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// dropKeyFile removes a key file just written when the server refused
+// it. If the outcome is unknown (no answer), the key is kept: the server
+// may have registered it.
+func dropKeyFile(e *env, path string, err error) {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		os.Remove(path)
+		return
+	}
+	fmt.Fprintf(e.stdio.Err, "note: no answer from the server; the key was kept in %s in case it was registered\n", path)
+}
+
+func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args, "NAME"); err != nil {
+		return err
+	}
+	if o.keyOut == "" {
+		return usagef(o.path, "--key-out FILE is required: the agent's identity key is written there")
+	}
+	var mandate json.RawMessage
+	if !o.mandate.empty() {
+		var err error
+		if mandate, err = o.mandate.apply(nil); err != nil {
+			return err
+		}
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	key, err := newKeyFile(o)
+	if err != nil {
+		return err
+	}
+	a, err := c.CreateAgent(ctx, client.CreateAgentRequest{Name: args[0], IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
+	if err != nil {
+		dropKeyFile(e, o.keyOut, err)
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, a.Raw)
+	}
+	printAgent(e.stdio.Out, a)
+	fmt.Fprintf(e.stdio.Out, "identity key written to %s\n", o.keyOut)
+	return nil
+}
+
+func printAgent(w io.Writer, a *client.Agent) {
+	t := newTable(w)
+	fmt.Fprintf(t, "agent\t%s\n", a.Name)
+	fmt.Fprintf(t, "id\t%s\n", a.ID)
+	fmt.Fprintf(t, "status\t%s\n", a.Status)
+	fmt.Fprintf(t, "identity address\t%s\n", a.IdentityAddress)
+	for _, wl := range a.Wallets {
+		fmt.Fprintf(t, "wallet\t%s %s\n", wl.Network, wl.Address)
+	}
+	fmt.Fprintf(t, "mandate version\t%d\n", a.MandateVersion)
+	t.Flush()
+}
+
+func runAgentList(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args); err != nil {
+		return err
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	as, err := c.ListAgents(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeJSON(e.stdio.Out, rawList("agents", as, func(a *client.Agent) json.RawMessage { return a.Raw }))
+	}
+	if len(as) == 0 {
+		fmt.Fprintln(e.stdio.Out, "no agents")
+		return nil
+	}
+	t := newTable(e.stdio.Out)
+	fmt.Fprintln(t, "NAME\tSTATUS\tID\tIDENTITY\tMANDATE")
+	for _, a := range as {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\tv%d\n", a.Name, a.Status, a.ID, a.IdentityAddress, a.MandateVersion)
+	}
+	return t.Flush()
+}
+
+func runAgentShow(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args, "NAME"); err != nil {
+		return err
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	a, err := c.GetAgent(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, a.Raw)
+	}
+	printAgent(e.stdio.Out, a)
+	return nil
+}
+
+func runAgentStatus(ctx context.Context, e *env, o *opts, args []string, call func(*client.Client, context.Context, string) (*client.Agent, error)) error {
+	if err := wantArgs(o, args, "NAME"); err != nil {
+		return err
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	a, err := call(c, ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, a.Raw)
+	}
+	fmt.Fprintf(e.stdio.Out, "agent %s is %s\n", a.Name, a.Status)
+	return nil
+}
+
+func runAgentRotateKey(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args, "NAME"); err != nil {
+		return err
+	}
+	if o.keyOut == "" {
+		return usagef(o.path, "--key-out FILE is required: the new identity key is written there")
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	key, err := newKeyFile(o)
+	if err != nil {
+		return err
+	}
+	a, err := c.RotateKey(ctx, args[0], agentauth.Address(key).Hex())
+	if err != nil {
+		dropKeyFile(e, o.keyOut, err)
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, a.Raw)
+	}
+	fmt.Fprintf(e.stdio.Out, "agent %s now has identity address %s\nnew identity key written to %s; the old key no longer works\n", a.Name, a.IdentityAddress, o.keyOut)
+	return nil
+}

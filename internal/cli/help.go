@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"fmt"
+	"flag"
+	"io"
+	"strings"
+)
+
+// help prints the usage of purser or of the command path in args.
+func (e *env) help(args []string) error {
+	if len(args) == 0 {
+		e.printMainUsage(e.stdio.Out)
+		return nil
+	}
+	list := commands()
+	c := findCommand(list, args[0])
+	path := args[0]
+	if c == nil || c.name == "help" {
+		if c != nil {
+			e.printMainUsage(e.stdio.Out)
+			return nil
+		}
+		return usagef("", "unknown command %q", args[0])
+	}
+	for _, a := range args[1:] {
+		sub := findCommand(c.sub, a)
+		if sub == nil {
+			return usagef(path, "unknown command %q", path+" "+a)
+		}
+		c, path = sub, path+" "+a
+	}
+	e.printCommandHelp(e.stdio.Out, c, path)
+	return nil
+}
+
+func (e *env) printMainUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("Purser: a wallet and spend-control server for AI agents.\n\n")
+	b.WriteString("usage: purser COMMAND [ARGUMENTS] [FLAGS]\n")
+	sections := []struct {
+		title string
+		kind  cmdKind
+	}{
+		{"Server and offline commands", kindNone},
+		{"Owner commands (owner token from PURSER_OWNER_TOKEN, else <data>/owner.token)", kindOwner},
+		{"Agent commands (requests signed with --agent-key FILE or PURSER_AGENT_KEY)", kindAgent},
+	}
+	for _, s := range sections {
+		fmt.Fprintf(&b, "\n%s:\n", s.title)
+		for _, c := range commands() {
+			writeLeaves(&b, c, c.name, s.kind)
+		}
+	}
+	b.WriteString(`
+Mandate flags (agent create, mandate set; with mandate set, "none" clears a field):
+  --per-tx-auto USD   spends up to this are approved automatically
+  --per-tx-max USD    no single spend above this
+  --daily USD         budget per calendar day (in --timezone)
+  --lifetime USD      budget over the agent's life
+  --valid-from T      RFC 3339 time the mandate starts
+  --valid-until T     RFC 3339 time the mandate ends
+  --hosts LIST        allowed hosts, comma-separated (a.com,*.b.com)
+  --payees LIST       allowed payees, comma-separated
+  --deny-payees LIST  refused payees, comma-separated
+  --rails LIST        allowed rails, comma-separated (x402,payout)
+  --rate N/DURATION   at most N spends per window (10/1m)
+  --approve-new-payees[=false]  a spend to a payee never paid before waits for approval
+  --timezone ZONE     IANA time zone of the daily budget (Europe/Paris)
+
+Flags of client commands:
+  --server URL        server (env PURSER_SERVER; default ` + DefaultServer + `)
+  --data DIR          data directory holding owner.token (default ` + DefaultDataDir + `)
+  --json              print machine-readable JSON on stdout
+
+Flags may come before or after arguments; -flag and --flag, --flag=value and --flag value all work.
+Errors print "error: <message> (<code>)" on stderr.
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 spend waiting for approval, 4 spend refused.
+Run 'purser COMMAND --help' for a command's flags.
+`)
+	io.WriteString(w, b.String())
+}
+
+// writeLeaves lists c's runnable commands of the given kind.
+func writeLeaves(b *strings.Builder, c *command, path string, kind cmdKind) {
+	if c.name == "help" {
+		if kind == kindNone {
+			fmt.Fprintf(b, "  %-46s %s\n", "help [COMMAND...]", c.summary)
+		}
+		return
+	}
+	if len(c.sub) == 0 || c.route != nil {
+		if c.kind == kind && c.run != nil {
+			line := path
+			if c.args != "" {
+				line += " " + c.args
+			}
+			fmt.Fprintf(b, "  %-46s %s\n", line, c.summary)
+		}
+	}
+	for _, s := range c.sub {
+		writeLeaves(b, s, path+" "+s.name, kind)
+	}
+}
+
+func (e *env) printCommandHelp(w io.Writer, c *command, path string) {
+	if len(c.sub) > 0 && c.run == nil {
+		fmt.Fprintf(w, "usage: purser %s SUBCOMMAND\n\n%s\n\nsubcommands:\n", path, c.summary)
+		var b strings.Builder
+		for _, s := range c.sub {
+			writeAll(&b, s, path+" "+s.name)
+		}
+		io.WriteString(w, b.String())
+		fmt.Fprintf(w, "\nRun 'purser %s SUBCOMMAND --help' for its flags.\n", path)
+		return
+	}
+	line := path
+	if c.args != "" {
+		line += " " + c.args
+	}
+	fmt.Fprintf(w, "usage: purser %s\n\n%s\n", line, c.summary)
+	if len(c.sub) > 0 {
+		fmt.Fprintf(w, "\nsubcommands:\n")
+		var b strings.Builder
+		for _, s := range c.sub {
+			writeAll(&b, s, path+" "+s.name)
+		}
+		io.WriteString(w, b.String())
+	}
+	o := &opts{path: path}
+	fs := e.flagSet(c, o)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintf(w, "\nflags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+func writeAll(b *strings.Builder, c *command, path string) {
+	line := path
+	if c.args != "" {
+		line += " " + c.args
+	}
+	fmt.Fprintf(b, "  %-46s %s\n", line, c.summary)
+}

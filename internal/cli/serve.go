@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"github.com/purserhq/purser/internal/app"
+)
+
+type serveOpts struct {
+	data, listen, db, logLevel, network string
+	holdTTL, approvalTTL                time.Duration
+}
+
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		args:    "[--data DIR] [--listen ADDR] [--db URL]",
+		summary: "run the Purser server",
+		kind:    kindNone,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			s := &o.serve
+			fs.StringVar(&s.data, "data", DefaultDataDir, "data `DIR`: SQLite database, sealed keys, owner.token, audit.pub")
+			fs.StringVar(&s.listen, "listen", "127.0.0.1:8402", "listen `ADDR`ess; keep it on loopback unless a TLS proxy fronts it")
+			fs.StringVar(&s.db, "db", "", "postgres://... `URL`; empty for SQLite in the data directory")
+			fs.DurationVar(&s.holdTTL, "hold-ttl", 15*time.Minute, "how long an authorized spend holds budget before it expires unused")
+			fs.DurationVar(&s.approvalTTL, "approval-ttl", time.Hour, "how long a spend waits for the owner's decision")
+			fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+			fs.StringVar(&s.network, "default-network", "", "CAIP-2 `NETWORK` of spends that name none (default eip155:8453)")
+		},
+		run: runServe,
+	}
+}
+
+func runServe(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args); err != nil {
+		return err
+	}
+	s := o.serve
+	return app.Serve(ctx, app.Config{
+		DataDir:        s.data,
+		Listen:         s.listen,
+		DB:             s.db,
+		HoldTTL:        s.holdTTL,
+		ApprovalTTL:    s.approvalTTL,
+		LogLevel:       s.logLevel,
+		Passphrase:     e.getenv("PURSER_PASSPHRASE"),
+		DefaultNetwork: s.network,
+		Stdout:         e.stdio.Out,
+		Stderr:         e.stdio.Err,
+	})
+}

@@ -1,0 +1,75 @@
+package internal_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencyDirection keeps the domain core a leaf: the packages that
+// hold the rules import neither transports nor storage, and no transport
+// reaches into a store or a rail.
+func TestDependencyDirection(t *testing.T) {
+	t.Parallel()
+	const mod = "github.com/purserhq/purser/internal/"
+	forbidden := map[string][]string{
+		"money":     {"net/http", "database/sql", mod},
+		"audit":     {"net/http", "database/sql", mod},
+		"mandate":   {"net/http", "database/sql", mod + "spend", mod + "store", mod + "httpapi", mod + "audit"},
+		"keystore":  {"net/http", "database/sql", mod},
+		"agentauth": {"database/sql", mod},
+		"spend":     {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
+		"httpapi":   {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
+		"client":    {mod + "store", mod + "spend", mod + "app", mod + "httpapi"},
+	}
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./%s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == mod+pkg {
+				continue
+			}
+			for _, b := range bad {
+				if dep == b || (strings.HasSuffix(b, "/") && strings.HasPrefix(dep, b)) || strings.HasPrefix(dep, b+"/") {
+					if pkg == "mandate" && dep == mod+"money" {
+						continue
+					}
+					t.Errorf("internal/%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+	// Only cli may import app.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if imp == mod+"app" && f[0] != mod+"cli" {
+				t.Errorf("%s imports internal/app; only internal/cli may", f[0])
+			}
+		}
+	}
+}
+
+// TestPackageDocs: every package says what it is for, once.
+func TestPackageDocs(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}|{{.Doc}}`, "../...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, doc, _ := strings.Cut(line, "|")
+		if strings.HasSuffix(path, "/internal") {
+			continue
+		}
+		if strings.TrimSpace(doc) == "" {
+			t.Errorf("package %s has no package doc comment", path)
+		}
+	}
+}

@@ -1,0 +1,345 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/mandate"
+	"github.com/purserhq/purser/internal/metrics"
+	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/spend"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// Config wires a Server.
+type Config struct {
+	Service    *spend.Service
+	Assets     *money.Registry
+	OwnerToken string // compared in constant time, never logged
+	Logger     *slog.Logger
+	Metrics    *metrics.Registry
+	Clock      spend.Clock
+	Ready      func(ctx context.Context) error // health check
+}
+
+// Server serves the API.
+type Server struct {
+	svc        *spend.Service
+	assets     *money.Registry
+	ownerHash  [32]byte
+	log        *slog.Logger
+	clock      spend.Clock
+	ready      func(ctx context.Context) error
+	reg        *metrics.Registry
+	requests   *metrics.CounterVec
+	latency    *metrics.HistogramVec
+	decisions  *metrics.CounterVec
+	authzLat   *metrics.HistogramVec
+	mux        *http.ServeMux
+	authFailed *metrics.CounterVec
+}
+
+// New builds the server and its routes.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = spend.SystemClock{}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	s := &Server{
+		svc: cfg.Service, assets: cfg.Assets, ownerHash: sha256.Sum256([]byte(cfg.OwnerToken)),
+		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
+	}
+	s.requests = s.reg.NewCounterVec("purser_http_requests_total", "HTTP requests by route and status code.", "route", "code")
+	s.latency = s.reg.NewHistogramVec("purser_http_request_duration_seconds", "HTTP request latency by route.", metrics.DefaultLatencyBuckets, "route")
+	s.decisions = s.reg.NewCounterVec("purser_authorizations_total", "Spend authorizations by decision and reason code.", "decision", "reason")
+	s.authzLat = s.reg.NewHistogramVec("purser_authorization_duration_seconds", "Latency of spend authorizations by decision.", metrics.DefaultLatencyBuckets, "decision")
+	s.authFailed = s.reg.NewCounterVec("purser_auth_failures_total", "Refused credentials by error code.", "code")
+	s.routes()
+	return s
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers a route with request ids, panic recovery, the body
+// limit, logging and metrics around it.
+func (s *Server) handle(pattern string, h handlerFunc) {
+	route := pattern
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rid := newRequestID()
+		w.Header().Set("X-Request-Id", rid)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		rw := &statusWriter{ResponseWriter: w}
+		ctx := context.WithValue(r.Context(), ridKey{}, rid)
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(rw, r.Body, MaxBody)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					s.log.Error("panic in handler", "route", route, "request_id", rid, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					s.writeError(rw, r, errors.New("panic"))
+				}
+			}()
+			if err := h(rw, r); err != nil {
+				s.writeError(rw, r, err)
+			}
+		}()
+		d := time.Since(start)
+		code := rw.status
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.requests.Inc(route, fmt.Sprint(code))
+		s.latency.Observe(d, route)
+		s.log.Debug("request", "route", route, "status", code, "duration_ms", d.Milliseconds(), "request_id", rid)
+	})
+}
+
+type ridKey struct{}
+
+func requestID(r *http.Request) string {
+	v, _ := r.Context().Value(ridKey{}).(string)
+	return v
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand does not fail
+	return hex.EncodeToString(b[:])
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// readBody reads the whole (limited) body.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("request body is larger than %d bytes", MaxBody)}
+	}
+	if err != nil {
+		return nil, &spend.Error{Code: spend.CodeInvalidRequest, Message: "could not read the request body"}
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields
+// and trailing data: a misspelled field must never silently vanish.
+func decodeStrict(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		msg := err.Error()
+		var field string
+		if strings.HasPrefix(msg, "json: unknown field ") {
+			field = strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+			msg = fmt.Sprintf("unknown field %q", field)
+		} else {
+			var ute *json.UnmarshalTypeError
+			if errors.As(err, &ute) {
+				field = ute.Field
+				msg = fmt.Sprintf("field %q must be a %s", ute.Field, ute.Type)
+			} else {
+				msg = "malformed JSON: " + strings.TrimPrefix(msg, "json: ")
+			}
+		}
+		e := &spend.Error{Code: spend.CodeInvalidRequest, Message: msg}
+		if field != "" {
+			e.Details = map[string]any{"field": field}
+		}
+		return e
+	}
+	if dec.More() {
+		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "malformed JSON: data after the object"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "malformed JSON: data after the object"}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// statusOf maps stable codes to HTTP statuses; unknown codes are 400
+// when they come from input validation packages.
+var statusOf = map[string]int{
+	spend.CodeInvalidRequest: 400, "body_too_large": 413,
+	"amount_invalid": 400, "amount_negative": 400, "amount_zero": 400, "amount_too_precise": 400, "amount_overflow": 400,
+	"asset_unknown": 400, "network_unknown": 400, "asset_not_usd": 400, spend.CodeRailUnknown: 400, "mandate_invalid": 400,
+	"unauthorized": 401, "auth_missing": 401, "auth_malformed": 401, "signature_invalid": 401, "signature_expired": 401,
+	"signature_expiry_too_far": 401, spend.CodeNonceReplayed: 401, spend.CodeAgentUnknown: 401, spend.CodeAgentKeyRevoked: 401,
+	"wrong_credential": 403, spend.CodeSpendDenied: 403,
+	spend.CodeAgentNotFound: 404, spend.CodeSpendNotFound: 404, "not_found": 404, "method_not_allowed": 405,
+	spend.CodeAgentExists: 409, spend.CodeIdempotencyConflict: 409, spend.CodeInvalidState: 409, spend.CodeMandateConflict: 409,
+	spend.CodeCaptureExceedsHold: 409, "audit_chain_broken": 409,
+	spend.CodeUnavailable: 503,
+}
+
+// writeError is the one place errors become responses. An error without
+// a stable code is internal: its text is logged, never sent.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	rid := requestID(r)
+	body := map[string]any{"request_id": rid}
+	code := spend.CodeOf(err)
+	status, known := statusOf[code]
+	switch {
+	case code == "" && errors.Is(err, context.DeadlineExceeded):
+		code, status = spend.CodeUnavailable, 503
+		body["message"] = "the request did not finish in time; nothing was changed"
+	case code == "":
+		s.log.Error("internal error", "request_id", rid, "route", r.Pattern, "err", err)
+		code, status = "internal", 500
+		body["message"] = "internal error; the server log has the details under this request_id"
+	default:
+		if !known {
+			status = 400
+		}
+		var se *spend.Error
+		if errors.As(err, &se) {
+			body["message"] = se.Message
+			if se.Details != nil {
+				body["details"] = se.Details
+			}
+		} else if m := interface{ Message() string }(nil); errors.As(err, &m) {
+			body["message"] = m.Message()
+		} else {
+			body["message"] = err.Error()
+		}
+		if d, ok := detailsOf(err); ok {
+			body["details"] = d
+		}
+	}
+	body["code"] = code
+	if _, ok := body["details"]; !ok {
+		body["details"] = map[string]any{}
+	}
+	writeJSON(w, status, body) //nolint:errcheck // the client went away
+}
+
+// detailsOf extracts structured details from errors of other packages
+// (mandate field errors, audit chain positions).
+func detailsOf(err error) (map[string]any, bool) {
+	var ve *mandate.ValidationError
+	if errors.As(err, &ve) {
+		fields := make([]map[string]string, len(ve.Fields))
+		for i, f := range ve.Fields {
+			fields[i] = map[string]string{"field": f.Field, "code": f.Code, "message": f.Message}
+		}
+		return map[string]any{"fields": fields}, true
+	}
+	if ve, ok := spend.IsChainBroken(err); ok {
+		return map[string]any{"seq": ve.Seq, "reason": ve.Reason}, true
+	}
+	return nil, false
+}
+
+// owner authenticates the owner token.
+func (s *Server) owner(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		auth := r.Header.Get("Authorization")
+		if auth == "" && r.Header.Get(agentauth.HeaderSignature) != "" {
+			s.authFailed.Inc("wrong_credential")
+			return &spend.Error{Code: "wrong_credential", Message: "this is an owner endpoint; agent signatures are not accepted here"}
+		}
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		sum := sha256.Sum256([]byte(tok))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.ownerHash[:]) != 1 {
+			s.authFailed.Inc("unauthorized")
+			return &spend.Error{Code: "unauthorized", Message: "owner token missing or wrong (Authorization: Bearer <token from owner.token>)"}
+		}
+		return h(w, r)
+	}
+}
+
+type agentHandler func(w http.ResponseWriter, r *http.Request, c spend.Caller) error
+
+// agent verifies the request's EIP-712 signature and passes the caller on;
+// the service resolves the key and spends the nonce in its transaction.
+func (s *Server) agent(h agentHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Header.Get("Authorization") != "" {
+			s.authFailed.Inc("wrong_credential")
+			return &spend.Error{Code: "wrong_credential", Message: "this is an agent endpoint; sign the request with the agent's identity key instead of a bearer token"}
+		}
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		signed, err := agentauth.Parse(r.Header)
+		if err != nil {
+			s.authFailed.Inc(spend.CodeOf(err))
+			return err
+		}
+		if err := signed.Verify(r.Method, r.RequestURI, body, s.clock.Now()); err != nil {
+			s.authFailed.Inc(spend.CodeOf(err))
+			return err
+		}
+		return h(w, r, spend.Caller{
+			Address:   signed.Agent.Hex(),
+			Nonce:     "0x" + hex.EncodeToString(signed.Nonce[:]),
+			Expires:   signed.Expires,
+			Signature: "0x" + hex.EncodeToString(signed.Signature[:]),
+			Body:      body,
+		})
+	}
+}

@@ -1,0 +1,69 @@
+package spend
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is an error a client may see: a stable machine Code, a safe human
+// Message and optional Details. Anything that is not an *Error (or does
+// not implement Code) is an internal error whose text is logged, never sent.
+type Error struct {
+	Code    string
+	Message string
+	Details map[string]any
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// ErrorCode returns the error's stable code.
+func (e *Error) ErrorCode() string { return e.Code }
+
+// Errorf builds an *Error.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WithDetails returns a copy of e with details added.
+func (e *Error) WithDetails(kv map[string]any) *Error {
+	c := *e
+	c.Details = kv
+	return &c
+}
+
+// Stable error codes of the service (see docs/api.md for the whole set).
+const (
+	CodeInvalidRequest      = "invalid_request"
+	CodeAgentNotFound       = "agent_not_found"
+	CodeAgentExists         = "agent_exists"
+	CodeAgentUnknown        = "agent_unknown"
+	CodeAgentKeyRevoked     = "agent_key_revoked"
+	CodeSpendNotFound       = "spend_not_found"
+	CodeSpendDenied         = "spend_denied"
+	CodeInvalidState        = "invalid_state"
+	CodeIdempotencyConflict = "idempotency_conflict"
+	CodeNonceReplayed       = "nonce_replayed"
+	CodeMandateConflict     = "mandate_conflict"
+	CodeCaptureExceedsHold  = "capture_exceeds_hold"
+	CodeRailUnknown         = "rail_unknown"
+	CodeUnavailable         = "unavailable"
+)
+
+// ErrNotFound is returned by Store methods when a row does not exist.
+var ErrNotFound = errors.New("spend: not found")
+
+// codeOf returns the code of err if it carries one.
+func codeOf(err error) string {
+	var c interface{ Code() string }
+	if errors.As(err, &c) {
+		return c.Code()
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// CodeOf returns the stable code of err, or "" for internal errors.
+func CodeOf(err error) string { return codeOf(err) }

@@ -1,0 +1,554 @@
+package spend
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/purserhq/purser/internal/audit"
+	"github.com/purserhq/purser/internal/mandate"
+	"github.com/purserhq/purser/internal/money"
+)
+
+// Caller is an agent request whose signature the transport has verified:
+// Address recovered from the signature over (method, path, body hash,
+// nonce, expiry). The service resolves it to an agent and spends the nonce
+// in the same transaction as the request's effect.
+type Caller struct {
+	Address   string // EIP-55 identity address
+	Nonce     string // 0x hex, single use
+	Expires   time.Time
+	Signature string // 0x hex, kept in the audit trail as the signed intent
+	Body      []byte // the exact signed body
+}
+
+// AuthorizeRequest is the spend intent an agent signs.
+type AuthorizeRequest struct {
+	Rail           string
+	Host           string
+	Payee          string
+	Asset          string // symbol or token address; "" means USDC
+	Network        string // CAIP-2; "" means the server's default network
+	Amount         string // decimal, in the asset's units: the most this spend may cost
+	IdempotencyKey string
+	Memo           string
+}
+
+// Outcome is the result of an authorization: the spend and whether it was
+// an idempotent replay of an earlier request.
+type Outcome struct {
+	Spend    *Spend
+	Replayed bool
+}
+
+var (
+	railRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+	keyRE  = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$`)
+	payeRE = regexp.MustCompile(`^[A-Za-z0-9:._@-]{1,128}$`)
+)
+
+// prepared is a validated AuthorizeRequest.
+type prepared struct {
+	req       AuthorizeRequest
+	asset     money.Asset
+	amount    *big.Int
+	amountUSD *big.Int
+}
+
+func (s *Service) prepare(r AuthorizeRequest) (*prepared, error) {
+	if r.Rail == "" {
+		return nil, Errorf(CodeInvalidRequest, "rail is required").WithDetails(map[string]any{"field": "rail"})
+	}
+	if !railRE.MatchString(r.Rail) {
+		return nil, Errorf(CodeInvalidRequest, "rail %q is malformed", r.Rail).WithDetails(map[string]any{"field": "rail"})
+	}
+	if _, ok := s.rails[r.Rail]; !ok {
+		return nil, Errorf(CodeRailUnknown, "rail %q is not configured on this server", r.Rail).WithDetails(map[string]any{"field": "rail"})
+	}
+	if r.Payee == "" || !payeRE.MatchString(r.Payee) {
+		return nil, Errorf(CodeInvalidRequest, "payee is required: a 0x address or an id of 1-128 characters [A-Za-z0-9:._@-]").WithDetails(map[string]any{"field": "payee"})
+	}
+	r.Payee = normalizePayee(r.Payee)
+	if r.Host != "" && !hostRE.MatchString(r.Host) {
+		return nil, Errorf(CodeInvalidRequest, "host %q is malformed: a DNS name with an optional :port", r.Host).WithDetails(map[string]any{"field": "host"})
+	}
+	r.Host = strings.ToLower(r.Host)
+	if r.IdempotencyKey != "" && !keyRE.MatchString(r.IdempotencyKey) {
+		return nil, Errorf(CodeInvalidRequest, "idempotency_key must be 1-255 printable ASCII characters").WithDetails(map[string]any{"field": "idempotency_key"})
+	}
+	if len(r.Memo) > 256 {
+		return nil, Errorf(CodeInvalidRequest, "memo is longer than 256 bytes").WithDetails(map[string]any{"field": "memo"})
+	}
+	if r.Asset == "" {
+		r.Asset = "USDC"
+	}
+	if r.Network == "" {
+		r.Network = s.cfg.DefaultNetwork
+	}
+	asset, err := s.cfg.Assets.Lookup(r.Network, r.Asset)
+	if err != nil {
+		return nil, err
+	}
+	r.Asset, r.Network = asset.Symbol, asset.Network
+	if r.Amount == "" {
+		return nil, Errorf(CodeInvalidRequest, "amount is required").WithDetails(map[string]any{"field": "amount"})
+	}
+	amount, err := money.ParsePositive(r.Amount, asset.Decimals)
+	if err != nil {
+		return nil, err
+	}
+	usdAmt, err := money.ToUSD(asset, amount)
+	if err != nil {
+		return nil, err
+	}
+	r.Amount = money.FormatAmount(amount, asset.Decimals)
+	return &prepared{req: r, asset: asset, amount: amount, amountUSD: usdAmt}, nil
+}
+
+// conflictField names the first field in which a replayed request under
+// an idempotency key differs from the original.
+func conflictField(sp *Spend, p *prepared) string {
+	switch {
+	case sp.Rail != p.req.Rail:
+		return "rail"
+	case sp.Host != p.req.Host:
+		return "host"
+	case sp.Payee != p.req.Payee:
+		return "payee"
+	case sp.Asset != p.req.Asset:
+		return "asset"
+	case sp.Network != p.req.Network:
+		return "network"
+	case sp.Amount.Cmp(p.amount) != 0:
+		return "amount"
+	case sp.Memo != p.req.Memo:
+		return "memo"
+	}
+	return ""
+}
+
+// authAgent resolves and locks the caller's agent and spends its nonce.
+func (s *Service) authAgent(ctx context.Context, tx Tx, c Caller, lock bool) (*Agent, error) {
+	var a *Agent
+	var k *AgentKey
+	var err error
+	if lock {
+		a, k, err = tx.AgentLockByKey(ctx, c.Address)
+	} else {
+		if k, err = tx.AgentKeyGet(ctx, c.Address); err == nil {
+			a, err = tx.AgentGet(ctx, k.AgentID)
+		}
+	}
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeAgentUnknown, "no agent has identity key %s", c.Address)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if k.RevokedAt != nil {
+		return nil, Errorf(CodeAgentKeyRevoked, "identity key %s was revoked", c.Address)
+	}
+	fresh, err := tx.NonceUse(ctx, a.ID, c.Nonce, c.Expires)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return nil, Errorf(CodeNonceReplayed, "request nonce was already used; sign every request with a new nonce")
+	}
+	return a, nil
+}
+
+// Authorize is the pipeline's front half: authenticate, check
+// idempotency, evaluate the mandate and, in the same transaction, reserve
+// the hold and append the decision's audit event. An allowed spend on a
+// rail that executes is then executed.
+func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (*Outcome, error) {
+	p, err := s.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	var out Outcome
+	err = s.inTx(ctx, func(tx Tx) error {
+		out = Outcome{}
+		now := s.now()
+		a, err := s.authAgent(ctx, tx, c, true)
+		if err != nil {
+			return err
+		}
+		if p.req.IdempotencyKey != "" {
+			prev, err := tx.SpendGetByIdempotencyKey(ctx, a.ID, p.req.IdempotencyKey)
+			switch {
+			case err == nil:
+				if f := conflictField(prev, p); f != "" {
+					return Errorf(CodeIdempotencyConflict, "idempotency key %q was used for a different request (field %s differs)", p.req.IdempotencyKey, f).
+						WithDetails(map[string]any{"field": f, "spend_id": prev.ID})
+				}
+				out = Outcome{Spend: prev, Replayed: true}
+				return nil
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+		}
+		return s.decide(ctx, tx, a, c, p, now, &out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !out.Replayed && out.Spend.Status == StatusAuthorized {
+		if _, ok := s.rails[out.Spend.Rail].(Executor); ok {
+			sp, err := s.execute(ctx, out.Spend)
+			if err != nil {
+				return nil, err
+			}
+			out.Spend = sp
+		}
+	}
+	return &out, nil
+}
+
+func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prepared, now time.Time, out *Outcome) error {
+	m, err := s.mandateFor(ctx, tx, a.ID, a.MandateVersion)
+	if err != nil {
+		return err
+	}
+	var dayKey string
+	if m != nil {
+		dayKey = m.DayKey(now)
+	} else {
+		dayKey = now.Format(time.DateOnly)
+	}
+	var dec mandate.Decision
+	switch a.Status {
+	case AgentFrozen:
+		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_frozen"}}
+	case AgentRevoked:
+		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_revoked"}}
+	default:
+		u := mandate.Usage{}
+		if m != nil && m.Bounded() {
+			used, err := tx.UsageGet(ctx, a.ID, []string{windowDay(dayKey), windowLifetime})
+			if err != nil {
+				return err
+			}
+			u.DailyUSD, u.LifetimeUSD = used[0], used[1]
+			if m.Rate != nil && a.RateWindowStart == m.RateWindowStart(now).Unix() {
+				u.RateCount = a.RateCount
+			}
+			if m.ApproveNewPayees {
+				if u.PayeeKnown, err = tx.PayeeKnown(ctx, a.ID, p.req.Payee); err != nil {
+					return err
+				}
+			}
+		}
+		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
+	}
+	sp := &Spend{
+		ID: newID("spd"), AgentID: a.ID, IdempotencyKey: p.req.IdempotencyKey,
+		Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, Asset: p.req.Asset, Network: p.req.Network,
+		Amount: p.amount, AmountUSD: p.amountUSD, Reasons: dec.Reasons, MandateVersion: a.MandateVersion,
+		DayKey: dayKey, Memo: p.req.Memo, Intent: c.Body, IntentSig: c.Signature, IntentNonce: c.Nonce,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if sp.Reasons == nil {
+		sp.Reasons = []string{}
+	}
+	action := ""
+	switch dec.Verdict {
+	case mandate.Allow:
+		sp.Status, sp.ExpiresAt, action = StatusAuthorized, now.Add(s.cfg.HoldTTL), "spend.authorize"
+	case mandate.NeedsApproval:
+		sp.Status, sp.ExpiresAt, action = StatusPendingApproval, now.Add(s.cfg.ApprovalTTL), "spend.request_approval"
+	default:
+		sp.Status, action = StatusDenied, "spend.deny"
+	}
+	if err := tx.SpendCreate(ctx, sp); err != nil {
+		return err
+	}
+	if sp.Status.Holding() {
+		if err := s.hold(ctx, tx, a.ID, dayKey, sp.AmountUSD); err != nil {
+			return err
+		}
+		if m != nil && m.Rate != nil {
+			ws := m.RateWindowStart(now).Unix()
+			if a.RateWindowStart != ws {
+				a.RateWindowStart, a.RateCount = ws, 0
+			}
+			a.RateCount++
+			if err := tx.AgentUpdate(ctx, a); err != nil {
+				return err
+			}
+		}
+		if sp.Status == StatusAuthorized && m != nil && m.ApproveNewPayees {
+			if err := tx.PayeeAdd(ctx, a.ID, sp.Payee); err != nil {
+				return err
+			}
+		}
+	}
+	out.Spend = sp
+	return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, spendDetails(sp, c))
+}
+
+// spendDetails is the audit record of a decision: who asked for what,
+// with the signature that proves it, and what was decided under which
+// mandate version.
+func spendDetails(sp *Spend, c Caller) map[string]any {
+	return map[string]any{
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "rail": sp.Rail, "host": sp.Host, "payee": sp.Payee,
+		"asset": sp.Asset, "network": sp.Network, "amount": sp.Amount.String(), "amount_usd": usd(sp.AmountUSD),
+		"status": sp.Status, "reasons": sp.Reasons, "mandate_version": sp.MandateVersion, "day": sp.DayKey,
+		"idempotency_key": sp.IdempotencyKey,
+		"intent": map[string]any{"signer": c.Address, "body": string(c.Body), "signature": c.Signature,
+			"nonce": c.Nonce, "expires": c.Expires.Unix()},
+	}
+}
+
+func usd(v *big.Int) string {
+	if v == nil {
+		return "0"
+	}
+	return money.FormatAmount(v, money.USDDecimals)
+}
+
+// hold counts amount against the agent's daily and lifetime windows.
+func (s *Service) hold(ctx context.Context, tx Tx, agentID, dayKey string, amount *big.Int) error {
+	if err := tx.UsageAdd(ctx, agentID, windowDay(dayKey), amount); err != nil {
+		return err
+	}
+	return tx.UsageAdd(ctx, agentID, windowLifetime, amount)
+}
+
+// finish moves a holding spend to a terminal (or unknown) status and
+// adjusts the windows: captured keeps capturedUSD and gives back the rest
+// of the hold; every other terminal status gives back the whole hold.
+func (s *Service) finish(ctx context.Context, tx Tx, sp *Spend, to Status, captured *big.Int, now time.Time, reasons []string) error {
+	if !sp.Status.Holding() {
+		return Errorf(CodeInvalidState, "spend %s is %s", sp.ID, sp.Status)
+	}
+	release := new(big.Int).Set(sp.AmountUSD)
+	if to == StatusCaptured {
+		asset, err := s.cfg.Assets.Lookup(sp.Network, sp.Asset)
+		if err != nil {
+			return err
+		}
+		cusd, err := money.ToUSD(asset, captured)
+		if err != nil {
+			return err
+		}
+		if cusd.Cmp(sp.AmountUSD) > 0 { // rounding can never make a capture count more than its hold
+			cusd.Set(sp.AmountUSD)
+		}
+		sp.Captured, sp.CapturedUSD = captured, cusd
+		release.Sub(release, cusd)
+	}
+	if to.Holding() {
+		release.SetInt64(0)
+	}
+	if release.Sign() != 0 {
+		if err := s.hold(ctx, tx, sp.AgentID, sp.DayKey, new(big.Int).Neg(release)); err != nil {
+			return err
+		}
+	}
+	sp.Status, sp.UpdatedAt = to, now
+	if to.Terminal() {
+		sp.ExpiresAt = time.Time{}
+	}
+	if reasons != nil {
+		sp.Reasons = reasons
+	}
+	return tx.SpendUpdate(ctx, sp)
+}
+
+// ownSpend loads a spend of agent a; another agent's spend is reported
+// as not found, so an agent learns nothing about other agents.
+func ownSpend(ctx context.Context, tx Tx, a *Agent, id string) (*Spend, error) {
+	sp, err := tx.SpendGet(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && sp.AgentID != a.ID) {
+		return nil, Errorf(CodeSpendNotFound, "no spend %q", id)
+	}
+	return sp, err
+}
+
+// AgentGetSpend returns one of the caller's spends (to poll an approval).
+func (s *Service) AgentGetSpend(ctx context.Context, c Caller, id string) (*Spend, error) {
+	var sp *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		a, err := s.authAgent(ctx, tx, c, false)
+		if err != nil {
+			return err
+		}
+		sp, err = ownSpend(ctx, tx, a, id)
+		return err
+	})
+	return sp, err
+}
+
+// Confirm executes an authorized (for example, approved) spend on its
+// rail. For a rail Purser does not execute it returns the spend as is:
+// the agent then pays and reports capture or release.
+func (s *Service) Confirm(ctx context.Context, c Caller, id string) (*Spend, error) {
+	var sp *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		a, err := s.authAgent(ctx, tx, c, false)
+		if err != nil {
+			return err
+		}
+		sp, err = ownSpend(ctx, tx, a, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch sp.Status {
+	case StatusAuthorized:
+	case StatusPendingApproval:
+		return nil, Errorf(CodeInvalidState, "spend %s is still waiting for an owner's approval", sp.ID).WithDetails(map[string]any{"status": sp.Status})
+	default:
+		return sp, nil // captured, released, …: confirming again changes nothing
+	}
+	if _, ok := s.rails[sp.Rail].(Executor); !ok {
+		return sp, nil
+	}
+	return s.execute(ctx, sp)
+}
+
+// execute runs the rail with a detached context and settles the outcome.
+func (s *Service) execute(ctx context.Context, sp *Spend) (*Spend, error) {
+	ex := s.rails[sp.Rail].(Executor)
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
+	defer cancel()
+	res, err := ex.Execute(ectx, sp)
+	if err != nil {
+		s.log.Warn("rail execution failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
+		if res.Outcome == "" {
+			res.Outcome = "unknown" // an error is not proof that nothing moved
+		}
+	}
+	return s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+}
+
+// settle records a rail's outcome for a spend.
+func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor audit.Actor) (*Spend, error) {
+	var out *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		sp, err := tx.SpendGet(ctx, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
+			return err
+		}
+		if sp, err = tx.SpendGet(ctx, id); err != nil {
+			return err
+		}
+		out = sp
+		if !sp.Status.Holding() {
+			return nil // settled already (by a reconciler or an expiry)
+		}
+		sp.RailRef = res.Ref
+		var action string
+		switch res.Outcome {
+		case "captured":
+			amt := res.Captured
+			if amt == nil || amt.Sign() < 0 || amt.Cmp(sp.Amount) > 0 {
+				return Errorf(CodeCaptureExceedsHold, "rail %s reported capturing %v, more than the %s held", sp.Rail, amt, sp.Amount)
+			}
+			err, action = s.finish(ctx, tx, sp, StatusCaptured, amt, now, nil), "spend.capture"
+		case "failed":
+			err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, nil), "spend.release"
+		default:
+			if sp.Status == StatusUnknown {
+				return nil
+			}
+			err, action = s.finish(ctx, tx, sp, StatusUnknown, nil, now, nil), "spend.unknown"
+		}
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, actor, action, "spend:"+sp.ID, map[string]any{
+			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "captured": amountString(sp.Captured),
+			"captured_usd": usd(sp.CapturedUSD), "rail_ref": sp.RailRef})
+	})
+	return out, err
+}
+
+func amountString(v *big.Int) string {
+	if v == nil {
+		return ""
+	}
+	return v.String()
+}
+
+// Capture records that an authorized spend on a rail Purser does not
+// execute was paid: amount (asset units, decimal; "" for the full hold)
+// is counted and the rest of the hold released. Capturing again with the
+// same amount returns the spend unchanged.
+func (s *Service) Capture(ctx context.Context, c Caller, id, amount string) (*Spend, error) {
+	return s.agentSettle(ctx, c, id, StatusCaptured, amount)
+}
+
+// Release gives back an authorized or pending spend's whole hold: the
+// agent did not pay.
+func (s *Service) Release(ctx context.Context, c Caller, id string) (*Spend, error) {
+	return s.agentSettle(ctx, c, id, StatusReleased, "")
+}
+
+func (s *Service) agentSettle(ctx context.Context, c Caller, id string, to Status, amount string) (*Spend, error) {
+	var out *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		a, err := s.authAgent(ctx, tx, c, true)
+		if err != nil {
+			return err
+		}
+		sp, err := ownSpend(ctx, tx, a, id)
+		if err != nil {
+			return err
+		}
+		if _, ok := s.rails[sp.Rail].(Executor); ok {
+			return Errorf(CodeInvalidState, "rail %s settles its own spends", sp.Rail)
+		}
+		var amt *big.Int
+		if to == StatusCaptured {
+			asset, err := s.cfg.Assets.Lookup(sp.Network, sp.Asset)
+			if err != nil {
+				return err
+			}
+			if amount == "" {
+				amt = new(big.Int).Set(sp.Amount)
+			} else if amt, err = money.ParseAmount(amount, asset.Decimals); err != nil {
+				return err
+			}
+			if amt.Cmp(sp.Amount) > 0 {
+				return Errorf(CodeCaptureExceedsHold, "capture of %s %s exceeds the %s held", amount, sp.Asset, money.FormatAmount(sp.Amount, asset.Decimals))
+			}
+		}
+		if sp.Status == to && (to != StatusCaptured || sp.Captured.Cmp(amt) == 0) {
+			out = sp // a retried report changes nothing
+			return nil
+		}
+		switch {
+		case to == StatusCaptured && sp.Status != StatusAuthorized && sp.Status != StatusUnknown:
+			return Errorf(CodeInvalidState, "spend %s is %s; only an authorized spend can be captured", sp.ID, sp.Status).WithDetails(map[string]any{"status": sp.Status})
+		case to == StatusReleased && !sp.Status.Holding():
+			return Errorf(CodeInvalidState, "spend %s is %s; nothing to release", sp.ID, sp.Status).WithDetails(map[string]any{"status": sp.Status})
+		}
+		if err := s.finish(ctx, tx, sp, to, amt, now, nil); err != nil {
+			return err
+		}
+		out = sp
+		action := "spend.capture"
+		if to == StatusReleased {
+			action = "spend.release"
+		}
+		return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, map[string]any{
+			"spend_id": sp.ID, "agent_id": a.ID, "status": sp.Status, "captured": amountString(sp.Captured),
+			"captured_usd": usd(sp.CapturedUSD), "intent": map[string]any{"signer": c.Address, "body": string(c.Body),
+				"signature": c.Signature, "nonce": c.Nonce, "expires": c.Expires.Unix()}})
+	})
+	return out, err
+}

@@ -1,0 +1,244 @@
+package spend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/purserhq/purser/internal/audit"
+	"github.com/purserhq/purser/internal/mandate"
+	"github.com/purserhq/purser/internal/money"
+)
+
+// Clock is where the service reads the time; tests substitute their own.
+type Clock interface{ Now() time.Time }
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// WalletProvider derives an agent's server-held wallets; implemented by
+// the keystore. It must be deterministic: the same index always yields the
+// same addresses.
+type WalletProvider interface {
+	Wallets(index uint32) ([]Wallet, error)
+}
+
+// Rail is a payment rail. The required part is tiny: a name. A rail that
+// moves money itself also implements Executor; a rail Purser only governs
+// (the "custom" rail: the agent pays elsewhere and reports the outcome)
+// does not.
+type Rail interface {
+	Name() string
+}
+
+// Executor moves money for an authorized spend. Execute is called only
+// after the hold and its audit event are committed, outside any
+// transaction, with a context detached from the request. It must be
+// idempotent on s.ID: a second call for the same spend must not pay twice.
+type Executor interface {
+	Execute(ctx context.Context, s *Spend) (ExecResult, error)
+}
+
+// ExecResult is what a rail reports after Execute.
+type ExecResult struct {
+	// Outcome: "captured" (money moved: Captured is the actual amount,
+	// at most the spend's Amount), "failed" (nothing moved: release the
+	// hold) or "unknown" (cannot tell yet: keep the hold, reconcile later).
+	Outcome  string
+	Captured *big.Int
+	Ref      string
+}
+
+// Reconciler is implemented by rails that can find out what happened to
+// a spend whose outcome is unknown.
+type Reconciler interface {
+	Reconcile(ctx context.Context, s *Spend) (ExecResult, error)
+}
+
+// CustomRail is the rail for payments Purser authorises but does not
+// execute: the agent pays by other means and reports capture or release.
+type CustomRail struct{}
+
+// Name returns "custom".
+func (CustomRail) Name() string { return "custom" }
+
+// Config wires a Service.
+type Config struct {
+	Store          Store
+	Assets         *money.Registry
+	Wallets        WalletProvider
+	Checkpoints    audit.CheckpointSigner
+	Clock          Clock
+	Logger         *slog.Logger
+	Rails          []Rail // "custom" is always present
+	DefaultNetwork string // CAIP-2 used when a request names none
+	HoldTTL        time.Duration
+	ApprovalTTL    time.Duration
+	TxTimeout      time.Duration // deadline of every store transaction
+	ExecTimeout    time.Duration // deadline of a rail execution
+}
+
+// Service is the spend pipeline and the agent and mandate administration
+// around it. It is safe for concurrent use.
+type Service struct {
+	cfg   Config
+	store Store
+	clock Clock
+	log   *slog.Logger
+	rails map[string]Rail
+
+	mu       sync.Mutex
+	mandates map[string]*mandate.Mandate // agentID/version → decoded; versions are immutable
+}
+
+// NewService checks cfg and builds a Service.
+func NewService(cfg Config) (*Service, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("spend: Config.Store is required"))
+	}
+	if cfg.Assets == nil {
+		errs = append(errs, errors.New("spend: Config.Assets is required"))
+	}
+	if cfg.Wallets == nil {
+		errs = append(errs, errors.New("spend: Config.Wallets is required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HoldTTL <= 0 {
+		cfg.HoldTTL = 15 * time.Minute
+	}
+	if cfg.ApprovalTTL <= 0 {
+		cfg.ApprovalTTL = time.Hour
+	}
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = 10 * time.Second
+	}
+	if cfg.ExecTimeout <= 0 {
+		cfg.ExecTimeout = 60 * time.Second
+	}
+	s := &Service{
+		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,
+		rails:    map[string]Rail{"custom": CustomRail{}},
+		mandates: map[string]*mandate.Mandate{},
+	}
+	for _, r := range cfg.Rails {
+		s.rails[r.Name()] = r
+	}
+	return s, nil
+}
+
+// Rails returns the names of the rails this service knows.
+func (s *Service) Rails() []string {
+	out := make([]string, 0, len(s.rails))
+	for n := range s.rails {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Microsecond) }
+
+// inTx runs fn in a store transaction with the service's deadline.
+func (s *Service) inTx(ctx context.Context, fn func(tx Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
+	defer cancel()
+	err := s.store.InTx(ctx, fn)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Errorf(CodeUnavailable, "the store did not answer in time; nothing was changed")
+	}
+	return err
+}
+
+func (s *Service) read(ctx context.Context, fn func(tx Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
+	defer cancel()
+	return s.store.Read(ctx, fn)
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newID returns prefix_ + 16 random bytes in Crockford base32.
+func newID(prefix string) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("spend: crypto/rand failed: " + err.Error())
+	}
+	return prefix + "_" + idEncoding.EncodeToString(b[:])
+}
+
+// appendAudit marshals details and appends one event to tx.
+func appendAudit(ctx context.Context, tx Tx, now time.Time, actor audit.Actor, action, subject string, details any) error {
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("spend: audit details: %w", err)
+	}
+	return tx.AuditAppend(ctx, &audit.Event{Time: now, Actor: actor, Action: action, Subject: subject, Details: raw})
+}
+
+// OwnerActor is the actor of owner actions taken with the owner token.
+var OwnerActor = audit.Actor{Type: "owner", ID: "owner"}
+
+// SystemActor is the actor of the service's own transitions (expiry).
+var SystemActor = audit.Actor{Type: "system", ID: "purser"}
+
+func agentActor(a *Agent) audit.Actor { return audit.Actor{Type: "agent", ID: a.ID} }
+
+// mandateFor returns the decoded mandate version, from cache or tx.
+func (s *Service) mandateFor(ctx context.Context, tx Tx, agentID string, version int64) (*mandate.Mandate, error) {
+	if version == 0 {
+		return nil, nil
+	}
+	key := fmt.Sprintf("%s/%d", agentID, version)
+	s.mu.Lock()
+	m, ok := s.mandates[key]
+	s.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	rec, err := tx.MandateGet(ctx, agentID, version)
+	if err != nil {
+		return nil, fmt.Errorf("spend: load mandate %s: %w", key, err)
+	}
+	m, err = mandate.Decode(rec.Body)
+	if err != nil {
+		return nil, fmt.Errorf("spend: stored mandate %s does not decode: %w", key, err)
+	}
+	s.mu.Lock()
+	if len(s.mandates) > 100_000 { // bound memory; entries are cheap to reload
+		clear(s.mandates)
+	}
+	s.mandates[key] = m
+	s.mu.Unlock()
+	return m, nil
+}
+
+// normalizePayee lower-cases 0x addresses so that allowlists and
+// "known payee" checks compare equal.
+func normalizePayee(p string) string {
+	if len(p) == 42 && (strings.HasPrefix(p, "0x") || strings.HasPrefix(p, "0X")) {
+		return "0x" + strings.ToLower(p[2:])
+	}
+	return p
+}
+
+// Rail returns the rail registered under name, or nil.
+func (s *Service) Rail(name string) Rail { return s.rails[name] }

@@ -1,0 +1,103 @@
+package spend
+
+import (
+	"context"
+	"math/big"
+	"time"
+
+	"github.com/purserhq/purser/internal/audit"
+)
+
+// Store is the persistence the service needs. Implementations live in
+// internal/store/*, and internal/store/storetest is the one definition of
+// correct behaviour that every implementation must pass.
+//
+// API is internal and not stable.
+type Store interface {
+	// InTx runs fn in a read-write transaction and commits it. fn must not
+	// keep references to tx after it returns and must be safe to run again
+	// (an implementation may retry a transaction that lost a serialization
+	// race, or group several callers' fns into one commit, each behind its
+	// own savepoint). When InTx returns nil, everything fn wrote, including
+	// its audit events, is durable. When it returns an error, nothing is.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// Read runs fn against a consistent read-only view. Writes through tx
+	// fail.
+	Read(ctx context.Context, fn func(tx Tx) error) error
+	// AuditEvents returns up to limit events with seq > afterSeq in order.
+	AuditEvents(ctx context.Context, afterSeq int64, limit int) ([]*audit.Event, error)
+	// AuditHead returns the last sequence number and hash (0 and zero hash
+	// for an empty chain).
+	AuditHead(ctx context.Context) (int64, [32]byte, error)
+	// CheckpointAdd stores a signed checkpoint; a second one for the same
+	// seq is ignored.
+	CheckpointAdd(ctx context.Context, c audit.Checkpoint) error
+	// Checkpoints returns the checkpoints with seq <= uptoSeq, in order.
+	Checkpoints(ctx context.Context, uptoSeq int64) ([]audit.Checkpoint, error)
+	Close() error
+}
+
+// Tx is a store transaction. Methods return ErrNotFound when a row does
+// not exist.
+type Tx interface {
+	AgentCreate(ctx context.Context, a *Agent) error
+	// AgentGet finds an agent by id or by name.
+	AgentGet(ctx context.Context, ref string) (*Agent, error)
+	// AgentLock reads an agent and locks its row until the transaction
+	// ends: every change of an agent's budgets or status takes this lock
+	// first, which is what serialises a freeze with later authorizations.
+	AgentLock(ctx context.Context, id string) (*Agent, error)
+	// AgentLockByKey resolves an identity key (active or revoked) to its
+	// agent and locks the agent row.
+	AgentLockByKey(ctx context.Context, address string) (*Agent, *AgentKey, error)
+	// AgentKeyGet returns an identity key without locking.
+	AgentKeyGet(ctx context.Context, address string) (*AgentKey, error)
+	AgentUpdate(ctx context.Context, a *Agent) error
+	AgentList(ctx context.Context) ([]*Agent, error)
+	AgentMaxWalletIndex(ctx context.Context) (int64, error) // -1 when there is no agent
+
+	AgentKeyAdd(ctx context.Context, k *AgentKey) error
+	AgentKeysRevoke(ctx context.Context, agentID string, at time.Time) error
+
+	WalletAdd(ctx context.Context, w *Wallet) error
+	WalletList(ctx context.Context, agentID string) ([]Wallet, error)
+
+	MandatePut(ctx context.Context, m *MandateRecord) error
+	MandateGet(ctx context.Context, agentID string, version int64) (*MandateRecord, error)
+
+	// UsageGet returns the committed (held + captured) micro-USD per
+	// window; a window never written reads as zero.
+	UsageGet(ctx context.Context, agentID string, windows []string) ([]*big.Int, error)
+	// UsageAdd adds delta (which may be negative) to a window's counter.
+	UsageAdd(ctx context.Context, agentID, window string, delta *big.Int) error
+
+	PayeeKnown(ctx context.Context, agentID, payee string) (bool, error)
+	PayeeAdd(ctx context.Context, agentID, payee string) error
+
+	// NonceUse records an agent request nonce; fresh is false when it was
+	// seen before.
+	NonceUse(ctx context.Context, agentID, nonce string, expires time.Time) (fresh bool, err error)
+	NoncesPrune(ctx context.Context, before time.Time) (int64, error)
+
+	SpendCreate(ctx context.Context, s *Spend) error
+	SpendGet(ctx context.Context, id string) (*Spend, error)
+	SpendGetByIdempotencyKey(ctx context.Context, agentID, key string) (*Spend, error)
+	SpendUpdate(ctx context.Context, s *Spend) error
+	SpendList(ctx context.Context, p *SpendListParams) ([]*Spend, error)
+	// SpendCount counts spends in the given statuses.
+	SpendCount(ctx context.Context, statuses []Status) (int64, error)
+
+	// AuditAppend adds an event to the chain. The store assigns Seq,
+	// PrevHash and Hash when the transaction commits, so the chain head
+	// stays locked only for the commit itself.
+	AuditAppend(ctx context.Context, e *audit.Event) error
+}
+
+// SpendListParams filters SpendList. Zero values do not filter.
+type SpendListParams struct {
+	AgentID       string
+	Statuses      []Status
+	ExpiresBefore time.Time // only spends with a non-zero ExpiresAt before this
+	Limit         int       // 0: 100
+	NewestFirst   bool
+}

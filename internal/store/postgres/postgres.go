@@ -1,0 +1,76 @@
+// Package postgres opens Purser's multi-node store on PostgreSQL through
+// pgx. Several purser processes may share one database: agent rows are
+// locked with SELECT … FOR UPDATE, the audit chain head with a row lock
+// taken only at commit time, and migrations under an advisory lock.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"github.com/purserhq/purser/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.up.sql
+var migrations embed.FS
+
+// Migrations returns the embedded PostgreSQL migrations.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// migrationLockKey is an arbitrary constant naming Purser's advisory lock.
+const migrationLockKey = 0x70757273 // "purs"
+
+// Open connects to dsn (a postgres:// URL or key=value string) and
+// migrates the schema.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	db.SetMaxOpenConns(24)
+	db.SetMaxIdleConns(24)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s, err := sqlstore.New(ctx, sqlstore.Options{
+		Writer: db, Reader: db, Logger: log, Migrations: Migrations(),
+		Dialect: sqlstore.Dialect{
+			Name: "postgres", Numbered: true,
+			LockRows: " FOR UPDATE", LockAgentOf: " FOR UPDATE OF a",
+			Committers: 4, MaxBatch: 64, Retryable: retryable,
+			LockMigrations: func(ctx context.Context, c *sql.Conn) (func(), error) {
+				if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+					return nil, err
+				}
+				return func() { c.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", migrationLockKey) }, nil //nolint:errcheck
+			},
+		},
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// retryable: serialization failure and deadlock abort a transaction that
+// would succeed if run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	return false
+}

@@ -1,0 +1,24 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/spend/spendtest"
+	"github.com/purserhq/purser/internal/store/postgres"
+	"github.com/purserhq/purser/internal/store/storetest"
+)
+
+func newStore(t *testing.T) spend.Store {
+	s, err := postgres.Open(context.Background(), storetest.PostgresDSN(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, newStore) }
+
+func TestPipeline(t *testing.T) { spendtest.RunPipeline(t, newStore) }

@@ -1,0 +1,524 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/purserhq/purser/internal/audit"
+	"github.com/purserhq/purser/internal/spend"
+)
+
+// Dialect states what differs between the engines.
+type Dialect struct {
+	Name string
+	// Numbered placeholders ($1, $2, …) instead of '?'.
+	Numbered bool
+	// LockRows is appended to SELECTs that must lock the rows they read
+	// (" FOR UPDATE"); empty where the single writer already excludes
+	// every other writer (SQLite).
+	LockRows string
+	// LockAgentOf locks only the agents row of a join.
+	LockAgentOf string
+	// Committers is how many batches may run at once.
+	Committers int
+	// MaxBatch bounds the callers grouped into one transaction.
+	MaxBatch int
+	// Retryable reports errors after which the whole batch may be run
+	// again (deadlock, serialization failure, busy).
+	Retryable func(error) bool
+	// LockMigrations serialises migration across processes.
+	LockMigrations func(ctx context.Context, c *sql.Conn) (unlock func(), err error)
+}
+
+// Options configures New.
+type Options struct {
+	Writer     *sql.DB // read-write pool (one connection for SQLite)
+	Reader     *sql.DB // read-only pool; may be Writer
+	Dialect    Dialect
+	Migrations fs.FS // NNNN_name.up.sql files
+	Logger     *slog.Logger
+	// BatchTimeout is the deadline of one group transaction.
+	BatchTimeout time.Duration
+}
+
+// Store is a spend.Store over database/sql.
+type Store struct {
+	w, r    *sql.DB
+	d       Dialect
+	log     *slog.Logger
+	timeout time.Duration
+	queue   chan *request
+	closing chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+	queries sync.Map // '?' query → dialect query
+}
+
+var _ spend.Store = (*Store)(nil)
+
+type request struct {
+	ctx  context.Context
+	fn   func(spend.Tx) error
+	err  error
+	done chan struct{}
+}
+
+// ErrClosed is returned by InTx after Close.
+var ErrClosed = errors.New("sqlstore: store is closed")
+
+// New migrates the database to the newest schema and starts the
+// committers.
+func New(ctx context.Context, o Options) (*Store, error) {
+	if o.Reader == nil {
+		o.Reader = o.Writer
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.BatchTimeout <= 0 {
+		o.BatchTimeout = 10 * time.Second
+	}
+	if o.Dialect.Committers <= 0 {
+		o.Dialect.Committers = 1
+	}
+	if o.Dialect.MaxBatch <= 0 {
+		o.Dialect.MaxBatch = 64
+	}
+	s := &Store{w: o.Writer, r: o.Reader, d: o.Dialect, log: o.Logger, timeout: o.BatchTimeout,
+		queue: make(chan *request, 4096), closing: make(chan struct{})}
+	if err := s.migrate(ctx, o.Migrations); err != nil {
+		return nil, err
+	}
+	for range s.d.Committers {
+		s.wg.Add(1)
+		go s.commitLoop()
+	}
+	return s, nil
+}
+
+// Close stops the committers after the queued transactions ran and closes
+// the pools.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	s.wg.Wait()
+	var errs []error
+	errs = append(errs, s.w.Close())
+	if s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// q rewrites a '?' query for the dialect (cached).
+func (s *Store) q(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	if v, ok := s.queries.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	out := b.String()
+	s.queries.Store(query, out)
+	return out
+}
+
+// InTx implements spend.Store. The caller waits for the batch its fn ran
+// in to commit (or fail); the batch has its own deadline, so the wait is
+// bounded even when the caller's context has none. A caller whose context
+// ended before its turn is skipped, so a vanished client never runs.
+func (s *Store) InTx(ctx context.Context, fn func(spend.Tx) error) error {
+	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
+	select {
+	case <-s.closing:
+		return ErrClosed
+	default:
+	}
+	select {
+	case s.queue <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return ErrClosed
+	}
+	<-r.done
+	return r.err
+}
+
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	for {
+		var first *request
+		select {
+		case first = <-s.queue:
+		case <-s.closing:
+			// Drain what is queued so that no caller waits forever.
+			for {
+				select {
+				case r := <-s.queue:
+					s.runBatch([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*request{first}
+	fill:
+		for len(batch) < s.d.MaxBatch {
+			select {
+			case r := <-s.queue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+func (s *Store) runBatch(batch []*request) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		err := s.tryBatch(ctx, batch)
+		cancel()
+		if err == nil {
+			return
+		}
+		if s.d.Retryable != nil && s.d.Retryable(err) && attempt < 5 {
+			s.log.Debug("store: retrying batch", "err", err, "attempt", attempt+1)
+			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+			continue
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = &spend.Error{Code: spend.CodeUnavailable, Message: "the database did not answer in time; nothing was changed"}
+		}
+		for _, r := range batch {
+			// A caller refused inside the batch keeps its own refusal:
+			// it was not going to commit anything anyway.
+			if r.err != nil && isCoded(r.err) {
+				continue
+			}
+			r.err = err
+		}
+		return
+	}
+}
+
+func isCoded(err error) bool { return spend.CodeOf(err) != "" }
+
+// tryBatch runs the batch in one transaction. A fn error is the caller's
+// own (its savepoint is rolled back); any database error fails the batch.
+func (s *Store) tryBatch(ctx context.Context, batch []*request) error {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	defer sqlTx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	single := len(batch) == 1
+	var events []*audit.Event
+	ran := 0
+	for _, r := range batch {
+		r.err = nil
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		t := &txn{s: s, tx: sqlTx, ctx: ctx}
+		if !single {
+			if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT purser_call"); err != nil {
+				return fmt.Errorf("sqlstore: savepoint: %w", err)
+			}
+		}
+		ferr := r.fn(t)
+		if t.dbErr != nil && (s.d.Retryable != nil && s.d.Retryable(t.dbErr) || ctx.Err() != nil) {
+			return t.dbErr // the transaction is lost: retry or fail the whole batch
+		}
+		if ferr != nil {
+			r.err = ferr
+			if single {
+				return nil // nothing else to commit
+			}
+			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT purser_call"); err != nil {
+				return fmt.Errorf("sqlstore: rollback to savepoint: %w", err)
+			}
+			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT purser_call"); err != nil {
+				return fmt.Errorf("sqlstore: release savepoint: %w", err)
+			}
+			continue
+		}
+		if !single {
+			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT purser_call"); err != nil {
+				return fmt.Errorf("sqlstore: release savepoint: %w", err)
+			}
+		}
+		events = append(events, t.events...)
+		ran++
+	}
+	if ran == 0 {
+		return nil
+	}
+	if len(events) > 0 {
+		if err := s.appendEvents(ctx, sqlTx, events); err != nil {
+			return err
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// appendEvents links events to the chain head and inserts them. The head
+// row is locked only here, at the end of the batch, so that concurrent
+// batches (and processes) serialise on the chain for as short as possible.
+func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events []*audit.Event) error {
+	var seq int64
+	var headHex string
+	if err := tx.QueryRowContext(ctx, s.q("SELECT seq, hash FROM audit_head WHERE id = 1"+s.d.LockRows)).Scan(&seq, &headHex); err != nil {
+		return fmt.Errorf("sqlstore: read audit head: %w", err)
+	}
+	prev, err := decodeHash(headHex)
+	if err != nil {
+		return fmt.Errorf("sqlstore: audit head: %w", err)
+	}
+	for _, e := range events {
+		seq++
+		e.Seq = seq
+		if err := e.Seal(prev); err != nil {
+			return fmt.Errorf("sqlstore: seal audit event: %w", err)
+		}
+		prev = e.Hash
+	}
+	const per = 50
+	for i := 0; i < len(events); i += per {
+		chunk := events[i:min(i+per, len(events))]
+		var b strings.Builder
+		b.WriteString("INSERT INTO audit_events (seq, at, actor_type, actor_id, action, subject, details, prev_hash, hash) VALUES ")
+		args := make([]any, 0, len(chunk)*9)
+		for j, e := range chunk {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?,?,?,?,?,?,?,?,?)")
+			args = append(args, e.Seq, e.Time.UnixMicro(), e.Actor.Type, e.Actor.ID, e.Action, e.Subject,
+				string(e.Details), hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(e.Hash[:]))
+		}
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return fmt.Errorf("sqlstore: insert audit events: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), seq, hex.EncodeToString(prev[:])); err != nil {
+		return fmt.Errorf("sqlstore: update audit head: %w", err)
+	}
+	return nil
+}
+
+func decodeHash(h string) ([32]byte, error) {
+	var out [32]byte
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		return out, fmt.Errorf("bad hash %q", h)
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+// Read implements spend.Store.
+func (s *Store) Read(ctx context.Context, fn func(spend.Tx) error) error {
+	sqlTx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin read: %w", err)
+	}
+	defer sqlTx.Rollback() //nolint:errcheck // read-only
+	return fn(&txn{s: s, tx: sqlTx, ctx: ctx, readOnly: true})
+}
+
+// AuditEvents implements spend.Store.
+func (s *Store) AuditEvents(ctx context.Context, afterSeq int64, limit int) ([]*audit.Event, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT seq, at, actor_type, actor_id, action, subject, details, prev_hash, hash
+		FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: audit events: %w", err)
+	}
+	defer rows.Close()
+	var out []*audit.Event
+	for rows.Next() {
+		var e audit.Event
+		var at int64
+		var details, prev, hash string
+		if err := rows.Scan(&e.Seq, &at, &e.Actor.Type, &e.Actor.ID, &e.Action, &e.Subject, &details, &prev, &hash); err != nil {
+			return nil, err
+		}
+		e.Time = time.UnixMicro(at).UTC()
+		e.Details = []byte(details)
+		// A stored hash that does not decode is tampering; let the
+		// verifier report it at this seq rather than failing the read.
+		e.PrevHash, _ = decodeHash(prev)
+		e.Hash, _ = decodeHash(hash)
+		out = append(out, &e)
+	}
+	return out, rows.Err()
+}
+
+// AuditHead implements spend.Store.
+func (s *Store) AuditHead(ctx context.Context) (int64, [32]byte, error) {
+	var seq int64
+	var h string
+	if err := s.r.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&seq, &h); err != nil {
+		return 0, [32]byte{}, fmt.Errorf("sqlstore: audit head: %w", err)
+	}
+	hash, err := decodeHash(h)
+	return seq, hash, err
+}
+
+// CheckpointAdd implements spend.Store.
+func (s *Store) CheckpointAdd(ctx context.Context, c audit.Checkpoint) error {
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES (?,?,?,?,?)
+		ON CONFLICT (seq) DO NOTHING`), c.Seq, hex.EncodeToString(c.Hash[:]), c.Time.UnixMicro(), c.KeyID, hex.EncodeToString(c.Signature))
+	if err != nil {
+		return fmt.Errorf("sqlstore: add checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Checkpoints implements spend.Store.
+func (s *Store) Checkpoints(ctx context.Context, uptoSeq int64) ([]audit.Checkpoint, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT seq, hash, at, key_id, signature FROM audit_checkpoints WHERE seq <= ? ORDER BY seq`), uptoSeq)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Checkpoint
+	for rows.Next() {
+		var c audit.Checkpoint
+		var h, sig string
+		var at int64
+		if err := rows.Scan(&c.Seq, &h, &at, &c.KeyID, &sig); err != nil {
+			return nil, err
+		}
+		c.Hash, _ = decodeHash(h)
+		c.Time = time.UnixMicro(at).UTC()
+		c.Signature, _ = hex.DecodeString(sig)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// migrate applies the embedded NNNN_name.up.sql files that are newer than
+// the database, each in its own transaction.
+func (s *Store) migrate(ctx context.Context, migrations fs.FS) error {
+	names, err := fs.Glob(migrations, "*.up.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrate: %w", err)
+	}
+	defer conn.Close()
+	if s.d.LockMigrations != nil {
+		unlock, err := s.d.LockMigrations(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("sqlstore: migration lock: %w", err)
+		}
+		defer unlock()
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlstore: migrations table: %w", err)
+	}
+	var current int64
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("sqlstore: schema version: %w", err)
+	}
+	for _, name := range names {
+		v, err := strconv.ParseInt(strings.SplitN(name, "_", 2)[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("sqlstore: migration %s: name must start with a number", name)
+		}
+		if v <= current {
+			continue
+		}
+		body, err := fs.ReadFile(migrations, name)
+		if err != nil {
+			return err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, stmt := range splitSQL(string(body)) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				tx.Rollback() //nolint:errcheck
+				return fmt.Errorf("sqlstore: migration %s: %w", name, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`), v, name, time.Now().UnixMicro()); err != nil {
+			tx.Rollback() //nolint:errcheck
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlstore: migration %s: %w", name, err)
+		}
+		s.log.Info("applied migration", "name", name)
+	}
+	return nil
+}
+
+// SchemaVersion returns the newest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+// splitSQL splits a migration into statements at semicolons that end a
+// line, dropping comment lines. Migrations keep to that form.
+func splitSQL(body string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.w.PingContext(ctx) }

@@ -1,0 +1,483 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/purserhq/purser/internal/audit"
+	"github.com/purserhq/purser/internal/spend"
+)
+
+// txn is one caller's view of a (possibly shared) transaction. Every
+// statement uses the batch's context, not the caller's: a caller that
+// gives up must not abort a transaction other callers share.
+type txn struct {
+	s        *Store
+	tx       *sql.Tx
+	ctx      context.Context
+	readOnly bool
+	events   []*audit.Event
+	dbErr    error // the first database error, to tell a lost transaction from a refusal
+}
+
+var _ spend.Tx = (*txn)(nil)
+
+var errReadOnly = errors.New("sqlstore: write in a read-only transaction")
+
+func (t *txn) fail(err error) error {
+	if err != nil && !errors.Is(err, spend.ErrNotFound) && t.dbErr == nil {
+		t.dbErr = err
+	}
+	return err
+}
+
+func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	if t.readOnly {
+		return nil, errReadOnly
+	}
+	res, err := t.tx.ExecContext(t.ctx, t.s.q(query), args...)
+	return res, t.fail(err)
+}
+
+func (t *txn) queryRow(query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, t.s.q(query), args...)
+}
+
+func (t *txn) scanErr(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return spend.ErrNotFound
+	}
+	return t.fail(err)
+}
+
+func micros(tm time.Time) int64 {
+	if tm.IsZero() {
+		return 0
+	}
+	return tm.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+const agentCols = "a.id, a.name, a.status, a.identity_address, a.wallet_index, a.mandate_version, a.rate_window_start, a.rate_count, a.created_at, a.updated_at"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanAgent(sc scanner, extra ...any) (*spend.Agent, error) {
+	var a spend.Agent
+	var status string
+	var idx, rc, created, updated int64
+	dest := append([]any{&a.ID, &a.Name, &status, &a.IdentityAddress, &idx, &a.MandateVersion, &a.RateWindowStart, &rc, &created, &updated}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return nil, err
+	}
+	a.Status, a.WalletIndex, a.RateCount = spend.AgentStatus(status), uint32(idx), int(rc)
+	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return &a, nil
+}
+
+func (t *txn) AgentCreate(_ context.Context, a *spend.Agent) error {
+	_, err := t.exec(`INSERT INTO agents (id, name, status, identity_address, wallet_index, mandate_version, rate_window_start, rate_count, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?)`, a.ID, a.Name, string(a.Status), a.IdentityAddress, int64(a.WalletIndex), a.MandateVersion,
+		a.RateWindowStart, a.RateCount, micros(a.CreatedAt), micros(a.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlstore: create agent: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) AgentGet(_ context.Context, ref string) (*spend.Agent, error) {
+	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+` FROM agents a WHERE a.id = ? OR a.name = ?`, ref, ref))
+	return a, t.scanErr(err)
+}
+
+func (t *txn) AgentLock(_ context.Context, id string) (*spend.Agent, error) {
+	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+` FROM agents a WHERE a.id = ?`+t.s.d.LockRows, id))
+	return a, t.scanErr(err)
+}
+
+func (t *txn) AgentLockByKey(_ context.Context, address string) (*spend.Agent, *spend.AgentKey, error) {
+	var k spend.AgentKey
+	var created int64
+	var revoked sql.NullInt64
+	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentOf, address),
+		&k.Address, &created, &revoked)
+	if err != nil {
+		return nil, nil, t.scanErr(err)
+	}
+	k.AgentID, k.CreatedAt = a.ID, fromMicros(created)
+	if revoked.Valid {
+		r := fromMicros(revoked.Int64)
+		k.RevokedAt = &r
+	}
+	return a, &k, nil
+}
+
+func (t *txn) AgentKeyGet(_ context.Context, address string) (*spend.AgentKey, error) {
+	var k spend.AgentKey
+	var created int64
+	var revoked sql.NullInt64
+	err := t.queryRow(`SELECT address, agent_id, created_at, revoked_at FROM agent_keys WHERE address = ?`, address).
+		Scan(&k.Address, &k.AgentID, &created, &revoked)
+	if err != nil {
+		return nil, t.scanErr(err)
+	}
+	k.CreatedAt = fromMicros(created)
+	if revoked.Valid {
+		r := fromMicros(revoked.Int64)
+		k.RevokedAt = &r
+	}
+	return &k, nil
+}
+
+func (t *txn) AgentUpdate(_ context.Context, a *spend.Agent) error {
+	res, err := t.exec(`UPDATE agents SET status = ?, identity_address = ?, mandate_version = ?, rate_window_start = ?, rate_count = ?, updated_at = ? WHERE id = ?`,
+		string(a.Status), a.IdentityAddress, a.MandateVersion, a.RateWindowStart, a.RateCount, micros(a.UpdatedAt), a.ID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: update agent: %w", err)
+	}
+	return mustAffect(res, "agent "+a.ID)
+}
+
+func mustAffect(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlstore: %s: %w", what, spend.ErrNotFound)
+	}
+	return nil
+}
+
+func (t *txn) AgentList(_ context.Context) ([]*spend.Agent, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+agentCols+` FROM agents a ORDER BY a.name`)
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	defer rows.Close()
+	var out []*spend.Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, t.fail(err)
+		}
+		out = append(out, a)
+	}
+	return out, t.fail(rows.Err())
+}
+
+func (t *txn) AgentMaxWalletIndex(_ context.Context) (int64, error) {
+	var v int64
+	err := t.queryRow(`SELECT COALESCE(MAX(wallet_index), -1) FROM agents`).Scan(&v)
+	return v, t.fail(err)
+}
+
+func (t *txn) AgentKeyAdd(_ context.Context, k *spend.AgentKey) error {
+	var revoked any
+	if k.RevokedAt != nil {
+		revoked = micros(*k.RevokedAt)
+	}
+	_, err := t.exec(`INSERT INTO agent_keys (address, agent_id, created_at, revoked_at) VALUES (?,?,?,?)`, k.Address, k.AgentID, micros(k.CreatedAt), revoked)
+	if err != nil {
+		return fmt.Errorf("sqlstore: add agent key: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) AgentKeysRevoke(_ context.Context, agentID string, at time.Time) error {
+	_, err := t.exec(`UPDATE agent_keys SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL`, micros(at), agentID)
+	return err
+}
+
+func (t *txn) WalletAdd(_ context.Context, w *spend.Wallet) error {
+	_, err := t.exec(`INSERT INTO wallets (agent_id, network, address, custody, path) VALUES (?,?,?,?,?)`, w.AgentID, w.Network, w.Address, w.Custody, w.Path)
+	if err != nil {
+		return fmt.Errorf("sqlstore: add wallet: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) WalletList(_ context.Context, agentID string) ([]spend.Wallet, error) {
+	rows, err := t.tx.QueryContext(t.ctx, t.s.q(`SELECT agent_id, network, address, custody, path FROM wallets WHERE agent_id = ? ORDER BY network`), agentID)
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	defer rows.Close()
+	out := []spend.Wallet{}
+	for rows.Next() {
+		var w spend.Wallet
+		if err := rows.Scan(&w.AgentID, &w.Network, &w.Address, &w.Custody, &w.Path); err != nil {
+			return nil, t.fail(err)
+		}
+		out = append(out, w)
+	}
+	return out, t.fail(rows.Err())
+}
+
+func (t *txn) MandatePut(_ context.Context, m *spend.MandateRecord) error {
+	_, err := t.exec(`INSERT INTO mandates (agent_id, version, body, created_at) VALUES (?,?,?,?)`, m.AgentID, m.Version, string(m.Body), micros(m.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlstore: put mandate: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) MandateGet(_ context.Context, agentID string, version int64) (*spend.MandateRecord, error) {
+	m := spend.MandateRecord{AgentID: agentID, Version: version}
+	var body string
+	var created int64
+	if err := t.queryRow(`SELECT body, created_at FROM mandates WHERE agent_id = ? AND version = ?`, agentID, version).Scan(&body, &created); err != nil {
+		return nil, t.scanErr(err)
+	}
+	m.Body, m.CreatedAt = json.RawMessage(body), fromMicros(created)
+	return &m, nil
+}
+
+func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*big.Int, error) {
+	out := make([]*big.Int, len(windows))
+	for i := range out {
+		out[i] = new(big.Int)
+	}
+	if len(windows) == 0 {
+		return out, nil
+	}
+	args := []any{agentID}
+	for _, w := range windows {
+		args = append(args, w)
+	}
+	rows, err := t.tx.QueryContext(t.ctx, t.s.q(`SELECT win, committed FROM budget_usage WHERE agent_id = ? AND win IN (?`+strings.Repeat(",?", len(windows)-1)+`)`), args...)
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var w, c string
+		if err := rows.Scan(&w, &c); err != nil {
+			return nil, t.fail(err)
+		}
+		v, ok := new(big.Int).SetString(c, 10)
+		if !ok {
+			return nil, fmt.Errorf("sqlstore: budget counter %s/%s is not a number", agentID, w)
+		}
+		for i, want := range windows {
+			if want == w {
+				out[i] = v
+			}
+		}
+	}
+	return out, t.fail(rows.Err())
+}
+
+// UsageAdd reads and rewrites the counter; callers hold the agent's row
+// lock, which is what makes the read-modify-write safe on every engine.
+func (t *txn) UsageAdd(ctx context.Context, agentID, window string, delta *big.Int) error {
+	cur, err := t.UsageGet(ctx, agentID, []string{window})
+	if err != nil {
+		return err
+	}
+	next := new(big.Int).Add(cur[0], delta)
+	if next.Sign() < 0 {
+		return fmt.Errorf("sqlstore: budget counter %s/%s would go negative (%s)", agentID, window, next)
+	}
+	_, err = t.exec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES (?,?,?)
+		ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, agentID, window, next.String())
+	return err
+}
+
+func (t *txn) PayeeKnown(_ context.Context, agentID, payee string) (bool, error) {
+	var one int
+	err := t.queryRow(`SELECT 1 FROM known_payees WHERE agent_id = ? AND payee = ?`, agentID, payee).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, t.fail(err)
+}
+
+func (t *txn) PayeeAdd(_ context.Context, agentID, payee string) error {
+	_, err := t.exec(`INSERT INTO known_payees (agent_id, payee) VALUES (?,?) ON CONFLICT (agent_id, payee) DO NOTHING`, agentID, payee)
+	return err
+}
+
+func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Time) (bool, error) {
+	res, err := t.exec(`INSERT INTO nonces (agent_id, nonce, expires_at) VALUES (?,?,?) ON CONFLICT (agent_id, nonce) DO NOTHING`, agentID, nonce, micros(expires))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
+	res, err := t.exec(`DELETE FROM nonces WHERE expires_at < ?`, micros(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+const spendCols = `id, agent_id, idempotency_key, rail, host, payee, asset, network, amount, amount_usd, captured, captured_usd,
+	status, reasons, mandate_version, day_key, memo, intent, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at`
+
+func nullable(v string) any {
+	if v == "" {
+		return nil
+	}
+	return v
+}
+
+func bigOrNil(v *big.Int) any {
+	if v == nil {
+		return nil
+	}
+	return v.String()
+}
+
+func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
+	reasons, err := json.Marshal(sp.Reasons)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
+		sp.Amount.String(), sp.AmountUSD.String(), bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD),
+		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, string(sp.Intent), sp.IntentSig, sp.IntentNonce,
+		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("sqlstore: create spend: %w", err)
+	}
+	return nil
+}
+
+func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
+	reasons, err := json.Marshal(sp.Reasons)
+	if err != nil {
+		return err
+	}
+	res, err := t.exec(`UPDATE spends SET captured = ?, captured_usd = ?, status = ?, reasons = ?, rail_ref = ?, updated_at = ?, expires_at = ? WHERE id = ?`,
+		bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD), string(sp.Status), string(reasons), sp.RailRef, micros(sp.UpdatedAt), micros(sp.ExpiresAt), sp.ID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: update spend: %w", err)
+	}
+	return mustAffect(res, "spend "+sp.ID)
+}
+
+func scanSpend(sc scanner) (*spend.Spend, error) {
+	var sp spend.Spend
+	var idem, captured, capturedUSD sql.NullString
+	var amount, amountUSD, status, reasons, intent string
+	var created, updated, expires int64
+	if err := sc.Scan(&sp.ID, &sp.AgentID, &idem, &sp.Rail, &sp.Host, &sp.Payee, &sp.Asset, &sp.Network, &amount, &amountUSD,
+		&captured, &capturedUSD, &status, &reasons, &sp.MandateVersion, &sp.DayKey, &sp.Memo, &intent, &sp.IntentSig,
+		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires); err != nil {
+		return nil, err
+	}
+	sp.IdempotencyKey, sp.Status, sp.Intent = idem.String, spend.Status(status), json.RawMessage(intent)
+	sp.CreatedAt, sp.UpdatedAt, sp.ExpiresAt = fromMicros(created), fromMicros(updated), fromMicros(expires)
+	var ok bool
+	if sp.Amount, ok = new(big.Int).SetString(amount, 10); !ok {
+		return nil, fmt.Errorf("sqlstore: spend %s: bad amount %q", sp.ID, amount)
+	}
+	if sp.AmountUSD, ok = new(big.Int).SetString(amountUSD, 10); !ok {
+		return nil, fmt.Errorf("sqlstore: spend %s: bad amount_usd %q", sp.ID, amountUSD)
+	}
+	if captured.Valid {
+		sp.Captured, _ = new(big.Int).SetString(captured.String, 10)
+	}
+	if capturedUSD.Valid {
+		sp.CapturedUSD, _ = new(big.Int).SetString(capturedUSD.String, 10)
+	}
+	if err := json.Unmarshal([]byte(reasons), &sp.Reasons); err != nil {
+		return nil, fmt.Errorf("sqlstore: spend %s: reasons: %w", sp.ID, err)
+	}
+	return &sp, nil
+}
+
+func (t *txn) SpendGet(_ context.Context, id string) (*spend.Spend, error) {
+	sp, err := scanSpend(t.queryRow(`SELECT `+spendCols+` FROM spends WHERE id = ?`, id))
+	return sp, t.scanErr(err)
+}
+
+func (t *txn) SpendGetByIdempotencyKey(_ context.Context, agentID, key string) (*spend.Spend, error) {
+	sp, err := scanSpend(t.queryRow(`SELECT `+spendCols+` FROM spends WHERE agent_id = ? AND idempotency_key = ?`, agentID, key))
+	return sp, t.scanErr(err)
+}
+
+func (t *txn) SpendList(_ context.Context, p *spend.SpendListParams) ([]*spend.Spend, error) {
+	var where []string
+	var args []any
+	if p.AgentID != "" {
+		where, args = append(where, "agent_id = ?"), append(args, p.AgentID)
+	}
+	if len(p.Statuses) > 0 {
+		where = append(where, "status IN (?"+strings.Repeat(",?", len(p.Statuses)-1)+")")
+		for _, st := range p.Statuses {
+			args = append(args, string(st))
+		}
+	}
+	if !p.ExpiresBefore.IsZero() {
+		where, args = append(where, "expires_at > 0 AND expires_at <= ?"), append(args, micros(p.ExpiresBefore))
+	}
+	q := `SELECT ` + spendCols + ` FROM spends`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	if p.NewestFirst {
+		q += " ORDER BY created_at DESC, id DESC"
+	} else {
+		q += " ORDER BY created_at, id"
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q += " LIMIT ?"
+	args = append(args, limit)
+	rows, err := t.tx.QueryContext(t.ctx, t.s.q(q), args...)
+	if err != nil {
+		return nil, t.fail(err)
+	}
+	defer rows.Close()
+	var out []*spend.Spend
+	for rows.Next() {
+		sp, err := scanSpend(rows)
+		if err != nil {
+			return nil, t.fail(err)
+		}
+		out = append(out, sp)
+	}
+	return out, t.fail(rows.Err())
+}
+
+func (t *txn) AuditAppend(_ context.Context, e *audit.Event) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	t.events = append(t.events, e)
+	return nil
+}
+
+func (t *txn) SpendCount(_ context.Context, statuses []spend.Status) (int64, error) {
+	if len(statuses) == 0 {
+		return 0, nil
+	}
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = string(st)
+	}
+	var n int64
+	err := t.queryRow(`SELECT COUNT(*) FROM spends WHERE status IN (?`+strings.Repeat(",?", len(statuses)-1)+`)`, args...).Scan(&n)
+	return n, t.fail(err)
+}
