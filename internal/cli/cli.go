@@ -46,7 +46,7 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 type env struct {
 	stdio  Stdio
 	getenv func(string) string
-	g      globals
+	g      opts
 	// clientOpts are added to every client (tests).
 	clientOpts []client.Option
 }

@@ -62,24 +62,23 @@ type opts struct {
 	agentKey string
 
 	// command flags
-	keyOut      string
-	mandate     *mandateFlags
-	reason      string
-	n           int
-	format      string
-	out         string
-	auditKey    string
-	amount      string
-	payee       string
-	host        string
-	rail        string
-	asset       string
-	network     string
-	idemKey     string
-	memo        string
-	serve       serveOpts
-	bench       benchOpts
-	limitsAgent string
+	keyOut   string
+	mandate  *mandateFlags
+	reason   string
+	n        int
+	format   string
+	out      string
+	auditKey string
+	amount   string
+	payee    string
+	host     string
+	rail     string
+	asset    string
+	network  string
+	idemKey  string
+	memo     string
+	serve    serveOpts
+	bench    benchOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.

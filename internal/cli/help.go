@@ -1,8 +1,8 @@
 package cli
 
 import (
-	"fmt"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -86,7 +86,7 @@ Run 'purser COMMAND --help' for a command's flags.
 func writeLeaves(b *strings.Builder, c *command, path string, kind cmdKind) {
 	if c.name == "help" {
 		if kind == kindNone {
-			fmt.Fprintf(b, "  %-46s %s\n", "help [COMMAND...]", c.summary)
+			writeLine(b, "help [COMMAND...]", c.summary)
 		}
 		return
 	}
@@ -96,7 +96,7 @@ func writeLeaves(b *strings.Builder, c *command, path string, kind cmdKind) {
 			if c.args != "" {
 				line += " " + c.args
 			}
-			fmt.Fprintf(b, "  %-46s %s\n", line, c.summary)
+			writeLine(b, line, c.summary)
 		}
 	}
 	for _, s := range c.sub {
@@ -144,5 +144,16 @@ func writeAll(b *strings.Builder, c *command, path string) {
 	if c.args != "" {
 		line += " " + c.args
 	}
-	fmt.Fprintf(b, "  %-46s %s\n", line, c.summary)
+	writeLine(b, line, c.summary)
+}
+
+// writeLine writes one command line of a listing: the synopsis, then the
+// summary in a column, on the next line if the synopsis is long.
+func writeLine(b *strings.Builder, synopsis, summary string) {
+	const col = 40
+	if len(synopsis) > col {
+		fmt.Fprintf(b, "  %s\n  %-*s %s\n", synopsis, col, "", summary)
+		return
+	}
+	fmt.Fprintf(b, "  %-*s %s\n", col, synopsis, summary)
 }

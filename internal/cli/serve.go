@@ -21,7 +21,11 @@ func serveCommand() *command {
 		kind:    kindNone,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			s := &o.serve
-			fs.StringVar(&s.data, "data", DefaultDataDir, "data `DIR`: SQLite database, sealed keys, owner.token, audit.pub")
+			data := DefaultDataDir
+			if o.data != "" { // purser --data DIR serve
+				data = o.data
+			}
+			fs.StringVar(&s.data, "data", data, "data `DIR`: SQLite database, sealed keys, owner.token, audit.pub")
 			fs.StringVar(&s.listen, "listen", "127.0.0.1:8402", "listen `ADDR`ess; keep it on loopback unless a TLS proxy fronts it")
 			fs.StringVar(&s.db, "db", "", "postgres://... `URL`; empty for SQLite in the data directory")
 			fs.DurationVar(&s.holdTTL, "hold-ttl", 15*time.Minute, "how long an authorized spend holds budget before it expires unused")

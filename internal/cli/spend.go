@@ -179,4 +179,3 @@ func runSpendCapture(ctx context.Context, e *env, o *opts, args []string) error 
 	}
 	return printSpend(e, o, s)
 }
-

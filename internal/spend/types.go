@@ -87,8 +87,8 @@ type Spend struct {
 	Rail           string
 	Host           string
 	Payee          string
-	Asset          string // symbol
-	Network        string // CAIP-2
+	Asset          string   // symbol
+	Network        string   // CAIP-2
 	Amount         *big.Int // requested maximum, asset atomic units
 	AmountUSD      *big.Int // what the hold counts against budgets, micro-USD
 	Captured       *big.Int // asset atomic units; nil until captured

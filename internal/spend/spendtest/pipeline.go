@@ -427,9 +427,9 @@ func testBadInput(t *testing.T, e *Env) {
 
 func testAuditVerifies(t *testing.T, e *Env) {
 	a := e.NewAgent("aud", `{"per_tx_auto":"0.05","per_tx_max":"1","daily":"10"}`)
-	a.MustAuthorize(Custom("0.01"))                   // authorize
-	p := a.MustAuthorize(Custom("0.50"))              // request_approval
-	a.MustAuthorize(Custom("5"))                      // deny
+	a.MustAuthorize(Custom("0.01"))                    // authorize
+	p := a.MustAuthorize(Custom("0.50"))               // request_approval
+	a.MustAuthorize(Custom("5"))                       // deny
 	if _, err := e.Svc.Approve(bg, p.ID); err != nil { // approve
 		t.Fatal(err)
 	}

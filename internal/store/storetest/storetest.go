@@ -221,7 +221,9 @@ func testMandatesAndUsage(t *testing.T, s spend.Store) {
 		}
 		return tx.UsageAdd(ctx, a.ID, "lifetime", big1)
 	})
-	err := s.InTx(ctx, func(tx spend.Tx) error { return tx.UsageAdd(ctx, a.ID, "lifetime", new(big.Int).Neg(new(big.Int).Add(big1, big.NewInt(1)))) })
+	err := s.InTx(ctx, func(tx spend.Tx) error {
+		return tx.UsageAdd(ctx, a.ID, "lifetime", new(big.Int).Neg(new(big.Int).Add(big1, big.NewInt(1))))
+	})
 	if err == nil {
 		t.Fatal("a budget counter went negative")
 	}
@@ -315,7 +317,9 @@ func testSpends(t *testing.T, s spend.Store) {
 		}
 		return nil
 	})
-	if err := s.InTx(ctx, func(tx spend.Tx) error { return tx.SpendCreate(ctx, newSpend("spd_dup", a.ID, "k0", at, spend.StatusAuthorized)) }); err == nil {
+	if err := s.InTx(ctx, func(tx spend.Tx) error {
+		return tx.SpendCreate(ctx, newSpend("spd_dup", a.ID, "k0", at, spend.StatusAuthorized))
+	}); err == nil {
 		t.Fatal("a second spend with the same idempotency key was stored")
 	}
 	mustTx(t, s, func(tx spend.Tx) error {

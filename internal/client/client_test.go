@@ -1,0 +1,226 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/purserhq/purser/internal/agentauth"
+)
+
+// verifyingServer answers agent requests only when agentauth verifies
+// their signature over the request as received; answer writes the reply.
+func verifyingServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s, err := agentauth.Parse(r.Header)
+		if err == nil {
+			err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+		}
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(map[string]any{"code": "signature_invalid", "message": err.Error()})
+			return
+		}
+		if exp := time.Until(s.Expires); exp < SignatureTTL-time.Minute || exp > SignatureTTL+time.Second {
+			t.Errorf("signature expires in %s, want about %s", exp, SignatureTTL)
+		}
+		answer(w, r, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestAgentRequestsAreSigned(t *testing.T) {
+	t.Parallel()
+	key, err := agentauth.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces := map[string]bool{}
+	srv := verifyingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+		n := r.Header.Get(agentauth.HeaderNonce)
+		if nonces[n] {
+			t.Errorf("nonce %s reused", n)
+		}
+		nonces[n] = true
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/v1/agent/limits":
+			io.WriteString(w, `{"agent_id":"ag_1","name":"bob","daily":{"limit":"10","used":"1","remaining":"9"},"rate":{"limit":"10/1m","used":3}}`)
+		default:
+			io.WriteString(w, `{"spend_id":"sp_1","status":"captured","decision":"allow","reasons":[],"amount":"0.05"}`)
+		}
+	})
+	c, err := New(srv.URL, WithAgentKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"get spend", func() error { _, err := c.AgentSpend(ctx, "sp_1"); return err }},
+		{"id needing escapes", func() error { _, err := c.AgentSpend(ctx, "sp 1/ü?x"); return err }},
+		{"confirm", func() error { _, err := c.Confirm(ctx, "sp_1"); return err }},
+		{"capture", func() error { _, err := c.Capture(ctx, "sp_1", "0.01"); return err }},
+		{"release", func() error { _, err := c.Release(ctx, "sp_1"); return err }},
+		{"limits", func() error {
+			l, err := c.Limits(ctx)
+			if err == nil && (l.Daily == nil || l.Daily.Remaining != "9" || l.Rate.Used.String() != "3") {
+				t.Errorf("limits decoded as %+v", l)
+			}
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+func TestAuthorizeOutcomes(t *testing.T) {
+	t.Parallel()
+	key, _ := agentauth.GenerateKey()
+	tests := []struct {
+		name       string
+		status     int
+		body       string
+		wantStatus string
+		wantCode   string
+		wantReason []string
+	}{
+		{"allowed", 201, `{"spend_id":"sp_1","status":"authorized","decision":"allow","reasons":[]}`, "authorized", "", nil},
+		{"pending", 202, `{"spend_id":"sp_2","status":"pending_approval","decision":"needs_approval","reasons":["over_auto"]}`, "pending_approval", "", []string{"over_auto"}},
+		{"denied", 403, `{"code":"spend_denied","message":"no","details":{"spend_id":"sp_3","status":"denied","reasons":["daily_exceeded"],"spend":{"spend_id":"sp_3","status":"denied","decision":"deny","reasons":["daily_exceeded"],"amount":"0.05"}}}`, "denied", "spend_denied", []string{"daily_exceeded"}},
+		{"denied without spend", 403, `{"code":"spend_denied","message":"no","details":{"spend_id":"sp_4","reasons":["agent_frozen"]}}`, "denied", "spend_denied", []string{"agent_frozen"}},
+		{"other error", 409, `{"code":"idempotency_conflict","message":"differs","details":{"field":"amount"}}`, "", "idempotency_conflict", nil},
+		{"not json", 502, `<html>bad gateway</html>`, "", "http_502", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := verifyingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
+				var req map[string]any
+				if err := json.Unmarshal(body, &req); err != nil || req["rail"] != "custom" || req["amount"] != "0.05" {
+					t.Errorf("request body %s", body)
+				}
+				if _, ok := req["host"]; ok {
+					t.Errorf("empty host sent: %s", body)
+				}
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			})
+			c, _ := New(srv.URL, WithAgentKey(key))
+			s, err := c.Authorize(context.Background(), AuthorizeRequest{Rail: "custom", Payee: "0xdead", Amount: "0.05"})
+			var ae *APIError
+			if tt.wantCode == "" {
+				if err != nil {
+					t.Fatalf("err %v", err)
+				}
+			} else if !errors.As(err, &ae) || ae.Code != tt.wantCode || ae.Status != tt.status {
+				t.Fatalf("err %#v, want code %s", err, tt.wantCode)
+			}
+			if tt.wantStatus == "" {
+				if s != nil {
+					t.Errorf("spend %+v with a non-denial error", s)
+				}
+				return
+			}
+			if s == nil || s.Status != tt.wantStatus || strings.Join(s.Reasons, ",") != strings.Join(tt.wantReason, ",") || s.SpendID == "" {
+				t.Errorf("spend %+v, want status %s reasons %v", s, tt.wantStatus, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestOwnerTokenAndErrors(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(agentauth.HeaderSignature) != "" {
+			t.Errorf("owner request carries an agent signature")
+		}
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			w.WriteHeader(401)
+			io.WriteString(w, `{"code":"unauthorized","message":"bad token","request_id":"r1"}`)
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/agents/bob/mandate":
+			if r.Method == http.MethodPut {
+				body, _ := io.ReadAll(r.Body)
+				if string(body) != `{"mandate":{"daily":"20"},"base_version":3}` {
+					t.Errorf("PUT body %s", body)
+				}
+			}
+			io.WriteString(w, `{"agent_id":"ag_1","version":4,"mandate":{"daily":"20"}}`)
+		case "/v1/agents":
+			io.WriteString(w, `{"agents":[{"id":"ag_1","name":"bob","status":"active","future":1}]}`)
+		default:
+			w.WriteHeader(404)
+			io.WriteString(w, `{"code":"not_found","message":"no"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	bad, _ := New(srv.URL, WithOwnerToken("wrong"))
+	_, err := bad.ListAgents(ctx)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != "unauthorized" || ae.RequestID != "r1" {
+		t.Fatalf("wrong token: %v", err)
+	}
+	none, _ := New(srv.URL)
+	if _, err := none.ListAgents(ctx); !errors.Is(err, errNoOwnerToken) {
+		t.Errorf("no token: %v", err)
+	}
+
+	c, _ := New(srv.URL+"/", WithOwnerToken("tok"))
+	as, err := c.ListAgents(ctx)
+	if err != nil || len(as) != 1 || as[0].Name != "bob" || !strings.Contains(string(as[0].Raw), `"future":1`) {
+		t.Fatalf("list: %v %+v", err, as)
+	}
+	base := int64(3)
+	v, err := c.SetMandate(ctx, "bob", json.RawMessage(`{"daily":"20"}`), &base)
+	if err != nil || v.Version != 4 {
+		t.Fatalf("set mandate: %v %+v", err, v)
+	}
+	if _, err := c.GetSpend(ctx, "nope"); !IsCode(err, "not_found") {
+		t.Errorf("missing spend: %v", err)
+	}
+}
+
+func TestNewRejectsBadURLs(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "127.0.0.1:8402", "ftp://x", "http://", "http://h/?q=1"} {
+		if _, err := New(u); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+}
+
+func TestResponseBodyCapped(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"agents":[`)
+		chunk := strings.Repeat(" ", 1<<20)
+		for range 9 {
+			io.WriteString(w, chunk)
+		}
+		io.WriteString(w, `]}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, _ := New(srv.URL, WithOwnerToken("t"))
+	if _, err := c.ListAgents(context.Background()); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized answer: %v", err)
+	}
+}
