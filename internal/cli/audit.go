@@ -129,6 +129,12 @@ func (e *env) trustedAuditKey(o *opts) (ed25519.PublicKey, string, error) {
 		}
 		return k, "--audit-key", nil
 	}
+	// The default data dir is only taken to be the server's when the owner
+	// token comes from it too; a stray ./purser-data must not pin the key
+	// of some other server.
+	if o.data == "" && strings.TrimSpace(e.getenv("PURSER_OWNER_TOKEN")) != "" {
+		return nil, "", nil
+	}
 	path := filepath.Join(e.dataDir(o), "audit.pub")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -196,14 +196,20 @@ func testAgentLifecycle(t *testing.T, s spend.Store) {
 		if err != nil || got.Status != spend.AgentFrozen || got.RateCount != 7 || got.RateWindowStart != 1234 || got.MandateVersion != 3 {
 			return fmt.Errorf("updated agent = %+v, %v", got, err)
 		}
-		if _, _, err := tx.AgentLockByKey(ctx, "0xunknown"); !errors.Is(err, spend.ErrNotFound) {
-			return fmt.Errorf("AgentLockByKey(unknown) err = %v", err)
+		if _, err := tx.AgentKeyGet(ctx, "0xunknown"); !errors.Is(err, spend.ErrNotFound) {
+			return fmt.Errorf("AgentKeyGet(unknown) err = %v", err)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	mustTx(t, s, func(tx spend.Tx) error {
+		if _, _, err := tx.AgentLockByKey(ctx, "0xunknown"); !errors.Is(err, spend.ErrNotFound) {
+			return fmt.Errorf("AgentLockByKey(unknown) err = %v", err)
+		}
+		return nil
+	})
 }
 
 func testMandatesAndUsage(t *testing.T, s spend.Store) {
