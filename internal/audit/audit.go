@@ -48,19 +48,31 @@ const (
 
 // Seal validates e, truncates its time to microseconds (the stores'
 // precision), compacts its details, links it to prev and computes its hash.
+// Nil details become {} so that "nothing to add" has one encoding.
 func (e *Event) Seal(prev [32]byte) error {
 	if e.Seq < 1 {
 		return fmt.Errorf("audit: seq %d: sequence numbers start at 1", e.Seq)
 	}
-	if e.Action == "" || e.Actor.Type == "" {
-		return errors.New("audit: an event needs an action and an actor")
+	switch e.Actor.Type {
+	case "agent", "owner", "system":
+	default:
+		return fmt.Errorf("audit: seq %d: actor type %q is not agent, owner or system", e.Seq, e.Actor.Type)
+	}
+	if e.Action == "" {
+		return fmt.Errorf("audit: seq %d: an event needs an action", e.Seq)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("audit: seq %d: an event needs a time", e.Seq)
+	}
+	if len(e.Details) == 0 {
+		e.Details = json.RawMessage("{}")
+	}
+	d, err := compactObject(e.Details)
+	if err != nil {
+		return fmt.Errorf("audit: seq %d: %w", e.Seq, err)
 	}
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, e.Details); err != nil {
-		return fmt.Errorf("audit: details of seq %d are not JSON: %w", e.Seq, err)
-	}
-	e.Details = buf.Bytes()
+	e.Details = d
 	e.PrevHash = prev
 	h, err := ComputeHash(e)
 	if err != nil {
@@ -70,13 +82,27 @@ func (e *Event) Seal(prev [32]byte) error {
 	return nil
 }
 
+// compactObject returns details in compact form, so that re-indenting an
+// export (or a database's JSON normalisation) never changes a hash.
+func compactObject(details []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(details))
+	if err := json.Compact(&buf, details); err != nil {
+		return nil, fmt.Errorf("details are not JSON: %w", err)
+	}
+	if buf.Len() == 0 || buf.Bytes()[0] != '{' {
+		return nil, errors.New("details must be a JSON object")
+	}
+	return buf.Bytes(), nil
+}
+
 // ComputeHash returns the hash of e (which covers PrevHash, not Hash).
 // Every variable-length field is length-prefixed so that no two different
 // events encode to the same bytes.
 func ComputeHash(e *Event) ([32]byte, error) {
-	var details bytes.Buffer
-	if err := json.Compact(&details, e.Details); err != nil {
-		return [32]byte{}, fmt.Errorf("audit: details of seq %d are not JSON: %w", e.Seq, err)
+	details, err := compactObject(e.Details)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("audit: seq %d: %w", e.Seq, err)
 	}
 	h := sha256.New()
 	writeField(h, []byte(eventTag))
@@ -86,7 +112,7 @@ func ComputeHash(e *Event) ([32]byte, error) {
 	writeField(h, []byte(e.Actor.ID))
 	writeField(h, []byte(e.Action))
 	writeField(h, []byte(e.Subject))
-	writeField(h, details.Bytes())
+	writeField(h, details)
 	h.Write(e.PrevHash[:])
 	var out [32]byte
 	h.Sum(out[:0])
@@ -130,6 +156,9 @@ func checkpointMessage(seq int64, h [32]byte, t time.Time) []byte {
 
 // SignCheckpoint signs the head (seq, hash) at time t.
 func SignCheckpoint(s CheckpointSigner, seq int64, h [32]byte, t time.Time) (Checkpoint, error) {
+	if seq < 1 {
+		return Checkpoint{}, fmt.Errorf("audit: cannot sign a checkpoint at seq %d", seq)
+	}
 	t = t.UTC().Truncate(time.Microsecond)
 	sig, err := s.Sign(checkpointMessage(seq, h, t))
 	if err != nil {
@@ -185,15 +214,20 @@ type Result struct {
 	SignedSeq int64
 }
 
-// Verifier checks a chain fed to it in order, from seq 1.
+// Verifier checks a chain fed to it in order, from seq 1. The first
+// failure sticks: later calls and Finish return it, so the reported seq is
+// always the first bad one. It keeps every event hash (32 bytes an event)
+// so that a checkpoint may cover any event already seen.
 type Verifier struct {
-	pub  ed25519.PublicKey
-	res  Result
-	last [32]byte
+	pub    ed25519.PublicKey
+	res    Result
+	hashes [][32]byte // hashes[i] is the hash of seq i+1
+	err    error
 }
 
-// NewVerifier verifies checkpoints with pub (nil: a checkpoint is an
-// error, since it cannot be checked).
+// NewVerifier verifies checkpoints with pub. pub may be nil only for a
+// chain without checkpoints: a checkpoint that cannot be checked is an
+// error, not a pass.
 func NewVerifier(pub ed25519.PublicKey) *Verifier {
 	v := &Verifier{pub: pub}
 	if pub != nil {
@@ -202,49 +236,67 @@ func NewVerifier(pub ed25519.PublicKey) *Verifier {
 	return v
 }
 
-// Event checks the next event.
+func (v *Verifier) fail(seq int64, reason string) error {
+	v.err = &VerifyError{Seq: seq, Reason: reason}
+	return v.err
+}
+
+// Event checks the next event: contiguous seq from 1, the link to the
+// previous hash, and the recomputed hash.
 func (v *Verifier) Event(e *Event) error {
+	if v.err != nil {
+		return v.err
+	}
 	want := v.res.HeadSeq + 1
 	switch {
 	case e.Seq > want:
-		return &VerifyError{Seq: want, Reason: fmt.Sprintf("event %d is missing (next event is %d)", want, e.Seq)}
+		return v.fail(want, fmt.Sprintf("event %d is missing (next event is %d)", want, e.Seq))
 	case e.Seq < want:
-		return &VerifyError{Seq: e.Seq, Reason: fmt.Sprintf("event %d appears again or out of order after %d", e.Seq, v.res.HeadSeq)}
+		return v.fail(e.Seq, fmt.Sprintf("event %d appears again or out of order after %d", e.Seq, v.res.HeadSeq))
 	}
-	if e.PrevHash != v.last {
-		return &VerifyError{Seq: e.Seq, Reason: "previous-hash link does not match the event before it"}
+	if e.PrevHash != v.res.HeadHash {
+		return v.fail(e.Seq, "previous-hash link does not match the event before it")
 	}
 	h, err := ComputeHash(e)
 	if err != nil {
-		return &VerifyError{Seq: e.Seq, Reason: err.Error()}
+		return v.fail(e.Seq, err.Error())
 	}
 	if h != e.Hash {
-		return &VerifyError{Seq: e.Seq, Reason: "hash mismatch: the event was altered"}
+		return v.fail(e.Seq, "hash mismatch")
 	}
-	v.last = e.Hash
+	v.hashes = append(v.hashes, h)
 	v.res.HeadSeq, v.res.HeadHash = e.Seq, e.Hash
 	v.res.Events++
 	return nil
 }
 
-// Checkpoint checks a checkpoint of the event just fed.
+// Checkpoint checks a signed checkpoint: its signature, and that its hash
+// is the hash of the event with its seq, which must already have been fed.
 func (v *Verifier) Checkpoint(c Checkpoint) error {
-	if c.Seq != v.res.HeadSeq || c.Seq == 0 {
-		return &VerifyError{Seq: c.Seq, Reason: fmt.Sprintf("checkpoint for seq %d does not follow its event (last event %d)", c.Seq, v.res.HeadSeq)}
+	if v.err != nil {
+		return v.err
 	}
-	if c.Hash != v.last {
-		return &VerifyError{Seq: c.Seq, Reason: "signed checkpoint disagrees with the chain: events up to here were altered"}
+	if c.Seq < 1 || c.Seq > v.res.HeadSeq {
+		seq := c.Seq
+		if seq < 1 {
+			seq = v.res.HeadSeq + 1
+		}
+		return v.fail(seq, fmt.Sprintf("checkpoint for seq %d comes before its event (last event %d)", c.Seq, v.res.HeadSeq))
+	}
+	if c.Hash != v.hashes[c.Seq-1] {
+		return v.fail(c.Seq, "signed checkpoint disagrees with the chain: events up to here were altered")
 	}
 	if err := c.Verify(v.pub); err != nil {
-		return &VerifyError{Seq: c.Seq, Reason: err.Error()}
+		return v.fail(c.Seq, err.Error())
 	}
 	v.res.Checkpoints++
-	v.res.SignedSeq = c.Seq
+	v.res.SignedSeq = max(v.res.SignedSeq, c.Seq)
 	return nil
 }
 
-// Finish returns the result.
-func (v *Verifier) Finish() (Result, error) { return v.res, nil }
+// Finish returns what was verified, or the first failure. It does not
+// require the head to be signed; VerifyExport does.
+func (v *Verifier) Finish() (Result, error) { return v.res, v.err }
 
 // IdentifierHMAC makes an identifier traceable without storing it.
 func IdentifierHMAC(key []byte, id string) string {

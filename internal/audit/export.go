@@ -60,6 +60,9 @@ type Writer struct {
 
 // NewWriter writes the header line naming the audit key.
 func NewWriter(w io.Writer, pub ed25519.PublicKey, now time.Time) (*Writer, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("audit: an export needs the Ed25519 audit public key")
+	}
 	aw := &Writer{w: bufio.NewWriterSize(w, 64<<10)}
 	h := headerLine{Type: "header", Format: Format, AuditKey: hex.EncodeToString(pub), KeyID: KeyID(pub), ExportedAt: now.UTC().Format(time.RFC3339Nano)}
 	return aw, aw.line(h)
@@ -136,21 +139,60 @@ func strict(line []byte, v any) error {
 	return nil
 }
 
+// hexCanonical decodes lowercase hex only, so each value has exactly one
+// spelling in an export.
+func hexCanonical(s string) ([]byte, bool) {
+	b, err := hex.DecodeString(s)
+	if err != nil || hex.EncodeToString(b) != s {
+		return nil, false
+	}
+	return b, true
+}
+
 func hash32(s string) ([32]byte, bool) {
 	var out [32]byte
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != 32 {
+	b, ok := hexCanonical(s)
+	if !ok || len(b) != 32 {
 		return out, false
 	}
 	copy(out[:], b)
 	return out, true
 }
 
-// VerifyExport verifies an export read from r. trusted pins the audit key;
-// nil trusts the key in the export's header, which detects any edit or
-// deletion but not a whole chain rewritten and re-signed with another key:
-// pin the key (the server's <data>/audit.pub) for that.
+// parseTime accepts only the writer's layout: UTC with exactly six
+// fractional digits, the precision that is hashed.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil || t.Format(timeLayout) != s {
+		return time.Time{}, fmt.Errorf("time %q is not in the form %s", s, timeLayout)
+	}
+	return t, nil
+}
+
+// atLine adds the line number to a verifier error, keeping its seq.
+func atLine(err error, n int) error {
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		return &VerifyError{Seq: ve.Seq, Reason: fmt.Sprintf("%s (line %d)", ve.Reason, n)}
+	}
+	return err
+}
+
+// VerifyExport verifies an export read from r: strict JSON Lines (unknown
+// fields, unknown line types and malformed lines are errors naming the
+// line), events contiguous from seq 1, every link and hash, every
+// checkpoint signature, and a last event covered by a checkpoint, so a
+// dropped or appended tail fails.
+//
+// trusted pins the audit key. nil trusts the key in the export's header,
+// which detects any edit or deletion but not a whole chain rewritten and
+// re-signed with another key: only pinning the key (the server's
+// <data>/audit.pub) makes such a rewrite detectable. An export cut back to
+// an earlier checkpoint verifies; compare HeadSeq with what you expect.
 func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
+	if trusted != nil && len(trusted) != ed25519.PublicKeySize {
+		return Result{}, errors.New("audit: the pinned audit key is not an Ed25519 public key")
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	var v *Verifier
@@ -178,12 +220,18 @@ func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
 			if h.Format != Format {
 				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("format %q, want %q", h.Format, Format)}
 			}
-			pub, err := hex.DecodeString(h.AuditKey)
-			if err != nil || len(pub) != ed25519.PublicKeySize {
+			if _, err := time.Parse(time.RFC3339Nano, h.ExportedAt); err != nil {
+				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("exported_at %q is not an RFC 3339 time", h.ExportedAt)}
+			}
+			pub, ok := hexCanonical(h.AuditKey)
+			if !ok || len(pub) != ed25519.PublicKeySize {
 				return Result{}, &LineError{Line: n, Reason: "audit_key is not an Ed25519 public key"}
 			}
 			if trusted != nil && !bytes.Equal(trusted, pub) {
 				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("the export is signed by key %s, not the pinned key %s", KeyID(pub), KeyID(trusted))}
+			}
+			if h.KeyID != KeyID(pub) {
+				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("key_id %q does not match audit_key (%s)", h.KeyID, KeyID(pub))}
 			}
 			v = NewVerifier(pub)
 			continue
@@ -196,10 +244,12 @@ func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
 			}
 			e, err := el.event()
 			if err != nil {
-				return Result{}, &VerifyError{Seq: el.Seq, Reason: fmt.Sprintf("line %d: %v", n, err)}
+				// The line's own seq may be what was corrupted.
+				head, _ := v.Finish()
+				return Result{}, &VerifyError{Seq: head.HeadSeq + 1, Reason: fmt.Sprintf("%v (line %d)", err, n)}
 			}
 			if err := v.Event(e); err != nil {
-				return Result{}, err
+				return Result{}, atLine(err, n)
 			}
 		case "checkpoint":
 			var cl checkpointLine
@@ -208,10 +258,16 @@ func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
 			}
 			c, err := cl.checkpoint()
 			if err != nil {
-				return Result{}, &VerifyError{Seq: cl.Seq, Reason: fmt.Sprintf("line %d: %v", n, err)}
+				head, _ := v.Finish()
+				return Result{}, &VerifyError{Seq: max(head.HeadSeq, 1), Reason: fmt.Sprintf("checkpoint: %v (line %d)", err, n)}
+			}
+			// The writer puts each checkpoint right after its event, and the
+			// store keeps one per seq: anything else was moved or copied.
+			if head, _ := v.Finish(); c.Seq != head.HeadSeq || c.Seq <= head.SignedSeq {
+				return Result{}, &VerifyError{Seq: max(c.Seq, 1), Reason: fmt.Sprintf("checkpoint for seq %d is out of place after event %d (line %d)", c.Seq, head.HeadSeq, n)}
 			}
 			if err := v.Checkpoint(c); err != nil {
-				return Result{}, err
+				return Result{}, atLine(err, n)
 			}
 		default:
 			return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("unknown line type %q", peek.Type)}
@@ -231,9 +287,9 @@ func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
 }
 
 func (el *eventLine) event() (*Event, error) {
-	t, err := time.Parse(time.RFC3339Nano, el.Time)
+	t, err := parseTime(el.Time)
 	if err != nil {
-		return nil, fmt.Errorf("bad time %q", el.Time)
+		return nil, err
 	}
 	prev, ok1 := hash32(el.PrevHash)
 	h, ok2 := hash32(el.Hash)
@@ -244,13 +300,13 @@ func (el *eventLine) event() (*Event, error) {
 }
 
 func (cl *checkpointLine) checkpoint() (Checkpoint, error) {
-	t, err := time.Parse(time.RFC3339Nano, cl.Time)
+	t, err := parseTime(cl.Time)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("bad time %q", cl.Time)
+		return Checkpoint{}, err
 	}
 	h, ok := hash32(cl.Hash)
-	sig, err := hex.DecodeString(cl.Signature)
-	if !ok || err != nil {
+	sig, ok2 := hexCanonical(cl.Signature)
+	if !ok || !ok2 {
 		return Checkpoint{}, errors.New("malformed hash or signature")
 	}
 	return Checkpoint{Seq: cl.Seq, Hash: h, Time: t, KeyID: cl.KeyID, Signature: sig}, nil
