@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -173,15 +172,4 @@ func (p *proc) stop(t *testing.T, pid int) {
 		syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
 		<-p.exited
 	}
-}
-
-// healthy reports whether the process answers /healthz.
-func (p *proc) healthy(ctx context.Context) bool {
-	req, _ := http.NewRequestWithContext(ctx, "GET", p.url+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }

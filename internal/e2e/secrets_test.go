@@ -124,16 +124,22 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 		d := crypto.FromECDSA(k)
 		secrets[fmt.Sprintf("agent key #%d", i)] = spellings(d)
 	}
-	for _, f := range []string{"kek", "seed.enc"} {
-		b, err := os.ReadFile(filepath.Join(n.dir, f))
-		if err != nil {
-			t.Fatalf("%s: %v (the keystore's files are what this test protects)", f, err)
-		}
-		if len(bytes.TrimSpace(b)) < 16 {
-			t.Fatalf("%s has only %d bytes", f, len(b))
-		}
-		secrets[f] = secretSpellings(b)
+	kek, err := os.ReadFile(filepath.Join(n.dir, "kek"))
+	if err != nil {
+		t.Fatalf("kek: %v (the key file is what this test protects)", err)
 	}
+	secrets["kek"] = secretSpellings(kek)
+	sealed, err := os.ReadFile(filepath.Join(n.dir, "seed.enc"))
+	if err != nil {
+		t.Fatalf("seed.enc: %v", err)
+	}
+	var seed struct {
+		Ciphertext []byte `json:"ciphertext"`
+	}
+	if err := json.Unmarshal(sealed, &seed); err != nil || len(seed.Ciphertext) < 32 {
+		t.Fatalf("seed.enc: no ciphertext (%v; %d bytes)", err, len(seed.Ciphertext))
+	}
+	secrets["seed.enc ciphertext"] = spellings(seed.Ciphertext)
 
 	logged := logs.Bytes()
 	if !bytes.Contains(logged, []byte(`"level":"DEBUG"`)) {
@@ -165,38 +171,14 @@ func spellings(b []byte) []string {
 	return []string{hex.EncodeToString(b), base64.StdEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b)}
 }
 
-// secretSpellings of a secret file: its raw bytes, their hex and base64,
-// and, if the file is text (hex, base64 or JSON with such fields), the
-// long tokens it holds.
+// secretSpellings of a key file: its bytes, their hex and base64 and, if
+// the file holds the key as hex text, that text and the decoded key's.
 func secretSpellings(b []byte) []string {
-	out := spellings(b)
+	out := append(spellings(b), string(b))
 	txt := strings.TrimSpace(string(b))
-	if isPrintable(txt) {
+	if d, err := hex.DecodeString(strings.TrimPrefix(txt, "0x")); err == nil && len(d) >= 16 {
 		out = append(out, txt)
-		for _, f := range strings.FieldsFunc(txt, func(r rune) bool {
-			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '+' || r == '/' || r == '=' || r == '-' || r == '_')
-		}) {
-			if len(f) >= 24 {
-				out = append(out, f)
-				if d, err := hex.DecodeString(strings.TrimPrefix(f, "0x")); err == nil {
-					out = append(out, spellings(d)...)
-				}
-				if d, err := base64.StdEncoding.DecodeString(f); err == nil {
-					out = append(out, spellings(d)...)
-				}
-			}
-		}
-	} else {
-		out = append(out, string(b))
+		out = append(out, spellings(d)...)
 	}
 	return out
-}
-
-func isPrintable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0xfffd || r > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -49,6 +49,8 @@ func (r *Registry) WriteTo(w io.Writer) {
 	}
 }
 
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 func labelString(names, values []string) string {
 	if len(names) == 0 {
 		return ""
@@ -61,7 +63,7 @@ func labelString(names, values []string) string {
 		}
 		b.WriteString(n)
 		b.WriteString(`="`)
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(values[i]))
+		b.WriteString(labelEscaper.Replace(values[i]))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')

@@ -222,6 +222,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		dayKey = now.Format(time.DateOnly)
 	}
 	var dec mandate.Decision
+	var used []*big.Int // the day and lifetime counters, when read
 	switch a.Status {
 	case AgentFrozen:
 		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_frozen"}}
@@ -230,8 +231,8 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	default:
 		u := mandate.Usage{}
 		if m != nil && m.Bounded() {
-			used, err := tx.UsageGet(ctx, a.ID, []string{windowDay(dayKey), windowLifetime})
-			if err != nil {
+			var err error
+			if used, err = tx.UsageGet(ctx, a.ID, []string{windowDay(dayKey), windowLifetime}); err != nil {
 				return err
 			}
 			u.DailyUSD, u.LifetimeUSD = used[0], used[1]
@@ -269,7 +270,14 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		return err
 	}
 	if sp.Status.Holding() {
-		if err := s.hold(ctx, tx, a.ID, dayKey, sp.AmountUSD); err != nil {
+		var err error
+		if used != nil {
+			err = tx.UsagePut(ctx, a.ID, []string{windowDay(dayKey), windowLifetime},
+				[]*big.Int{new(big.Int).Add(used[0], sp.AmountUSD), new(big.Int).Add(used[1], sp.AmountUSD)})
+		} else {
+			err = s.hold(ctx, tx, a.ID, dayKey, sp.AmountUSD)
+		}
+		if err != nil {
 			return err
 		}
 		if m != nil && m.Rate != nil {
@@ -315,10 +323,7 @@ func usd(v *big.Int) string {
 
 // hold counts amount against the agent's daily and lifetime windows.
 func (s *Service) hold(ctx context.Context, tx Tx, agentID, dayKey string, amount *big.Int) error {
-	if err := tx.UsageAdd(ctx, agentID, windowDay(dayKey), amount); err != nil {
-		return err
-	}
-	return tx.UsageAdd(ctx, agentID, windowLifetime, amount)
+	return tx.UsageAdd(ctx, agentID, []string{windowDay(dayKey), windowLifetime}, amount)
 }
 
 // finish moves a holding spend to a terminal (or unknown) status and

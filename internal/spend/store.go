@@ -68,8 +68,12 @@ type Tx interface {
 	// UsageGet returns the committed (held + captured) micro-USD per
 	// window; a window never written reads as zero.
 	UsageGet(ctx context.Context, agentID string, windows []string) ([]*big.Int, error)
-	// UsageAdd adds delta (which may be negative) to a window's counter.
-	UsageAdd(ctx context.Context, agentID, window string, delta *big.Int) error
+	// UsageAdd adds delta (which may be negative) to each window's
+	// counter. A counter never goes below zero: that is an error.
+	UsageAdd(ctx context.Context, agentID string, windows []string, delta *big.Int) error
+	// UsagePut sets the windows' counters to values (read under the same
+	// agent lock in the same transaction).
+	UsagePut(ctx context.Context, agentID string, windows []string, values []*big.Int) error
 
 	PayeeKnown(ctx context.Context, agentID, payee string) (bool, error)
 	PayeeAdd(ctx context.Context, agentID, payee string) error

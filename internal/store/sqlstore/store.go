@@ -36,6 +36,9 @@ type Dialect struct {
 	// Retryable reports errors after which the whole batch may be run
 	// again (deadlock, serialization failure, busy).
 	Retryable func(error) bool
+	// CacheStatements keeps prepared statements per query (for drivers
+	// that do not cache them themselves).
+	CacheStatements bool
 	// LockMigrations serialises migration across processes.
 	LockMigrations func(ctx context.Context, c *sql.Conn) (unlock func(), err error)
 }
@@ -49,6 +52,11 @@ type Options struct {
 	Logger     *slog.Logger
 	// BatchTimeout is the deadline of one group transaction.
 	BatchTimeout time.Duration
+	// Maintain, if set, runs in its own goroutine until Close (SQLite
+	// uses it to checkpoint the WAL off the commit path).
+	Maintain func(ctx context.Context)
+	// OnClose runs after the pools are closed.
+	OnClose func() error
 }
 
 // Store is a spend.Store over database/sql.
@@ -59,18 +67,72 @@ type Store struct {
 	timeout time.Duration
 	queue   chan *request
 	closing chan struct{}
+	onClose func() error
+	stopMaintain context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
 	queries sync.Map // '?' query → dialect query
+	stmtMu  sync.Mutex
+	stmts   map[stmtKey]*sql.Stmt
+	pending map[stmtKey]struct{}
+}
+
+type stmtKey struct {
+	db    *sql.DB
+	query string
+}
+
+// prepare returns the prepared statement for query on db, or nil when it
+// is not prepared yet. It never prepares while a transaction may hold the
+// pool's only connection (SQLite has one writer): the query is queued and
+// prepared by the committer between batches, when the connection is free.
+func (s *Store) prepare(db *sql.DB, query string) *sql.Stmt {
+	k := stmtKey{db, query}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[k]; ok {
+		return st
+	}
+	if len(s.pending) < 512 { // queries are a fixed set; this only guards against a bug
+		s.pending[k] = struct{}{}
+	}
+	return nil
+}
+
+// preparePending prepares the queued statements; called with no
+// transaction open.
+func (s *Store) preparePending(ctx context.Context) {
+	s.stmtMu.Lock()
+	keys := make([]stmtKey, 0, len(s.pending))
+	for k := range s.pending {
+		keys = append(keys, k)
+	}
+	clear(s.pending)
+	s.stmtMu.Unlock()
+	for _, k := range keys {
+		st, err := k.db.PrepareContext(ctx, k.query)
+		if err != nil {
+			s.log.Warn("store: prepare failed", "err", err)
+			continue
+		}
+		s.stmtMu.Lock()
+		if _, dup := s.stmts[k]; dup {
+			st.Close()
+		} else {
+			s.stmts[k] = st
+		}
+		s.stmtMu.Unlock()
+	}
 }
 
 var _ spend.Store = (*Store)(nil)
 
 type request struct {
-	ctx  context.Context
-	fn   func(spend.Tx) error
-	err  error
-	done chan struct{}
+	ctx      context.Context
+	fn       func(spend.Tx) error
+	err      error
+	excluded bool // dropped from its batch: err is final
+	done     chan struct{}
 }
 
 // ErrClosed is returned by InTx after Close.
@@ -95,7 +157,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		o.Dialect.MaxBatch = 64
 	}
 	s := &Store{w: o.Writer, r: o.Reader, d: o.Dialect, log: o.Logger, timeout: o.BatchTimeout,
-		queue: make(chan *request, 4096), closing: make(chan struct{})}
+		queue: make(chan *request, 4096), closing: make(chan struct{}), stmts: map[stmtKey]*sql.Stmt{}, pending: map[stmtKey]struct{}{}}
 	if err := s.migrate(ctx, o.Migrations); err != nil {
 		return nil, err
 	}
@@ -103,18 +165,33 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.commitLoop()
 	}
+	s.onClose = o.OnClose
+	mctx, stop := context.WithCancel(context.Background())
+	s.stopMaintain = stop
+	if o.Maintain != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); o.Maintain(mctx) }()
+	}
 	return s, nil
 }
 
 // Close stops the committers after the queued transactions ran and closes
 // the pools.
 func (s *Store) Close() error {
-	s.once.Do(func() { close(s.closing) })
+	s.once.Do(func() { close(s.closing); s.stopMaintain() })
 	s.wg.Wait()
 	var errs []error
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	s.stmtMu.Unlock()
 	errs = append(errs, s.w.Close())
 	if s.r != s.w {
 		errs = append(errs, s.r.Close())
+	}
+	if s.onClose != nil {
+		errs = append(errs, s.onClose())
 	}
 	return errors.Join(errs...)
 }
@@ -193,7 +270,22 @@ func (s *Store) commitLoop() {
 			}
 		}
 		s.runBatch(batch)
+		if s.d.CacheStatements {
+			s.preparePendingOnce()
+		}
 	}
+}
+
+func (s *Store) preparePendingOnce() {
+	s.stmtMu.Lock()
+	n := len(s.pending)
+	s.stmtMu.Unlock()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	s.preparePending(ctx)
 }
 
 func (s *Store) runBatch(batch []*request) {
@@ -209,6 +301,10 @@ func (s *Store) runBatch(batch []*request) {
 		if err == nil {
 			return
 		}
+		if errors.Is(err, errRerun) {
+			attempt-- // each re-run excludes one more caller, so this ends
+			continue
+		}
 		if s.d.Retryable != nil && s.d.Retryable(err) && attempt < 5 {
 			s.log.Debug("store: retrying batch", "err", err, "attempt", attempt+1)
 			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
@@ -220,7 +316,7 @@ func (s *Store) runBatch(batch []*request) {
 		for _, r := range batch {
 			// A caller refused inside the batch keeps its own refusal:
 			// it was not going to commit anything anyway.
-			if r.err != nil && isCoded(r.err) {
+			if r.excluded || r.err != nil && isCoded(r.err) {
 				continue
 			}
 			r.err = err
@@ -231,50 +327,44 @@ func (s *Store) runBatch(batch []*request) {
 
 func isCoded(err error) bool { return spend.CodeOf(err) != "" }
 
-// tryBatch runs the batch in one transaction. A fn error is the caller's
-// own (its savepoint is rolled back); any database error fails the batch.
+// errRerun: a caller failed after writing, so the transaction holds part
+// of its work; the batch is run again without it.
+var errRerun = errors.New("sqlstore: re-run batch without a failed caller")
+
+// tryBatch runs the batch in one transaction, optimistically without
+// savepoints: a caller that refuses before writing anything (the common
+// refusal: bad key, replayed nonce, conflict) just drops out; one that
+// fails after writing makes the batch run again without it. A database
+// error that loses the transaction fails (or retries) the whole batch.
 func (s *Store) tryBatch(ctx context.Context, batch []*request) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
 	defer sqlTx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	single := len(batch) == 1
 	var events []*audit.Event
 	ran := 0
 	for _, r := range batch {
+		if r.excluded {
+			continue
+		}
 		r.err = nil
 		if err := r.ctx.Err(); err != nil {
-			r.err = err
+			r.err, r.excluded = err, true
 			continue
 		}
 		t := &txn{s: s, tx: sqlTx, ctx: ctx}
-		if !single {
-			if _, err := sqlTx.ExecContext(ctx, "SAVEPOINT purser_call"); err != nil {
-				return fmt.Errorf("sqlstore: savepoint: %w", err)
-			}
-		}
 		ferr := r.fn(t)
 		if t.dbErr != nil && (s.d.Retryable != nil && s.d.Retryable(t.dbErr) || ctx.Err() != nil) {
 			return t.dbErr // the transaction is lost: retry or fail the whole batch
 		}
 		if ferr != nil {
 			r.err = ferr
-			if single {
-				return nil // nothing else to commit
-			}
-			if _, err := sqlTx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT purser_call"); err != nil {
-				return fmt.Errorf("sqlstore: rollback to savepoint: %w", err)
-			}
-			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT purser_call"); err != nil {
-				return fmt.Errorf("sqlstore: release savepoint: %w", err)
+			if t.wrote || t.dbErr != nil {
+				r.excluded = true
+				return errRerun
 			}
 			continue
-		}
-		if !single {
-			if _, err := sqlTx.ExecContext(ctx, "RELEASE SAVEPOINT purser_call"); err != nil {
-				return fmt.Errorf("sqlstore: release savepoint: %w", err)
-			}
 		}
 		events = append(events, t.events...)
 		ran++

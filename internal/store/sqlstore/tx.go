@@ -24,6 +24,7 @@ type txn struct {
 	readOnly bool
 	events   []*audit.Event
 	dbErr    error // the first database error, to tell a lost transaction from a refusal
+	wrote    bool  // a statement changed the database
 }
 
 var _ spend.Tx = (*txn)(nil)
@@ -41,12 +42,47 @@ func (t *txn) exec(query string, args ...any) (sql.Result, error) {
 	if t.readOnly {
 		return nil, errReadOnly
 	}
+	t.wrote = true
+	if st := t.prepared(t.s.q(query)); st != nil {
+		res, err := st.ExecContext(t.ctx, args...)
+		return res, t.fail(err)
+	}
 	res, err := t.tx.ExecContext(t.ctx, t.s.q(query), args...)
 	return res, t.fail(err)
 }
 
 func (t *txn) queryRow(query string, args ...any) *sql.Row {
+	if st := t.prepared(t.s.q(query)); st != nil {
+		return st.QueryRowContext(t.ctx, args...)
+	}
 	return t.tx.QueryRowContext(t.ctx, t.s.q(query), args...)
+}
+
+// query runs a query already rewritten for the dialect.
+func (t *txn) query(query string, args ...any) (*sql.Rows, error) {
+	if st := t.prepared(query); st != nil {
+		return st.QueryContext(t.ctx, args...)
+	}
+	return t.tx.QueryContext(t.ctx, query, args...)
+}
+
+// prepared returns the cached prepared statement for query bound to this
+// transaction, or nil where the dialect does not cache (pgx caches
+// statements itself). Parsing SQL on every call was the largest single
+// cost of an authorization on SQLite.
+func (t *txn) prepared(query string) *sql.Stmt {
+	if !t.s.d.CacheStatements {
+		return nil
+	}
+	db := t.s.w
+	if t.readOnly {
+		db = t.s.r
+	}
+	st := t.s.prepare(db, query)
+	if st == nil {
+		return nil // not prepared yet: run it unprepared this time
+	}
+	return t.tx.StmtContext(t.ctx, st)
 }
 
 func (t *txn) scanErr(err error) error {
@@ -163,7 +199,7 @@ func mustAffect(res sql.Result, what string) error {
 }
 
 func (t *txn) AgentList(_ context.Context) ([]*spend.Agent, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+agentCols+` FROM agents a ORDER BY a.name`)
+	rows, err := t.query(`SELECT `+agentCols+` FROM agents a ORDER BY a.name`)
 	if err != nil {
 		return nil, t.fail(err)
 	}
@@ -211,7 +247,7 @@ func (t *txn) WalletAdd(_ context.Context, w *spend.Wallet) error {
 }
 
 func (t *txn) WalletList(_ context.Context, agentID string) ([]spend.Wallet, error) {
-	rows, err := t.tx.QueryContext(t.ctx, t.s.q(`SELECT agent_id, network, address, custody, path FROM wallets WHERE agent_id = ? ORDER BY network`), agentID)
+	rows, err := t.query(t.s.q(`SELECT agent_id, network, address, custody, path FROM wallets WHERE agent_id = ? ORDER BY network`), agentID)
 	if err != nil {
 		return nil, t.fail(err)
 	}
@@ -258,7 +294,7 @@ func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*
 	for _, w := range windows {
 		args = append(args, w)
 	}
-	rows, err := t.tx.QueryContext(t.ctx, t.s.q(`SELECT win, committed FROM budget_usage WHERE agent_id = ? AND win IN (?`+strings.Repeat(",?", len(windows)-1)+`)`), args...)
+	rows, err := t.query(t.s.q(`SELECT win, committed FROM budget_usage WHERE agent_id = ? AND win IN (?`+strings.Repeat(",?", len(windows)-1)+`)`), args...)
 	if err != nil {
 		return nil, t.fail(err)
 	}
@@ -281,19 +317,33 @@ func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*
 	return out, t.fail(rows.Err())
 }
 
-// UsageAdd reads and rewrites the counter; callers hold the agent's row
-// lock, which is what makes the read-modify-write safe on every engine.
-func (t *txn) UsageAdd(ctx context.Context, agentID, window string, delta *big.Int) error {
-	cur, err := t.UsageGet(ctx, agentID, []string{window})
+// UsageAdd reads and rewrites the counters in two statements; callers
+// hold the agent's row lock, which is what makes the read-modify-write
+// safe on every engine.
+func (t *txn) UsageAdd(ctx context.Context, agentID string, windows []string, delta *big.Int) error {
+	cur, err := t.UsageGet(ctx, agentID, windows)
 	if err != nil {
 		return err
 	}
-	next := new(big.Int).Add(cur[0], delta)
-	if next.Sign() < 0 {
-		return fmt.Errorf("sqlstore: budget counter %s/%s would go negative (%s)", agentID, window, next)
+	for i := range windows {
+		cur[i].Add(cur[i], delta)
 	}
-	_, err = t.exec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES (?,?,?)
-		ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, agentID, window, next.String())
+	return t.UsagePut(ctx, agentID, windows, cur)
+}
+
+func (t *txn) UsagePut(_ context.Context, agentID string, windows []string, values []*big.Int) error {
+	if len(windows) != len(values) || len(windows) == 0 {
+		return fmt.Errorf("sqlstore: UsagePut: %d windows, %d values", len(windows), len(values))
+	}
+	args := make([]any, 0, 3*len(windows))
+	for i, w := range windows {
+		if values[i].Sign() < 0 {
+			return fmt.Errorf("sqlstore: budget counter %s/%s would go negative (%s)", agentID, w, values[i])
+		}
+		args = append(args, agentID, w, values[i].String())
+	}
+	_, err := t.exec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES (?,?,?)`+strings.Repeat(`,(?,?,?)`, len(windows)-1)+`
+		ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, args...)
 	return err
 }
 
@@ -445,7 +495,7 @@ func (t *txn) SpendList(_ context.Context, p *spend.SpendListParams) ([]*spend.S
 	}
 	q += " LIMIT ?"
 	args = append(args, limit)
-	rows, err := t.tx.QueryContext(t.ctx, t.s.q(q), args...)
+	rows, err := t.query(t.s.q(q), args...)
 	if err != nil {
 		return nil, t.fail(err)
 	}

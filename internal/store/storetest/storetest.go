@@ -219,16 +219,16 @@ func testMandatesAndUsage(t *testing.T, s spend.Store) {
 		if err := tx.MandatePut(ctx, &spend.MandateRecord{AgentID: a.ID, Version: 1, Body: []byte(`{"daily":"10"}`), CreatedAt: at}); err != nil {
 			return err
 		}
-		if err := tx.UsageAdd(ctx, a.ID, "day:2026-11-23", big.NewInt(500)); err != nil {
+		if err := tx.UsageAdd(ctx, a.ID, []string{"day:2026-11-23"}, big.NewInt(500)); err != nil {
 			return err
 		}
-		if err := tx.UsageAdd(ctx, a.ID, "day:2026-11-23", big.NewInt(-200)); err != nil {
+		if err := tx.UsageAdd(ctx, a.ID, []string{"day:2026-11-23"}, big.NewInt(-200)); err != nil {
 			return err
 		}
-		return tx.UsageAdd(ctx, a.ID, "lifetime", big1)
+		return tx.UsageAdd(ctx, a.ID, []string{"lifetime"}, big1)
 	})
 	err := s.InTx(ctx, func(tx spend.Tx) error {
-		return tx.UsageAdd(ctx, a.ID, "lifetime", new(big.Int).Neg(new(big.Int).Add(big1, big.NewInt(1))))
+		return tx.UsageAdd(ctx, a.ID, []string{"lifetime"}, new(big.Int).Neg(new(big.Int).Add(big1, big.NewInt(1))))
 	})
 	if err == nil {
 		t.Fatal("a budget counter went negative")
