@@ -61,20 +61,20 @@ type Options struct {
 
 // Store is a spend.Store over database/sql.
 type Store struct {
-	w, r    *sql.DB
-	d       Dialect
-	log     *slog.Logger
-	timeout time.Duration
-	queue   chan *request
-	closing chan struct{}
-	onClose func() error
+	w, r         *sql.DB
+	d            Dialect
+	log          *slog.Logger
+	timeout      time.Duration
+	queue        chan *request
+	closing      chan struct{}
+	onClose      func() error
 	stopMaintain context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
-	queries sync.Map // '?' query → dialect query
-	stmtMu  sync.Mutex
-	stmts   map[stmtKey]*sql.Stmt
-	pending map[stmtKey]struct{}
+	wg           sync.WaitGroup
+	once         sync.Once
+	queries      sync.Map // '?' query → dialect query
+	stmtMu       sync.Mutex
+	stmts        map[stmtKey]*sql.Stmt
+	pending      map[stmtKey]struct{}
 }
 
 type stmtKey struct {

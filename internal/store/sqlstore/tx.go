@@ -199,7 +199,7 @@ func mustAffect(res sql.Result, what string) error {
 }
 
 func (t *txn) AgentList(_ context.Context) ([]*spend.Agent, error) {
-	rows, err := t.query(`SELECT `+agentCols+` FROM agents a ORDER BY a.name`)
+	rows, err := t.query(`SELECT ` + agentCols + ` FROM agents a ORDER BY a.name`)
 	if err != nil {
 		return nil, t.fail(err)
 	}
