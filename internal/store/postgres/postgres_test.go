@@ -22,3 +22,12 @@ func newStore(t *testing.T) spend.Store {
 func TestConformance(t *testing.T) { storetest.Run(t, newStore) }
 
 func TestPipeline(t *testing.T) { spendtest.RunPipeline(t, newStore) }
+
+func BenchmarkAuthorize64(b *testing.B) {
+	s, err := postgres.Open(context.Background(), storetest.PostgresDSN(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	spendtest.BenchAuthorize(b, s, 64)
+}

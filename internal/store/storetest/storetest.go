@@ -29,7 +29,7 @@ type NewStore func(t *testing.T) spend.Store
 // PostgresDSN returns a DSN for a fresh schema in the database named by
 // PURSER_TEST_POSTGRES, dropped at cleanup, or skips the test when the
 // variable is unset.
-func PostgresDSN(t *testing.T) string {
+func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv("PURSER_TEST_POSTGRES")
 	if base == "" {
