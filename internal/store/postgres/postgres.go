@@ -49,7 +49,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 		Dialect: sqlstore.Dialect{
 			Name: "postgres", Numbered: true,
 			LockRows: " FOR UPDATE", LockAgentOf: " FOR UPDATE OF a",
-			Committers: 4, MaxBatch: 64, Retryable: retryable,
+			Committers: 2, MaxBatch: 64, Retryable: retryable,
 			LockMigrations: func(ctx context.Context, c *sql.Conn) (func(), error) {
 				if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
 					return nil, err
