@@ -63,7 +63,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	s.reg.WriteTo(w)
+	s.reg.Write(w)
 	return nil
 }
 

@@ -38,8 +38,8 @@ func (r *Registry) add(f family) {
 	r.families = append(r.families, f)
 }
 
-// WriteTo writes every family, sorted by name.
-func (r *Registry) WriteTo(w io.Writer) {
+// Write writes every family, sorted by name.
+func (r *Registry) Write(w io.Writer) {
 	r.mu.Lock()
 	fs := append([]family(nil), r.families...)
 	r.mu.Unlock()
