@@ -177,16 +177,12 @@ func (s *Server) spendView(sp *spend.Spend, replayed, withIntent bool) spendJSON
 // ---- owner handlers ----
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req struct {
 		Name            string          `json:"name"`
 		IdentityAddress string          `json:"identity_address"`
 		Mandate         json.RawMessage `json:"mandate"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
 	a, err := s.svc.CreateAgent(r.Context(), spend.CreateAgentRequest{Name: req.Name, IdentityAddress: req.IdentityAddress, Mandate: req.Mandate})
@@ -218,11 +214,7 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) agentStatus(fn func(ctx context.Context, ref string) (*spend.Agent, error)) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		body, err := readBody(r)
-		if err != nil {
-			return err
-		}
-		if err := decodeStrict(body, &struct{}{}); err != nil {
+		if err := bindJSON(r, &struct{}{}); err != nil {
 			return err
 		}
 		a, err := fn(r.Context(), r.PathValue("ref"))
@@ -234,14 +226,10 @@ func (s *Server) agentStatus(fn func(ctx context.Context, ref string) (*spend.Ag
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req struct {
 		IdentityAddress string `json:"identity_address"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
 	a, err := s.svc.RotateKey(r.Context(), r.PathValue("ref"), req.IdentityAddress)
@@ -276,15 +264,11 @@ func (s *Server) getMandate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) setMandate(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req struct {
 		Mandate     json.RawMessage `json:"mandate"`
 		BaseVersion *int64          `json:"base_version"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
 	if len(req.Mandate) == 0 || string(req.Mandate) == "null" {
@@ -413,11 +397,7 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	if err := decodeStrict(body, &struct{}{}); err != nil {
+	if err := bindJSON(r, &struct{}{}); err != nil {
 		return err
 	}
 	sp, err := s.svc.Approve(r.Context(), r.PathValue("id"))
@@ -428,14 +408,10 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deny(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
 	sp, err := s.svc.Deny(r.Context(), r.PathValue("id"), req.Reason)

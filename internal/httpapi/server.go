@@ -171,6 +171,15 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// bindJSON reads the (limited) body and decodes it strictly into v.
+func bindJSON(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, v)
+}
+
 // decodeStrict decodes one JSON object into v, refusing unknown fields
 // and trailing data: a misspelled field must never silently vanish.
 func decodeStrict(body []byte, v any) error {

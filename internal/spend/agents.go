@@ -136,6 +136,15 @@ func getAgent(ctx context.Context, tx Tx, ref string) (*Agent, error) {
 	return a, err
 }
 
+// lockAgent finds an agent by id or name and takes its row lock.
+func lockAgent(ctx context.Context, tx Tx, ref string) (*Agent, error) {
+	a, err := getAgent(ctx, tx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return tx.AgentLock(ctx, a.ID)
+}
+
 // ListAgents returns every agent with its wallets, by name.
 func (s *Service) ListAgents(ctx context.Context) ([]*Agent, error) {
 	var out []*Agent
@@ -177,11 +186,8 @@ func (s *Service) setStatus(ctx context.Context, ref string, to AgentStatus, act
 	var out *Agent
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		a, err := getAgent(ctx, tx, ref)
+		a, err := lockAgent(ctx, tx, ref)
 		if err != nil {
-			return err
-		}
-		if a, err = tx.AgentLock(ctx, a.ID); err != nil {
 			return err
 		}
 		from := a.Status
@@ -247,11 +253,8 @@ func (s *Service) RotateKey(ctx context.Context, ref, newAddress string) (*Agent
 	var out *Agent
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		a, err := getAgent(ctx, tx, ref)
+		a, err := lockAgent(ctx, tx, ref)
 		if err != nil {
-			return err
-		}
-		if a, err = tx.AgentLock(ctx, a.ID); err != nil {
 			return err
 		}
 		if a.Status == AgentRevoked {
@@ -323,11 +326,8 @@ func (s *Service) SetMandate(ctx context.Context, ref string, body json.RawMessa
 	var out *MandateView
 	err = s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		a, err := getAgent(ctx, tx, ref)
+		a, err := lockAgent(ctx, tx, ref)
 		if err != nil {
-			return err
-		}
-		if a, err = tx.AgentLock(ctx, a.ID); err != nil {
 			return err
 		}
 		if a.Status == AgentRevoked {

@@ -388,22 +388,17 @@ func (s *Service) AgentGetSpend(ctx context.Context, c Caller, id string) (*Spen
 		sp, err = ownSpend(ctx, tx, a, id)
 		return err
 	})
-	return sp, err
+	if err != nil {
+		return nil, err
+	}
+	return sp, nil
 }
 
 // Confirm executes an authorized (for example, approved) spend on its
 // rail. For a rail Purser does not execute it returns the spend as is:
 // the agent then pays and reports capture or release.
 func (s *Service) Confirm(ctx context.Context, c Caller, id string) (*Spend, error) {
-	var sp *Spend
-	err := s.inTx(ctx, func(tx Tx) error {
-		a, err := s.authAgent(ctx, tx, c, false)
-		if err != nil {
-			return err
-		}
-		sp, err = ownSpend(ctx, tx, a, id)
-		return err
-	})
+	sp, err := s.AgentGetSpend(ctx, c, id)
 	if err != nil {
 		return nil, err
 	}
