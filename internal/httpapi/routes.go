@@ -97,30 +97,29 @@ func agentView(a *spend.Agent) agentJSON {
 }
 
 type spendJSON struct {
-	SpendID        string          `json:"spend_id"`
-	AgentID        string          `json:"agent_id"`
-	Status         string          `json:"status"`
-	Decision       string          `json:"decision"`
-	Reasons        []string        `json:"reasons"`
-	Rail           string          `json:"rail"`
-	Host           string          `json:"host"`
-	Payee          string          `json:"payee"`
-	Asset          string          `json:"asset"`
-	Network        string          `json:"network"`
-	Amount         string          `json:"amount"`
-	AmountUSD      string          `json:"amount_usd"`
-	HeldUSD        string          `json:"held_usd"`
-	Captured       *string         `json:"captured"`
-	CapturedUSD    *string         `json:"captured_usd"`
-	MandateVersion int64           `json:"mandate_version"`
-	IdempotencyKey string          `json:"idempotency_key,omitempty"`
-	Memo           string          `json:"memo,omitempty"`
-	RailRef        string          `json:"rail_ref,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
-	ExpiresAt      *time.Time      `json:"expires_at"`
-	Replayed       bool            `json:"replayed"`
-	Intent         json.RawMessage `json:"intent,omitempty"`
+	SpendID        string     `json:"spend_id"`
+	AgentID        string     `json:"agent_id"`
+	Status         string     `json:"status"`
+	Decision       string     `json:"decision"`
+	Reasons        []string   `json:"reasons"`
+	Rail           string     `json:"rail"`
+	Host           string     `json:"host"`
+	Payee          string     `json:"payee"`
+	Asset          string     `json:"asset"`
+	Network        string     `json:"network"`
+	Amount         string     `json:"amount"`
+	AmountUSD      string     `json:"amount_usd"`
+	HeldUSD        string     `json:"held_usd"`
+	Captured       *string    `json:"captured"`
+	CapturedUSD    *string    `json:"captured_usd"`
+	MandateVersion int64      `json:"mandate_version"`
+	IdempotencyKey string     `json:"idempotency_key,omitempty"`
+	Memo           string     `json:"memo,omitempty"`
+	RailRef        string     `json:"rail_ref,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+	Replayed       bool       `json:"replayed"`
 }
 
 // decisionOf is the authorization verdict a spend's status reflects.
@@ -145,7 +144,7 @@ func usdString(v *big.Int) string {
 	return money.FormatAmount(v, money.USDDecimals)
 }
 
-func (s *Server) spendView(sp *spend.Spend, replayed, withIntent bool) spendJSON {
+func (s *Server) spendView(sp *spend.Spend, replayed bool) spendJSON {
 	dec := uint8(money.USDDecimals)
 	if a, err := s.assets.Lookup(sp.Network, sp.Asset); err == nil {
 		dec = a.Decimals
@@ -167,9 +166,6 @@ func (s *Server) spendView(sp *spend.Spend, replayed, withIntent bool) spendJSON
 	if !sp.ExpiresAt.IsZero() {
 		e := sp.ExpiresAt
 		v.ExpiresAt = &e
-	}
-	if withIntent && json.Valid(sp.Intent) {
-		v.Intent = sp.Intent
 	}
 	return v
 }
@@ -375,7 +371,7 @@ func (s *Server) listSpends(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) writeSpends(w http.ResponseWriter, key string, list []*spend.Spend) error {
 	out := make([]spendJSON, len(list))
 	for i, sp := range list {
-		out[i] = s.spendView(sp, false, false)
+		out[i] = s.spendView(sp, false)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{key: out})
 }
@@ -385,7 +381,7 @@ func (s *Server) getSpend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, true))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) error {
@@ -404,7 +400,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) deny(w http.ResponseWriter, r *http.Request) error {
@@ -418,7 +414,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
@@ -494,7 +490,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, c spend.Calle
 	if err != nil {
 		return err
 	}
-	view := s.spendView(out.Spend, out.Replayed, false)
+	view := s.spendView(out.Spend, out.Replayed)
 	s.authzLat.Observe(time.Since(start), view.Decision)
 	if !out.Replayed {
 		if len(view.Reasons) == 0 {
@@ -522,7 +518,7 @@ func (s *Server) agentGetSpend(w http.ResponseWriter, r *http.Request, c spend.C
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func emptyBody(c spend.Caller) error { return decodeStrict(c.Body, &struct{}{}) }
@@ -535,7 +531,7 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request, c spend.Caller)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
@@ -549,7 +545,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, c spend.Caller)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
@@ -560,7 +556,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request, c spend.Caller)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false, false))
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) agentLimits(w http.ResponseWriter, r *http.Request, c spend.Caller) error {

@@ -251,7 +251,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		ID: newID("spd"), AgentID: a.ID, IdempotencyKey: p.req.IdempotencyKey,
 		Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, Asset: p.req.Asset, Network: p.req.Network,
 		Amount: p.amount, AmountUSD: p.amountUSD, Reasons: dec.Reasons, MandateVersion: a.MandateVersion,
-		DayKey: dayKey, Memo: p.req.Memo, Intent: c.Body, IntentSig: c.Signature, IntentNonce: c.Nonce,
+		DayKey: dayKey, Memo: p.req.Memo, IntentSig: c.Signature, IntentNonce: c.Nonce,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	if sp.Reasons == nil {
@@ -300,17 +300,47 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, spendDetails(sp, c))
 }
 
-// spendDetails is the audit record of a decision: who asked for what,
+// intentRecord is the signed request as the audit trail keeps it: enough
+// to recompute the EIP-712 digest and recover the agent's address.
+type intentRecord struct {
+	Signer    string `json:"signer"`
+	Body      string `json:"body"`
+	Signature string `json:"signature"`
+	Nonce     string `json:"nonce"`
+	Expires   int64  `json:"expires"`
+}
+
+func intentOf(c Caller) intentRecord {
+	return intentRecord{Signer: c.Address, Body: string(c.Body), Signature: c.Signature, Nonce: c.Nonce, Expires: c.Expires.Unix()}
+}
+
+// decisionRecord is the audit record of a decision: who asked for what,
 // with the signature that proves it, and what was decided under which
-// mandate version.
-func spendDetails(sp *Spend, c Caller) map[string]any {
-	return map[string]any{
-		"spend_id": sp.ID, "agent_id": sp.AgentID, "rail": sp.Rail, "host": sp.Host, "payee": sp.Payee,
-		"asset": sp.Asset, "network": sp.Network, "amount": sp.Amount.String(), "amount_usd": usd(sp.AmountUSD),
-		"status": sp.Status, "reasons": sp.Reasons, "mandate_version": sp.MandateVersion, "day": sp.DayKey,
-		"idempotency_key": sp.IdempotencyKey,
-		"intent": map[string]any{"signer": c.Address, "body": string(c.Body), "signature": c.Signature,
-			"nonce": c.Nonce, "expires": c.Expires.Unix()},
+// mandate version. A struct, not a map: it is marshalled on the hot path.
+type decisionRecord struct {
+	SpendID        string       `json:"spend_id"`
+	AgentID        string       `json:"agent_id"`
+	Rail           string       `json:"rail"`
+	Host           string       `json:"host"`
+	Payee          string       `json:"payee"`
+	Asset          string       `json:"asset"`
+	Network        string       `json:"network"`
+	Amount         string       `json:"amount"`
+	AmountUSD      string       `json:"amount_usd"`
+	Status         Status       `json:"status"`
+	Reasons        []string     `json:"reasons"`
+	MandateVersion int64        `json:"mandate_version"`
+	Day            string       `json:"day"`
+	IdempotencyKey string       `json:"idempotency_key"`
+	Intent         intentRecord `json:"intent"`
+}
+
+func spendDetails(sp *Spend, c Caller) decisionRecord {
+	return decisionRecord{
+		SpendID: sp.ID, AgentID: sp.AgentID, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee,
+		Asset: sp.Asset, Network: sp.Network, Amount: sp.Amount.String(), AmountUSD: usd(sp.AmountUSD),
+		Status: sp.Status, Reasons: sp.Reasons, MandateVersion: sp.MandateVersion, Day: sp.DayKey,
+		IdempotencyKey: sp.IdempotencyKey, Intent: intentOf(c),
 	}
 }
 
@@ -547,8 +577,7 @@ func (s *Service) agentSettle(ctx context.Context, c Caller, id string, to Statu
 		}
 		return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, map[string]any{
 			"spend_id": sp.ID, "agent_id": a.ID, "status": sp.Status, "captured": amountString(sp.Captured),
-			"captured_usd": usd(sp.CapturedUSD), "intent": map[string]any{"signer": c.Address, "body": string(c.Body),
-				"signature": c.Signature, "nonce": c.Nonce, "expires": c.Expires.Unix()}})
+			"captured_usd": usd(sp.CapturedUSD), "intent": intentOf(c)})
 	})
 	return out, err
 }

@@ -98,8 +98,7 @@ type Spend struct {
 	MandateVersion int64
 	DayKey         string // daily window the hold counts in
 	Memo           string
-	Intent         json.RawMessage // the exact request body the agent signed
-	IntentSig      string          // 0x hex signature over the intent
+	IntentSig      string // 0x hex signature of the request; the signed body itself is in the spend's audit event
 	IntentNonce    string
 	RailRef        string
 	CreatedAt      time.Time

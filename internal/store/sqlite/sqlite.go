@@ -30,7 +30,7 @@ func Migrations() fs.FS {
 
 // Open opens (creating if needed) the database file at path.
 func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, error) {
-	base := "file:" + url.PathEscape(path) + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	base := "file:" + url.PathEscape(path) + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=cache_size(-65536)"
 	// The writer does not checkpoint the WAL itself (wal_autocheckpoint
 	// 0): copying pages back into the database file would sit on the
 	// commit path of every caller in the batch. A separate connection

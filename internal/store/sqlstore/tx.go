@@ -379,7 +379,7 @@ func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
 }
 
 const spendCols = `id, agent_id, idempotency_key, rail, host, payee, asset, network, amount, amount_usd, captured, captured_usd,
-	status, reasons, mandate_version, day_key, memo, intent, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at`
+	status, reasons, mandate_version, day_key, memo, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at`
 
 func nullable(v string) any {
 	if v == "" {
@@ -400,10 +400,10 @@ func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
 		sp.Amount.String(), sp.AmountUSD.String(), bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD),
-		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, string(sp.Intent), sp.IntentSig, sp.IntentNonce,
+		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, sp.IntentSig, sp.IntentNonce,
 		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt))
 	if err != nil {
 		return fmt.Errorf("sqlstore: create spend: %w", err)
@@ -427,14 +427,14 @@ func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
 func scanSpend(sc scanner) (*spend.Spend, error) {
 	var sp spend.Spend
 	var idem, captured, capturedUSD sql.NullString
-	var amount, amountUSD, status, reasons, intent string
+	var amount, amountUSD, status, reasons string
 	var created, updated, expires int64
 	if err := sc.Scan(&sp.ID, &sp.AgentID, &idem, &sp.Rail, &sp.Host, &sp.Payee, &sp.Asset, &sp.Network, &amount, &amountUSD,
-		&captured, &capturedUSD, &status, &reasons, &sp.MandateVersion, &sp.DayKey, &sp.Memo, &intent, &sp.IntentSig,
+		&captured, &capturedUSD, &status, &reasons, &sp.MandateVersion, &sp.DayKey, &sp.Memo, &sp.IntentSig,
 		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires); err != nil {
 		return nil, err
 	}
-	sp.IdempotencyKey, sp.Status, sp.Intent = idem.String, spend.Status(status), json.RawMessage(intent)
+	sp.IdempotencyKey, sp.Status = idem.String, spend.Status(status)
 	sp.CreatedAt, sp.UpdatedAt, sp.ExpiresAt = fromMicros(created), fromMicros(updated), fromMicros(expires)
 	var ok bool
 	if sp.Amount, ok = new(big.Int).SetString(amount, 10); !ok {

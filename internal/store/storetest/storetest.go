@@ -305,7 +305,7 @@ func testNonces(t *testing.T, s spend.Store) {
 func newSpend(id, agentID, key string, created time.Time, st spend.Status) *spend.Spend {
 	return &spend.Spend{ID: id, AgentID: agentID, IdempotencyKey: key, Rail: "custom", Host: "api.example.com", Payee: "0xdead",
 		Asset: "USDC", Network: "eip155:8453", Amount: big.NewInt(50000), AmountUSD: big.NewInt(50000), Status: st,
-		Reasons: []string{}, MandateVersion: 1, DayKey: "2026-11-23", Intent: []byte(`{"amount":"0.05"}`), IntentSig: "0xsig",
+		Reasons: []string{}, MandateVersion: 1, DayKey: "2026-11-23", IntentSig: "0xsig",
 		IntentNonce: "0xn", CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(time.Minute)}
 }
 
@@ -330,7 +330,7 @@ func testSpends(t *testing.T, s spend.Store) {
 	}
 	mustTx(t, s, func(tx spend.Tx) error {
 		sp, err := tx.SpendGetByIdempotencyKey(ctx, a.ID, "k0")
-		if err != nil || sp.ID != "spd_0" || sp.Amount.Int64() != 50000 || string(sp.Intent) != `{"amount":"0.05"}` || !sp.ExpiresAt.Equal(at.Add(time.Minute)) {
+		if err != nil || sp.ID != "spd_0" || sp.Amount.Int64() != 50000 || sp.IntentSig != "0xsig" || !sp.ExpiresAt.Equal(at.Add(time.Minute)) {
 			return fmt.Errorf("SpendGetByIdempotencyKey = %+v, %v", sp, err)
 		}
 		sp.Status, sp.Captured, sp.CapturedUSD, sp.ExpiresAt, sp.RailRef = spend.StatusCaptured, big.NewInt(40000), big.NewInt(40000), time.Time{}, "0xtx"

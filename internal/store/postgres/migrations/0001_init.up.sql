@@ -70,7 +70,6 @@ CREATE TABLE spends (
   mandate_version BIGINT NOT NULL,
   day_key         TEXT NOT NULL,
   memo            TEXT NOT NULL,
-  intent          TEXT NOT NULL,
   intent_sig      TEXT NOT NULL,
   intent_nonce    TEXT NOT NULL,
   rail_ref        TEXT NOT NULL,
