@@ -180,6 +180,18 @@ func New(ctx context.Context, o Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.closing); s.stopMaintain() })
 	s.wg.Wait()
+	// A caller that slipped into the queue after the committers drained
+	// it must not wait forever.
+	for {
+		select {
+		case r := <-s.queue:
+			r.err = ErrClosed
+			close(r.done)
+			continue
+		default:
+		}
+		break
+	}
 	var errs []error
 	s.stmtMu.Lock()
 	for _, st := range s.stmts {
