@@ -67,6 +67,7 @@ type Store struct {
 	timeout      time.Duration
 	queue        chan *request
 	closing      chan struct{}
+	drained      chan struct{} // closed once Close has answered every queued caller
 	onClose      func() error
 	stopMaintain context.CancelFunc
 	wg           sync.WaitGroup
@@ -157,7 +158,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		o.Dialect.MaxBatch = 64
 	}
 	s := &Store{w: o.Writer, r: o.Reader, d: o.Dialect, log: o.Logger, timeout: o.BatchTimeout,
-		queue: make(chan *request, 4096), closing: make(chan struct{}), stmts: map[stmtKey]*sql.Stmt{}, pending: map[stmtKey]struct{}{}}
+		queue: make(chan *request, 4096), closing: make(chan struct{}), drained: make(chan struct{}), stmts: map[stmtKey]*sql.Stmt{}, pending: map[stmtKey]struct{}{}}
 	if err := s.migrate(ctx, o.Migrations); err != nil {
 		return nil, err
 	}
@@ -192,6 +193,7 @@ func (s *Store) Close() error {
 		}
 		break
 	}
+	close(s.drained)
 	var errs []error
 	s.stmtMu.Lock()
 	for _, st := range s.stmts {
@@ -250,8 +252,17 @@ func (s *Store) InTx(ctx context.Context, fn func(spend.Tx) error) error {
 	case <-s.closing:
 		return ErrClosed
 	}
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-s.drained:
+		select {
+		case <-r.done:
+			return r.err
+		default:
+			return ErrClosed // queued after the last drain: it never ran
+		}
+	}
 }
 
 func (s *Store) commitLoop() {
