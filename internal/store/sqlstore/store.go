@@ -179,7 +179,14 @@ func New(ctx context.Context, o Options) (*Store, error) {
 // Close stops the committers after the queued transactions ran and closes
 // the pools.
 func (s *Store) Close() error {
-	s.once.Do(func() { close(s.closing); s.stopMaintain() })
+	err := ErrClosed
+	s.once.Do(func() { err = s.close() })
+	return err
+}
+
+func (s *Store) close() error {
+	close(s.closing)
+	s.stopMaintain()
 	s.wg.Wait()
 	// A caller that slipped into the queue after the committers drained
 	// it must not wait forever.
