@@ -175,6 +175,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// Take the port first: a second server on the same address fails
+	// before it touches the keys or the database.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			ln.Close()
+		}
+	}()
 	var kek keystore.KEKSource = keystore.FileKEK{Path: filepath.Join(cfg.DataDir, "kek")}
 	if cfg.Passphrase != "" {
 		kek = keystore.PassphraseKEK{Passphrase: []byte(cfg.Passphrase)}
@@ -223,11 +235,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}})
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("listen: %w", err)
-	}
 	srv := &Server{cfg: cfg, log: log, store: st, svc: svc, api: api, ln: ln, Service: svc,
 		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -249,6 +256,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
+	ok = true
 	return srv, nil
 }
 
