@@ -1,5 +1,7 @@
--- Purser schema v1. Times are unix microseconds (UTC); amounts are decimal
--- strings of atomic units (micro-USD for *_usd and budget counters).
+-- Purser schema v1 (SQLite). Times are unix microseconds (UTC); amounts are
+-- decimal strings of atomic units (micro-USD for *_usd and budget counters).
+-- Sequence numbers use INTEGER PRIMARY KEY (the rowid), so an audit insert
+-- maintains one B-tree, not two. (WITHOUT ROWID tables measured slower.)
 CREATE TABLE agents (
   id                TEXT PRIMARY KEY,
   name              TEXT NOT NULL UNIQUE,
@@ -81,7 +83,7 @@ CREATE UNIQUE INDEX spends_idempotency ON spends(agent_id, idempotency_key) WHER
 CREATE INDEX spends_agent ON spends(agent_id, created_at);
 CREATE INDEX spends_expiry ON spends(status, expires_at);
 CREATE TABLE audit_events (
-  seq        BIGINT PRIMARY KEY,
+  seq        INTEGER PRIMARY KEY,
   at         BIGINT NOT NULL,
   actor_type TEXT NOT NULL,
   actor_id   TEXT NOT NULL,
@@ -98,7 +100,7 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 CREATE TABLE audit_checkpoints (
-  seq       BIGINT PRIMARY KEY,
+  seq       INTEGER PRIMARY KEY,
   hash      TEXT NOT NULL,
   at        BIGINT NOT NULL,
   key_id    TEXT NOT NULL,
