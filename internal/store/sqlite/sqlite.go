@@ -77,11 +77,11 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 	return s, nil
 }
 
-// checkpointLoop copies the WAL into the database file every 200 ms
+// checkpointLoop copies the WAL into the database file every second
 // (PASSIVE: it never blocks the writer or readers), and truncates the WAL
 // once it has grown past 64 MiB and a checkpoint completes.
 func checkpointLoop(ctx context.Context, ck *sql.DB, log *slog.Logger) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
