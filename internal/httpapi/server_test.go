@@ -69,12 +69,12 @@ func TestWriteError(t *testing.T) {
 		status int
 		code   string
 	}{
-		"spend error":     {spend.Errorf(spend.CodeIdempotencyConflict, "x"), 409, "idempotency_conflict"},
-		"money error":     {amountErr, 400, "amount_negative"},
-		"mandate error":   {mandateErr, 400, "mandate_invalid"},
-		"chain broken":    {&audit.VerifyError{Seq: 7, Reason: "hash mismatch"}, 409, "audit_chain_broken"},
-		"denied":          {&spend.Error{Code: spend.CodeSpendDenied, Message: "no"}, 403, "spend_denied"},
-		"internal error":  {errors.New("sqlstore: disk full at page 4711"), 500, "internal"},
+		"spend error":    {spend.Errorf(spend.CodeIdempotencyConflict, "x"), 409, "idempotency_conflict"},
+		"money error":    {amountErr, 400, "amount_negative"},
+		"mandate error":  {mandateErr, 400, "mandate_invalid"},
+		"chain broken":   {&audit.VerifyError{Seq: 7, Reason: "hash mismatch"}, 409, "audit_chain_broken"},
+		"denied":         {&spend.Error{Code: spend.CodeSpendDenied, Message: "no"}, 403, "spend_denied"},
+		"internal error": {errors.New("sqlstore: disk full at page 4711"), 500, "internal"},
 	}
 	for name, c := range cases {
 		rec := httptest.NewRecorder()
