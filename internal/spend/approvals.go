@@ -320,9 +320,6 @@ func (s *Service) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	return &cp, nil
 }
 
-// Store exposes the service's store for audit export and verification.
-func (s *Service) Store() Store { return s.store }
-
 // CountHolding returns how many spends hold budget right now.
 func (s *Service) CountHolding(ctx context.Context) (int64, error) {
 	var n int64

@@ -146,15 +146,6 @@ func NewService(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Rails returns the names of the rails this service knows.
-func (s *Service) Rails() []string {
-	out := make([]string, 0, len(s.rails))
-	for n := range s.rails {
-		out = append(out, n)
-	}
-	return out
-}
-
 func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Microsecond) }
 
 // inTx runs fn in a store transaction with the service's deadline.

@@ -32,3 +32,36 @@ func BenchmarkAuthorize64(b *testing.B) {
 	defer s.Close()
 	spendtest.BenchAuthorize(b, s, 64)
 }
+
+// TestReopen: migrations run once from empty, a second start is a no-op,
+// and what was committed survives a close.
+func TestReopen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "purser.db")
+	s, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := spendtest.NewEnv(t, s)
+	e.NewAgent("keep", `{"daily":"1"}`)
+	s.Close()
+	s2, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if v, err := s2.SchemaVersion(ctx); err != nil || v != 1 {
+		t.Fatalf("schema version %d, %v; want 1", v, err)
+	}
+	err = s2.Read(ctx, func(tx spend.Tx) error {
+		_, err := tx.AgentGet(ctx, "keep")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("agent lost across a restart: %v", err)
+	}
+	if seq, _, err := s2.AuditHead(ctx); err != nil || seq != 1 {
+		t.Fatalf("audit head %d, %v after restart; want 1", seq, err)
+	}
+}
