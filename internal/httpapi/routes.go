@@ -41,9 +41,9 @@ func (s *Server) routes() {
 
 	s.handle("POST /v1/agent/spends", s.agent(s.authorize))
 	s.handle("GET /v1/agent/spends/{id}", s.agent(s.agentGetSpend))
-	s.handle("POST /v1/agent/spends/{id}/confirm", s.agent(s.confirm))
+	s.handle("POST /v1/agent/spends/{id}/confirm", s.agent(s.agentSpendAction(s.svc.Confirm)))
 	s.handle("POST /v1/agent/spends/{id}/capture", s.agent(s.capture))
-	s.handle("POST /v1/agent/spends/{id}/release", s.agent(s.release))
+	s.handle("POST /v1/agent/spends/{id}/release", s.agent(s.agentSpendAction(s.svc.Release)))
 	s.handle("GET /v1/agent/limits", s.agent(s.agentLimits))
 
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
@@ -521,17 +521,19 @@ func (s *Server) agentGetSpend(w http.ResponseWriter, r *http.Request, c spend.C
 	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
-func emptyBody(c spend.Caller) error { return decodeStrict(c.Body, &struct{}{}) }
-
-func (s *Server) confirm(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
-	if err := emptyBody(c); err != nil {
-		return err
+// agentSpendAction serves the bodiless agent actions on one spend
+// (confirm, release).
+func (s *Server) agentSpendAction(fn func(context.Context, spend.Caller, string) (*spend.Spend, error)) agentHandler {
+	return func(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
+		if err := decodeStrict(c.Body, &struct{}{}); err != nil {
+			return err
+		}
+		sp, err := fn(r.Context(), c, r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 	}
-	sp, err := s.svc.Confirm(r.Context(), c, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
@@ -542,17 +544,6 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request, c spend.Caller)
 		return err
 	}
 	sp, err := s.svc.Capture(r.Context(), c, r.PathValue("id"), req.Amount)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
-}
-
-func (s *Server) release(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
-	if err := emptyBody(c); err != nil {
-		return err
-	}
-	sp, err := s.svc.Release(r.Context(), c, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
