@@ -74,11 +74,7 @@ func (e *Event) Seal(prev [32]byte) error {
 	e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	e.Details = d
 	e.PrevHash = prev
-	h, err := ComputeHash(e)
-	if err != nil {
-		return err
-	}
-	e.Hash = h
+	e.Hash = hashCompact(e, d) // d is compact already: compact once on the commit path
 	return nil
 }
 
@@ -104,6 +100,11 @@ func ComputeHash(e *Event) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("audit: seq %d: %w", e.Seq, err)
 	}
+	return hashCompact(e, details), nil
+}
+
+// hashCompact hashes e with its details already in compact form.
+func hashCompact(e *Event, details []byte) [32]byte {
 	h := sha256.New()
 	writeField(h, []byte(eventTag))
 	writeUint(h, uint64(e.Seq))
@@ -116,7 +117,7 @@ func ComputeHash(e *Event) ([32]byte, error) {
 	h.Write(e.PrevHash[:])
 	var out [32]byte
 	h.Sum(out[:0])
-	return out, nil
+	return out
 }
 
 func writeUint(h hash.Hash, v uint64) {
