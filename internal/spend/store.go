@@ -78,8 +78,9 @@ type Tx interface {
 	PayeeKnown(ctx context.Context, agentID, payee string) (bool, error)
 	PayeeAdd(ctx context.Context, agentID, payee string) error
 
-	// NonceUse records an agent request nonce; fresh is false when it was
-	// seen before.
+	// NonceUse records a signed request's nonce; fresh is false when the
+	// same nonce with the same expiry was seen before (a replayed request
+	// repeats both, since the signature covers both).
 	NonceUse(ctx context.Context, agentID, nonce string, expires time.Time) (fresh bool, err error)
 	NoncesPrune(ctx context.Context, before time.Time) (int64, error)
 

@@ -362,7 +362,7 @@ func (t *txn) PayeeAdd(_ context.Context, agentID, payee string) error {
 }
 
 func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Time) (bool, error) {
-	res, err := t.exec(`INSERT INTO nonces (agent_id, nonce, expires_at) VALUES (?,?,?) ON CONFLICT (agent_id, nonce) DO NOTHING`, agentID, nonce, micros(expires))
+	res, err := t.exec(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES (?,?,?) ON CONFLICT (expires_at, nonce) DO NOTHING`, micros(expires), nonce, agentID)
 	if err != nil {
 		return false, err
 	}

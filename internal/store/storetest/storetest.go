@@ -282,9 +282,9 @@ func testNonces(t *testing.T, s spend.Store) {
 		if err != nil || fresh {
 			return fmt.Errorf("replayed NonceUse = %v, %v; want not fresh", fresh, err)
 		}
-		fresh, err = tx.NonceUse(ctx, "agt_other", "0x01", at)
+		fresh, err = tx.NonceUse(ctx, "agt_n", "0x01", at.Add(time.Second))
 		if err != nil || !fresh {
-			return fmt.Errorf("same nonce for another agent = %v, %v; want fresh", fresh, err)
+			return fmt.Errorf("same nonce with another expiry (another signed request) = %v, %v; want fresh", fresh, err)
 		}
 		_, err = tx.NonceUse(ctx, "agt_n", "0x02", at.Add(time.Hour))
 		return err
@@ -294,7 +294,7 @@ func testNonces(t *testing.T, s spend.Store) {
 		if err != nil || n != 2 {
 			return fmt.Errorf("NoncesPrune = %d, %v; want 2", n, err)
 		}
-		fresh, err := tx.NonceUse(ctx, "agt_n", "0x02", at)
+		fresh, err := tx.NonceUse(ctx, "agt_n", "0x02", at.Add(time.Hour))
 		if err != nil || fresh {
 			return fmt.Errorf("unexpired nonce was pruned: fresh=%v err=%v", fresh, err)
 		}

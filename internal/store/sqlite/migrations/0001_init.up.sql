@@ -47,13 +47,15 @@ CREATE TABLE known_payees (
   payee    TEXT NOT NULL,
   PRIMARY KEY (agent_id, payee)
 );
+-- A replay of a signed request repeats its nonce and its expiry, so
+-- (expires_at, nonce) identifies it; keyed by time first, new nonces land
+-- at the right edge of the index and pruning is a range delete.
 CREATE TABLE nonces (
-  agent_id   TEXT NOT NULL,
-  nonce      TEXT NOT NULL,
   expires_at BIGINT NOT NULL,
-  PRIMARY KEY (agent_id, nonce)
+  nonce      TEXT NOT NULL,
+  agent_id   TEXT NOT NULL,
+  PRIMARY KEY (expires_at, nonce)
 );
-CREATE INDEX nonces_expires ON nonces(expires_at);
 CREATE TABLE spends (
   id              TEXT PRIMARY KEY,
   agent_id        TEXT NOT NULL REFERENCES agents(id),
