@@ -131,35 +131,44 @@ func conflictField(sp *Spend, p *prepared) string {
 	return ""
 }
 
-// authAgent resolves and locks the caller's agent and spends its nonce.
+// authAgent resolves (and, with lock, locks) the caller's agent and
+// spends its nonce.
 func (s *Service) authAgent(ctx context.Context, tx Tx, c Caller, lock bool) (*Agent, error) {
+	a, _, err := s.authAgentIdem(ctx, tx, c, lock, "")
+	return a, err
+}
+
+// authAgentIdem is authAgent that also returns the id of the agent's
+// spend under idemKey, if any (only with lock).
+func (s *Service) authAgentIdem(ctx context.Context, tx Tx, c Caller, lock bool, idemKey string) (*Agent, string, error) {
 	var a *Agent
 	var k *AgentKey
+	var prevID string
 	var err error
 	if lock {
-		a, k, err = tx.AgentLockByKey(ctx, c.Address)
+		a, k, prevID, err = tx.AgentLockByKey(ctx, c.Address, idemKey)
 	} else {
 		if k, err = tx.AgentKeyGet(ctx, c.Address); err == nil {
 			a, err = tx.AgentGet(ctx, k.AgentID)
 		}
 	}
 	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeAgentUnknown, "no agent has identity key %s", c.Address)
+		return nil, "", Errorf(CodeAgentUnknown, "no agent has identity key %s", c.Address)
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if k.RevokedAt != nil {
-		return nil, Errorf(CodeAgentKeyRevoked, "identity key %s was revoked", c.Address)
+		return nil, "", Errorf(CodeAgentKeyRevoked, "identity key %s was revoked", c.Address)
 	}
 	fresh, err := tx.NonceUse(ctx, a.ID, c.Nonce, c.Expires)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !fresh {
-		return nil, Errorf(CodeNonceReplayed, "request nonce was already used; sign every request with a new nonce")
+		return nil, "", Errorf(CodeNonceReplayed, "request nonce was already used; sign every request with a new nonce")
 	}
-	return a, nil
+	return a, prevID, nil
 }
 
 // Authorize is the pipeline's front half: authenticate, check
@@ -175,23 +184,21 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 	err = s.inTx(ctx, func(tx Tx) error {
 		out = Outcome{}
 		now := s.now()
-		a, err := s.authAgent(ctx, tx, c, true)
+		a, prevID, err := s.authAgentIdem(ctx, tx, c, true, p.req.IdempotencyKey)
 		if err != nil {
 			return err
 		}
-		if p.req.IdempotencyKey != "" {
-			prev, err := tx.SpendGetByIdempotencyKey(ctx, a.ID, p.req.IdempotencyKey)
-			switch {
-			case err == nil:
-				if f := conflictField(prev, p); f != "" {
-					return Errorf(CodeIdempotencyConflict, "idempotency key %q was used for a different request (field %s differs)", p.req.IdempotencyKey, f).
-						WithDetails(map[string]any{"field": f, "spend_id": prev.ID})
-				}
-				out = Outcome{Spend: prev, Replayed: true}
-				return nil
-			case !errors.Is(err, ErrNotFound):
+		if prevID != "" {
+			prev, err := tx.SpendGet(ctx, prevID)
+			if err != nil {
 				return err
 			}
+			if f := conflictField(prev, p); f != "" {
+				return Errorf(CodeIdempotencyConflict, "idempotency key %q was used for a different request (field %s differs)", p.req.IdempotencyKey, f).
+					WithDetails(map[string]any{"field": f, "spend_id": prev.ID})
+			}
+			out = Outcome{Spend: prev, Replayed: true}
+			return nil
 		}
 		return s.decide(ctx, tx, a, c, p, now, &out)
 	})

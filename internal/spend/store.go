@@ -48,8 +48,10 @@ type Tx interface {
 	// first, which is what serialises a freeze with later authorizations.
 	AgentLock(ctx context.Context, id string) (*Agent, error)
 	// AgentLockByKey resolves an identity key (active or revoked) to its
-	// agent and locks the agent row.
-	AgentLockByKey(ctx context.Context, address string) (*Agent, *AgentKey, error)
+	// agent and locks the agent row. When idempotencyKey is not empty it
+	// also returns the id of the agent's spend under that key ("" when
+	// there is none): every authorization needs both, in one round trip.
+	AgentLockByKey(ctx context.Context, address, idempotencyKey string) (*Agent, *AgentKey, string, error)
 	// AgentKeyGet returns an identity key without locking.
 	AgentKeyGet(ctx context.Context, address string) (*AgentKey, error)
 	AgentUpdate(ctx context.Context, a *Agent) error
@@ -86,7 +88,6 @@ type Tx interface {
 
 	SpendCreate(ctx context.Context, s *Spend) error
 	SpendGet(ctx context.Context, id string) (*Spend, error)
-	SpendGetByIdempotencyKey(ctx context.Context, agentID, key string) (*Spend, error)
 	SpendUpdate(ctx context.Context, s *Spend) error
 	SpendList(ctx context.Context, p *SpendListParams) ([]*Spend, error)
 	// SpendCount counts spends in the given statuses.

@@ -143,22 +143,24 @@ func (t *txn) AgentLock(_ context.Context, id string) (*spend.Agent, error) {
 	return a, t.scanErr(err)
 }
 
-func (t *txn) AgentLockByKey(_ context.Context, address string) (*spend.Agent, *spend.AgentKey, error) {
+func (t *txn) AgentLockByKey(_ context.Context, address, idempotencyKey string) (*spend.Agent, *spend.AgentKey, string, error) {
 	var k spend.AgentKey
 	var created int64
 	var revoked sql.NullInt64
-	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentOf, address),
-		&k.Address, &created, &revoked)
+	var prevID sql.NullString
+	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at,
+		(SELECT s.id FROM spends s WHERE s.agent_id = a.id AND s.idempotency_key = ?)
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentOf, idempotencyKey, address),
+		&k.Address, &created, &revoked, &prevID)
 	if err != nil {
-		return nil, nil, t.scanErr(err)
+		return nil, nil, "", t.scanErr(err)
 	}
 	k.AgentID, k.CreatedAt = a.ID, fromMicros(created)
 	if revoked.Valid {
 		r := fromMicros(revoked.Int64)
 		k.RevokedAt = &r
 	}
-	return a, &k, nil
+	return a, &k, prevID.String, nil
 }
 
 func (t *txn) AgentKeyGet(_ context.Context, address string) (*spend.AgentKey, error) {
@@ -457,11 +459,6 @@ func scanSpend(sc scanner) (*spend.Spend, error) {
 
 func (t *txn) SpendGet(_ context.Context, id string) (*spend.Spend, error) {
 	sp, err := scanSpend(t.queryRow(`SELECT `+spendCols+` FROM spends WHERE id = ?`, id))
-	return sp, t.scanErr(err)
-}
-
-func (t *txn) SpendGetByIdempotencyKey(_ context.Context, agentID, key string) (*spend.Spend, error) {
-	sp, err := scanSpend(t.queryRow(`SELECT `+spendCols+` FROM spends WHERE agent_id = ? AND idempotency_key = ?`, agentID, key))
 	return sp, t.scanErr(err)
 }
 

@@ -174,12 +174,12 @@ func testAgentLifecycle(t *testing.T, s spend.Store) {
 	}
 	// Lock by key, revoke keys, update status.
 	mustTx(t, s, func(tx spend.Tx) error {
-		got, k, err := tx.AgentLockByKey(ctx, a.IdentityAddress)
+		got, k, prev, err := tx.AgentLockByKey(ctx, a.IdentityAddress, "no-such-key")
 		if err != nil {
 			return err
 		}
-		if got.ID != a.ID || k.AgentID != a.ID || k.RevokedAt != nil {
-			return fmt.Errorf("AgentLockByKey = %+v %+v", got, k)
+		if got.ID != a.ID || k.AgentID != a.ID || k.RevokedAt != nil || prev != "" {
+			return fmt.Errorf("AgentLockByKey = %+v %+v %q", got, k, prev)
 		}
 		if err := tx.AgentKeysRevoke(ctx, a.ID, at.Add(time.Second)); err != nil {
 			return err
@@ -205,7 +205,7 @@ func testAgentLifecycle(t *testing.T, s spend.Store) {
 		t.Fatal(err)
 	}
 	mustTx(t, s, func(tx spend.Tx) error {
-		if _, _, err := tx.AgentLockByKey(ctx, "0xunknown"); !errors.Is(err, spend.ErrNotFound) {
+		if _, _, _, err := tx.AgentLockByKey(ctx, "0xunknown", ""); !errors.Is(err, spend.ErrNotFound) {
 			return fmt.Errorf("AgentLockByKey(unknown) err = %v", err)
 		}
 		return nil
@@ -329,7 +329,15 @@ func testSpends(t *testing.T, s spend.Store) {
 		t.Fatal("a second spend with the same idempotency key was stored")
 	}
 	mustTx(t, s, func(tx spend.Tx) error {
-		sp, err := tx.SpendGetByIdempotencyKey(ctx, a.ID, "k0")
+		_, _, prev, err := tx.AgentLockByKey(ctx, a.IdentityAddress, "k1")
+		if err != nil || prev != "spd_1" {
+			return fmt.Errorf("AgentLockByKey with idempotency key k1 = %q, %v; want spd_1", prev, err)
+		}
+		_, _, id0, err := tx.AgentLockByKey(ctx, a.IdentityAddress, "k0")
+		if err != nil {
+			return err
+		}
+		sp, err := tx.SpendGet(ctx, id0)
 		if err != nil || sp.ID != "spd_0" || sp.Amount.Int64() != 50000 || sp.IntentSig != "0xsig" || !sp.ExpiresAt.Equal(at.Add(time.Minute)) {
 			return fmt.Errorf("SpendGetByIdempotencyKey = %+v, %v", sp, err)
 		}
