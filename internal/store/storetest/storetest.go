@@ -339,7 +339,7 @@ func testSpends(t *testing.T, s spend.Store) {
 		}
 		sp, err := tx.SpendGet(ctx, id0)
 		if err != nil || sp.ID != "spd_0" || sp.Amount.Int64() != 50000 || sp.IntentSig != "0xsig" || !sp.ExpiresAt.Equal(at.Add(time.Minute)) {
-			return fmt.Errorf("SpendGetByIdempotencyKey = %+v, %v", sp, err)
+			return fmt.Errorf("spend under key k0 = %+v, %v", sp, err)
 		}
 		sp.Status, sp.Captured, sp.CapturedUSD, sp.ExpiresAt, sp.RailRef = spend.StatusCaptured, big.NewInt(40000), big.NewInt(40000), time.Time{}, "0xtx"
 		return tx.SpendUpdate(ctx, sp)
