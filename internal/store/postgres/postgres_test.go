@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/spend/spendtest"
@@ -30,4 +31,11 @@ func BenchmarkAuthorize64(b *testing.B) {
 	}
 	defer s.Close()
 	spendtest.BenchAuthorize(b, s, 64)
+}
+
+// TestSimulation runs the seeded pipeline simulation on PostgreSQL too.
+func TestSimulation(t *testing.T) {
+	t.Parallel()
+	e := spendtest.NewEnv(t, newStore(t), &spendtest.Rail{})
+	spendtest.RunSimulation(t, e, uint64(time.Now().UnixNano()), 300)
 }
