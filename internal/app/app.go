@@ -141,16 +141,13 @@ func (p walletProvider) Wallets(index uint32) ([]spend.Wallet, error) {
 
 // Server is a running Purser.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *sqlstore.Store
-	svc     *spend.Service
-	api     *httpapi.Server
-	http    *http.Server
-	ln      net.Listener
-	bgWG    sync.WaitGroup
-	stopBG  context.CancelFunc
-	Service *spend.Service
+	log    *slog.Logger
+	store  *sqlstore.Store
+	svc    *spend.Service
+	http   *http.Server
+	ln     net.Listener
+	bgWG   sync.WaitGroup
+	stopBG context.CancelFunc
 }
 
 // Serve runs Purser until ctx ends, then shuts down: in-flight requests
@@ -235,7 +232,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}})
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	srv := &Server{cfg: cfg, log: log, store: st, svc: svc, api: api, ln: ln, Service: svc,
+	srv := &Server{log: log, store: st, svc: svc, ln: ln,
 		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}

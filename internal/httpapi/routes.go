@@ -235,16 +235,13 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, agentView(a))
 }
 
-func mandateView(v *spend.MandateView) (map[string]any, error) {
+// writeMandate renders a mandate version (mandate null when none is set).
+func writeMandate(w http.ResponseWriter, v *spend.MandateView) error {
 	out := map[string]any{"agent_id": v.AgentID, "version": v.Version, "mandate": nil}
 	if v.Mandate != nil {
-		b, err := json.Marshal(v.Mandate)
-		if err != nil {
-			return nil, err
-		}
-		out["mandate"] = json.RawMessage(b)
+		out["mandate"] = v.Mandate
 	}
-	return out, nil
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getMandate(w http.ResponseWriter, r *http.Request) error {
@@ -252,11 +249,7 @@ func (s *Server) getMandate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := mandateView(v)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeMandate(w, v)
 }
 
 func (s *Server) setMandate(w http.ResponseWriter, r *http.Request) error {
@@ -278,11 +271,7 @@ func (s *Server) setMandate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := mandateView(v)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeMandate(w, v)
 }
 
 func (s *Server) ownerLimits(w http.ResponseWriter, r *http.Request) error {

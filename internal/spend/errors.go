@@ -16,9 +16,6 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// ErrorCode returns the error's stable code.
-func (e *Error) ErrorCode() string { return e.Code }
-
 // Errorf builds an *Error.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
@@ -52,8 +49,8 @@ const (
 // ErrNotFound is returned by Store methods when a row does not exist.
 var ErrNotFound = errors.New("spend: not found")
 
-// codeOf returns the code of err if it carries one.
-func codeOf(err error) string {
+// CodeOf returns the stable code of err, or "" for internal errors.
+func CodeOf(err error) string {
 	var c interface{ Code() string }
 	if errors.As(err, &c) {
 		return c.Code()
@@ -64,6 +61,3 @@ func codeOf(err error) string {
 	}
 	return ""
 }
-
-// CodeOf returns the stable code of err, or "" for internal errors.
-func CodeOf(err error) string { return codeOf(err) }

@@ -29,17 +29,7 @@ func RunPipeline(t *testing.T, newStore storetest.NewStore) {
 		"BadInputChangesNothing":  testBadInput,
 		"AuditChainVerifies":      testAuditVerifies,
 	}
-	names := make([]string, 0, len(tests))
-	for n := range tests {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			tests[name](t, NewEnv(t, newStore(t), &Rail{}))
-		})
-	}
+	storetest.RunParallel(t, tests, func(t *testing.T) *Env { return NewEnv(t, newStore(t), &Rail{}) })
 }
 
 var bg = context.Background()

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/url"
 	"os"
@@ -79,15 +80,16 @@ func Run(t *testing.T, newStore NewStore) {
 		"Checkpoints":            testCheckpoints,
 		"CanceledCallerSkipped":  testCanceledCaller,
 	}
-	names := make([]string, 0, len(tests))
-	for n := range tests {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
+}
+
+// RunParallel runs each named test as a parallel subtest, in name order,
+// on a fresh fixture from setup.
+func RunParallel[T any](t *testing.T, tests map[string]func(*testing.T, T), setup func(*testing.T) T) {
+	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			tests[name](t, newStore(t))
+			tests[name](t, setup(t))
 		})
 	}
 }
