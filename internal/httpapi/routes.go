@@ -97,29 +97,35 @@ func agentView(a *spend.Agent) agentJSON {
 }
 
 type spendJSON struct {
-	SpendID        string     `json:"spend_id"`
-	AgentID        string     `json:"agent_id"`
-	Status         string     `json:"status"`
-	Decision       string     `json:"decision"`
-	Reasons        []string   `json:"reasons"`
-	Rail           string     `json:"rail"`
-	Host           string     `json:"host"`
-	Payee          string     `json:"payee"`
-	Asset          string     `json:"asset"`
-	Network        string     `json:"network"`
-	Amount         string     `json:"amount"`
-	AmountUSD      string     `json:"amount_usd"`
-	HeldUSD        string     `json:"held_usd"`
-	Captured       *string    `json:"captured"`
-	CapturedUSD    *string    `json:"captured_usd"`
-	MandateVersion int64      `json:"mandate_version"`
-	IdempotencyKey string     `json:"idempotency_key,omitempty"`
-	Memo           string     `json:"memo,omitempty"`
-	RailRef        string     `json:"rail_ref,omitempty"`
-	CreatedAt      time.Time  `json:"created_at"`
-	UpdatedAt      time.Time  `json:"updated_at"`
-	ExpiresAt      *time.Time `json:"expires_at"`
-	Replayed       bool       `json:"replayed"`
+	SpendID        string   `json:"spend_id"`
+	AgentID        string   `json:"agent_id"`
+	Status         string   `json:"status"`
+	Decision       string   `json:"decision"`
+	Reasons        []string `json:"reasons"`
+	Rail           string   `json:"rail"`
+	Host           string   `json:"host"`
+	Payee          string   `json:"payee"`
+	Asset          string   `json:"asset"`
+	Network        string   `json:"network"`
+	Amount         string   `json:"amount"`
+	AmountUSD      string   `json:"amount_usd"`
+	HeldUSD        string   `json:"held_usd"`
+	Captured       *string  `json:"captured"`
+	CapturedUSD    *string  `json:"captured_usd"`
+	MandateVersion int64    `json:"mandate_version"`
+	IdempotencyKey string   `json:"idempotency_key,omitempty"`
+	Memo           string   `json:"memo,omitempty"`
+	RailRef        string   `json:"rail_ref,omitempty"`
+	// RailRequest is what the agent signed for the rail (an x402 offer);
+	// RailData what the rail produced (an x402 payment header). Neither
+	// holds a secret: a payment authorization can only pay its payee.
+	RailRequest json.RawMessage `json:"rail_request,omitempty"`
+	RailData    json.RawMessage `json:"rail_data,omitempty"`
+	DryRun      bool            `json:"dry_run,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	ExpiresAt   *time.Time      `json:"expires_at"`
+	Replayed    bool            `json:"replayed"`
 }
 
 // decisionOf is the authorization verdict a spend's status reflects.
@@ -154,7 +160,7 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) spendJSON {
 		Reasons: sp.Reasons, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, Asset: sp.Asset, Network: sp.Network,
 		Amount: money.FormatAmount(sp.Amount, dec), AmountUSD: usdString(sp.AmountUSD), HeldUSD: usdString(sp.Held()),
 		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, RailRef: sp.RailRef,
-		CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
+		RailRequest: sp.RailRequest, RailData: sp.RailData, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
 	}
 	if v.Reasons == nil {
 		v.Reasons = []string{}
@@ -467,6 +473,9 @@ type authorizeBody struct {
 	Amount         string `json:"amount"`
 	IdempotencyKey string `json:"idempotency_key"`
 	Memo           string `json:"memo"`
+	// RailRequest carries rail-specific data, e.g. the x402 offer.
+	RailRequest json.RawMessage `json:"rail_request,omitempty"`
+	DryRun      bool            `json:"dry_run,omitempty"`
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
@@ -480,6 +489,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, c spend.Calle
 		return err
 	}
 	view := s.spendView(out.Spend, out.Replayed)
+	if out.DryRun {
+		view.DryRun = true
+		return writeJSON(w, http.StatusOK, view)
+	}
 	s.authzLat.Observe(time.Since(start), view.Decision)
 	if !out.Replayed {
 		if len(view.Reasons) == 0 {

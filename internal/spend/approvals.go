@@ -173,8 +173,10 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 	var due []*Spend
 	err := s.read(ctx, func(tx Tx) error {
 		var err error
+		// A signed spend is not expired blindly: its instrument may have
+		// been used. The reconciler asks the rail (ReconcileDue).
 		due, err = tx.SpendList(ctx, &SpendListParams{
-			Statuses: []Status{StatusPendingApproval, StatusAuthorized}, ExpiresBefore: now, Limit: limit})
+			Statuses: []Status{StatusPendingApproval, StatusAuthorized}, ExpiresBefore: now, Unsigned: true, Limit: limit})
 		return err
 	})
 	if err != nil {
@@ -190,7 +192,7 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 			if err != nil {
 				return err
 			}
-			if sp.Status != StatusPendingApproval && sp.Status != StatusAuthorized || sp.ExpiresAt.After(now) {
+			if sp.Status != StatusPendingApproval && sp.Status != StatusAuthorized || sp.ExpiresAt.After(now) || sp.RailRef != "" {
 				return nil
 			}
 			n++

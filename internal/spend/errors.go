@@ -44,6 +44,8 @@ const (
 	CodeCaptureExceedsHold  = "capture_exceeds_hold"
 	CodeRailUnknown         = "rail_unknown"
 	CodeUnavailable         = "unavailable"
+	CodeRailFailed          = "rail_failed" // the rail could not sign or execute; the hold stays until it expires
+	CodeChainUnavailable    = "chain_unavailable"
 )
 
 // ErrNotFound is returned by Store methods when a row does not exist.

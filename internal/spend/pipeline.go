@@ -1,8 +1,11 @@
 package spend
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"regexp"
 	"strings"
@@ -35,13 +38,21 @@ type AuthorizeRequest struct {
 	Amount         string // decimal, in the asset's units: the most this spend may cost
 	IdempotencyKey string
 	Memo           string
+	// RailRequest is rail-specific data the agent signed with the intent
+	// (an x402 offer); the rail's Preparer validates it.
+	RailRequest json.RawMessage
+	// DryRun evaluates the intent against the mandate and the current
+	// budgets without storing a spend or placing a hold.
+	DryRun bool
 }
 
 // Outcome is the result of an authorization: the spend and whether it was
-// an idempotent replay of an earlier request.
+// an idempotent replay of an earlier request. A dry run's spend is not
+// stored: its status is what the decision would be.
 type Outcome struct {
 	Spend    *Spend
 	Replayed bool
+	DryRun   bool
 }
 
 var (
@@ -59,15 +70,23 @@ type prepared struct {
 	amountUSD *big.Int
 }
 
-func (s *Service) prepare(r AuthorizeRequest) (*prepared, error) {
+func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, error) {
 	if r.Rail == "" {
 		return nil, Errorf(CodeInvalidRequest, "rail is required").WithDetails(map[string]any{"field": "rail"})
 	}
 	if !railRE.MatchString(r.Rail) {
 		return nil, Errorf(CodeInvalidRequest, "rail %q is malformed", r.Rail).WithDetails(map[string]any{"field": "rail"})
 	}
-	if _, ok := s.rails[r.Rail]; !ok {
+	rail, ok := s.rails[r.Rail]
+	if !ok {
 		return nil, Errorf(CodeRailUnknown, "rail %q is not configured on this server", r.Rail).WithDetails(map[string]any{"field": "rail"})
+	}
+	if pr, ok := rail.(Preparer); ok {
+		if err := pr.Prepare(ctx, &r); err != nil {
+			return nil, err
+		}
+	} else if len(r.RailRequest) > 0 {
+		return nil, Errorf(CodeInvalidRequest, "rail %s takes no rail_request", r.Rail).WithDetails(map[string]any{"field": "rail_request"})
 	}
 	if r.Payee == "" || !payeRE.MatchString(r.Payee) {
 		return nil, Errorf(CodeInvalidRequest, "payee is required: a 0x address or an id of 1-128 characters [A-Za-z0-9:._@-]").WithDetails(map[string]any{"field": "payee"})
@@ -127,6 +146,8 @@ func conflictField(sp *Spend, p *prepared) string {
 		return "amount"
 	case sp.Memo != p.req.Memo:
 		return "memo"
+	case !bytes.Equal(sp.RailRequest, p.req.RailRequest):
+		return "rail_request"
 	}
 	return ""
 }
@@ -176,7 +197,7 @@ func (s *Service) authAgentIdem(ctx context.Context, tx Tx, c Caller, lock bool,
 // the hold and append the decision's audit event. An allowed spend on a
 // rail that executes is then executed.
 func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (*Outcome, error) {
-	p, err := s.prepare(r)
+	p, err := s.prepare(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +209,7 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 		if err != nil {
 			return err
 		}
-		if prevID != "" {
+		if prevID != "" && !p.req.DryRun {
 			prev, err := tx.SpendGet(ctx, prevID)
 			if err != nil {
 				return err
@@ -205,13 +226,18 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if !out.Replayed && out.Spend.Status == StatusAuthorized {
-		if _, ok := s.rails[out.Spend.Rail].(Executor); ok {
-			sp, err := s.execute(ctx, out.Spend)
-			if err != nil {
-				return nil, err
-			}
-			out.Spend = sp
+	sp := out.Spend
+	if out.DryRun || sp.Status != StatusAuthorized || sp.RailRef != "" {
+		return &out, nil
+	}
+	// A replay may find the spend authorized but unsigned (the first
+	// request died between the two commits): signing is safe to repeat,
+	// since the first recorded instrument wins. Executing is not, for a
+	// rail that does not sign first, so only the first request does it.
+	_, signs := s.rails[sp.Rail].(Signer)
+	if !out.Replayed || signs {
+		if out.Spend, err = s.advance(ctx, sp); err != nil {
+			return nil, err
 		}
 	}
 	return &out, nil
@@ -273,6 +299,12 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	default:
 		sp.Status, action = StatusDenied, "spend.deny"
 	}
+	if p.req.DryRun {
+		sp.ID, sp.RailRequest = "", p.req.RailRequest
+		out.Spend, out.DryRun = sp, true
+		return nil // the request's nonce is spent; nothing else is written
+	}
+	sp.RailRequest = p.req.RailRequest
 	if err := tx.SpendCreate(ctx, sp); err != nil {
 		return err
 	}
@@ -446,10 +478,72 @@ func (s *Service) Confirm(ctx context.Context, c Caller, id string) (*Spend, err
 	default:
 		return sp, nil // captured, released, …: confirming again changes nothing
 	}
-	if _, ok := s.rails[sp.Rail].(Executor); !ok {
-		return sp, nil
+	if sp.RailRef != "" {
+		return sp, nil // signed or executed already
 	}
-	return s.execute(ctx, sp)
+	return s.advance(ctx, sp)
+}
+
+// advance takes a committed, authorized spend through its rail: sign
+// (for a Signer), then execute (for an Executor). A rail that does
+// neither leaves the spend for the agent to settle.
+func (s *Service) advance(ctx context.Context, sp *Spend) (*Spend, error) {
+	rail := s.rails[sp.Rail]
+	if sg, ok := rail.(Signer); ok && sp.RailRef == "" {
+		var err error
+		if sp, err = s.sign(ctx, sp, sg); err != nil || sp.Status != StatusAuthorized {
+			return sp, err
+		}
+	}
+	if _, ok := rail.(Executor); ok {
+		return s.execute(ctx, sp)
+	}
+	return sp, nil
+}
+
+// sign has the rail sign its instrument for sp and commits it. If another
+// signing committed first, its instrument is returned and ours, never
+// shown to anyone, is dropped.
+func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
+	defer cancel()
+	ref, data, expires, err := sg.Sign(sctx, sp)
+	if err != nil {
+		var coded *Error
+		if errors.As(err, &coded) {
+			return nil, err
+		}
+		s.log.Warn("rail signing failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
+		return nil, Errorf(CodeRailFailed, "rail %s could not sign spend %s", sp.Rail, sp.ID)
+	}
+	if ref == "" {
+		return nil, fmt.Errorf("spend: rail %s signed spend %s without a reference", sp.Rail, sp.ID)
+	}
+	var out *Spend
+	err = s.inTx(context.WithoutCancel(ctx), func(tx Tx) error {
+		now := s.now()
+		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
+			return err
+		}
+		cur, err := tx.SpendGet(ctx, sp.ID)
+		if err != nil {
+			return err
+		}
+		out = cur
+		if cur.Status != StatusAuthorized || cur.RailRef != "" {
+			return nil // settled, expired or signed by a racing request
+		}
+		cur.RailRef, cur.RailData, cur.UpdatedAt = ref, data, now
+		if !expires.IsZero() {
+			cur.ExpiresAt = expires.UTC().Truncate(time.Microsecond)
+		}
+		if err := tx.SpendUpdate(ctx, cur); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.sign", "spend:"+cur.ID, map[string]any{
+			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "rail_ref": ref, "valid_until": cur.ExpiresAt.Unix()})
+	})
+	return out, err
 }
 
 // execute runs the rail with a detached context and settles the outcome.
@@ -461,10 +555,16 @@ func (s *Service) execute(ctx context.Context, sp *Spend) (*Spend, error) {
 	if err != nil {
 		s.log.Warn("rail execution failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
 		if res.Outcome == "" {
-			res.Outcome = "unknown" // an error is not proof that nothing moved
+			res.Outcome = OutcomeUnknown // an error is not proof that nothing moved
 		}
 	}
 	return s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+}
+
+// Settle records what a rail found out about a spend (a reconciler's or a
+// rail transport's verdict) with actor in the audit trail.
+func (s *Service) Settle(ctx context.Context, id string, res ExecResult, actor audit.Actor) (*Spend, error) {
+	return s.settle(ctx, id, res, actor)
 }
 
 // settle records a rail's outcome for a spend.
@@ -483,19 +583,21 @@ func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor a
 			return err
 		}
 		out = sp
-		if !sp.Status.Holding() {
-			return nil // settled already (by a reconciler or an expiry)
+		if !sp.Status.Holding() || res.Outcome == OutcomePending {
+			return nil // settled already (by a reconciler or an expiry), or nothing new
 		}
-		sp.RailRef = res.Ref
+		if res.Ref != "" {
+			sp.RailRef = res.Ref
+		}
 		var action string
 		switch res.Outcome {
-		case "captured":
+		case OutcomeCaptured:
 			amt := res.Captured
 			if amt == nil || amt.Sign() < 0 || amt.Cmp(sp.Amount) > 0 {
 				return Errorf(CodeCaptureExceedsHold, "rail %s reported capturing %v, more than the %s held", sp.Rail, amt, sp.Amount)
 			}
 			err, action = s.finish(ctx, tx, sp, StatusCaptured, amt, now, nil), "spend.capture"
-		case "failed":
+		case OutcomeFailed:
 			err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, nil), "spend.release"
 		default:
 			if sp.Status == StatusUnknown {
@@ -546,7 +648,10 @@ func (s *Service) agentSettle(ctx context.Context, c Caller, id string, to Statu
 		if err != nil {
 			return err
 		}
-		if _, ok := s.rails[sp.Rail].(Executor); ok {
+		switch s.rails[sp.Rail].(type) {
+		case Executor, Signer:
+			// Purser learns these outcomes from the rail or the chain;
+			// an agent's word could release a hold on money that moved.
 			return Errorf(CodeInvalidState, "rail %s settles its own spends", sp.Rail)
 		}
 		var amt *big.Int

@@ -50,14 +50,45 @@ type Executor interface {
 	Execute(ctx context.Context, s *Spend) (ExecResult, error)
 }
 
-// ExecResult is what a rail reports after Execute.
+// ExecResult is what a rail reports after Execute or Reconcile.
 type ExecResult struct {
-	// Outcome: "captured" (money moved: Captured is the actual amount,
-	// at most the spend's Amount), "failed" (nothing moved: release the
-	// hold) or "unknown" (cannot tell yet: keep the hold, reconcile later).
+	// Outcome: OutcomeCaptured (money moved: Captured is the actual
+	// amount, at most the spend's Amount), OutcomeFailed (nothing moved
+	// and nothing can move any more: release the hold), OutcomeUnknown
+	// (cannot tell: keep the hold, mark the spend unknown) or
+	// OutcomePending (nothing new: leave the spend as it is).
 	Outcome  string
 	Captured *big.Int
 	Ref      string
+}
+
+// Outcomes a rail reports in ExecResult.
+const (
+	OutcomeCaptured = "captured"
+	OutcomeFailed   = "failed"
+	OutcomeUnknown  = "unknown"
+	OutcomePending  = "pending"
+)
+
+// Preparer is implemented by rails whose intent carries rail-specific
+// data in AuthorizeRequest.RailRequest (an x402 offer). Prepare validates
+// it and sets the fields the pipeline governs (payee, amount, asset,
+// network, host) from it, so that what the mandate judges is exactly what
+// the rail will sign. It runs before anything is stored.
+type Preparer interface {
+	Prepare(ctx context.Context, r *AuthorizeRequest) error
+}
+
+// Signer is implemented by rails that produce a signed instrument (an
+// EIP-3009 authorization) for an authorized spend. Sign runs after the
+// hold is committed, outside any transaction. Its result is committed
+// before anyone sees it or the rail executes it; when two signings race,
+// the first commit wins and the other result is discarded, so a spend has
+// at most one instrument. ref identifies the instrument on its rail (an
+// authorization nonce); expires is when it stops being usable (zero: keep
+// the spend's expiry).
+type Signer interface {
+	Sign(ctx context.Context, s *Spend) (ref string, data json.RawMessage, expires time.Time, err error)
 }
 
 // Reconciler is implemented by rails that can find out what happened to

@@ -104,6 +104,8 @@ type SpendListParams struct {
 	AgentID       string
 	Statuses      []Status
 	ExpiresBefore time.Time // only spends with a non-zero ExpiresAt before this
+	Signed        bool      // only spends a rail has signed or executed (RailRef set)
+	Unsigned      bool      // only spends with no RailRef
 	Limit         int       // 0: 100
 	NewestFirst   bool
 }

@@ -100,7 +100,9 @@ type Spend struct {
 	Memo           string
 	IntentSig      string // 0x hex signature of the request; the signed body itself is in the spend's audit event
 	IntentNonce    string
-	RailRef        string
+	RailRef        string          // the rail's reference: an authorization nonce, a tx hash
+	RailRequest    json.RawMessage // rail-specific part of the signed intent (an x402 offer); immutable
+	RailData       json.RawMessage // what the rail produced (a signed authorization, a receipt)
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time // when a holding spend expires; zero for terminal ones

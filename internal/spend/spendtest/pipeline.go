@@ -28,8 +28,16 @@ func RunPipeline(t *testing.T, newStore storetest.NewStore) {
 		"ExecutorRailPaysOnce":    testExecutorOnce,
 		"BadInputChangesNothing":  testBadInput,
 		"AuditChainVerifies":      testAuditVerifies,
+		"SignerRailSignsOnce":     testSignOnce,
+		"SignedSpendsReconcile":   testSignedReconcile,
+		"DryRunChangesNothing":    testDryRun,
 	}
-	storetest.RunParallel(t, tests, func(t *testing.T) *Env { return NewEnv(t, newStore(t), &Rail{}) })
+	storetest.RunParallel(t, tests, func(t *testing.T) *Env {
+		sr := &SignRail{}
+		e := NewEnv(t, newStore(t), &Rail{}, sr)
+		sr.Clock = e.Clock
+		return e
+	})
 }
 
 var bg = context.Background()

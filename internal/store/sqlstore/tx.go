@@ -381,7 +381,8 @@ func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
 }
 
 const spendCols = `id, agent_id, idempotency_key, rail, host, payee, asset, network, amount, amount_usd, captured, captured_usd,
-	status, reasons, mandate_version, day_key, memo, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at`
+	status, reasons, mandate_version, day_key, memo, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at,
+	rail_request, rail_data`
 
 func nullable(v string) any {
 	if v == "" {
@@ -402,11 +403,11 @@ func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
 		sp.Amount.String(), sp.AmountUSD.String(), bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD),
 		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, sp.IntentSig, sp.IntentNonce,
-		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt))
+		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt), string(sp.RailRequest), string(sp.RailData))
 	if err != nil {
 		return fmt.Errorf("sqlstore: create spend: %w", err)
 	}
@@ -418,8 +419,9 @@ func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(`UPDATE spends SET captured = ?, captured_usd = ?, status = ?, reasons = ?, rail_ref = ?, updated_at = ?, expires_at = ? WHERE id = ?`,
-		bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD), string(sp.Status), string(reasons), sp.RailRef, micros(sp.UpdatedAt), micros(sp.ExpiresAt), sp.ID)
+	res, err := t.exec(`UPDATE spends SET captured = ?, captured_usd = ?, status = ?, reasons = ?, rail_ref = ?, rail_data = ?, updated_at = ?, expires_at = ? WHERE id = ?`,
+		bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD), string(sp.Status), string(reasons), sp.RailRef, string(sp.RailData),
+		micros(sp.UpdatedAt), micros(sp.ExpiresAt), sp.ID)
 	if err != nil {
 		return fmt.Errorf("sqlstore: update spend: %w", err)
 	}
@@ -429,12 +431,18 @@ func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
 func scanSpend(sc scanner) (*spend.Spend, error) {
 	var sp spend.Spend
 	var idem, captured, capturedUSD sql.NullString
-	var amount, amountUSD, status, reasons string
+	var amount, amountUSD, status, reasons, railReq, railData string
 	var created, updated, expires int64
 	if err := sc.Scan(&sp.ID, &sp.AgentID, &idem, &sp.Rail, &sp.Host, &sp.Payee, &sp.Asset, &sp.Network, &amount, &amountUSD,
 		&captured, &capturedUSD, &status, &reasons, &sp.MandateVersion, &sp.DayKey, &sp.Memo, &sp.IntentSig,
-		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires); err != nil {
+		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires, &railReq, &railData); err != nil {
 		return nil, err
+	}
+	if railReq != "" {
+		sp.RailRequest = json.RawMessage(railReq)
+	}
+	if railData != "" {
+		sp.RailData = json.RawMessage(railData)
 	}
 	sp.IdempotencyKey, sp.Status = idem.String, spend.Status(status)
 	sp.CreatedAt, sp.UpdatedAt, sp.ExpiresAt = fromMicros(created), fromMicros(updated), fromMicros(expires)
@@ -476,6 +484,12 @@ func (t *txn) SpendList(_ context.Context, p *spend.SpendListParams) ([]*spend.S
 	}
 	if !p.ExpiresBefore.IsZero() {
 		where, args = append(where, "expires_at > 0 AND expires_at <= ?"), append(args, micros(p.ExpiresBefore))
+	}
+	if p.Signed {
+		where = append(where, "rail_ref <> ''")
+	}
+	if p.Unsigned {
+		where = append(where, "rail_ref = ''")
 	}
 	q := `SELECT ` + spendCols + ` FROM spends`
 	if len(where) > 0 {

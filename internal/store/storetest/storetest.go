@@ -375,6 +375,40 @@ func testSpends(t *testing.T, s spend.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Rail data: the request is kept as created, the data as updated;
+	// Signed and Unsigned filter on the rail reference.
+	req, data := `{"offer":{"amount":"10000","extra":{}}}`, `{"nonce":"0x01","signature":"0xab"}`
+	mustTx(t, s, func(tx spend.Tx) error {
+		sp := newSpend("spd_rail", a.ID, "", at, spend.StatusAuthorized)
+		sp.RailRequest = []byte(req)
+		if err := tx.SpendCreate(ctx, sp); err != nil {
+			return err
+		}
+		sp.RailRef, sp.RailData = "0x01", []byte(data)
+		return tx.SpendUpdate(ctx, sp)
+	})
+	err = s.Read(ctx, func(tx spend.Tx) error {
+		sp, err := tx.SpendGet(ctx, "spd_rail")
+		if err != nil || string(sp.RailRequest) != req || string(sp.RailData) != data {
+			return fmt.Errorf("rail data round trip = %s / %s, %v", sp.RailRequest, sp.RailData, err)
+		}
+		if sp0, err := tx.SpendGet(ctx, "spd_1"); err != nil || sp0.RailRequest != nil || sp0.RailData != nil {
+			return fmt.Errorf("spend without rail data reads back %q/%q, %v", sp0.RailRequest, sp0.RailData, err)
+		}
+		st := []spend.Status{spend.StatusAuthorized, spend.StatusPendingApproval}
+		signed, err := tx.SpendList(ctx, &spend.SpendListParams{Statuses: st, Signed: true})
+		if err != nil || len(signed) != 1 || signed[0].ID != "spd_rail" {
+			return fmt.Errorf("SpendList signed = %v, %v", ids(signed), err)
+		}
+		unsigned, err := tx.SpendList(ctx, &spend.SpendListParams{Statuses: st, Unsigned: true})
+		if err != nil || len(unsigned) != 1 || unsigned[0].ID != "spd_1" {
+			return fmt.Errorf("SpendList unsigned = %v, %v", ids(unsigned), err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ids(list []*spend.Spend) []string {

@@ -1,0 +1,74 @@
+package spend
+
+import (
+	"context"
+	"errors"
+)
+
+// ReconcileDue asks the rails what became of up to limit spends whose
+// outcome is open on the rail: signed instruments not yet settled
+// (authorized with a rail reference) and unknown outcomes. It settles what
+// the rails can prove and returns how many spends changed. Safe to run on
+// every node at once: settle re-reads each spend under its agent's lock.
+func (s *Service) ReconcileDue(ctx context.Context, limit int) (int, error) {
+	var open []*Spend
+	err := s.read(ctx, func(tx Tx) error {
+		var err error
+		open, err = tx.SpendList(ctx, &SpendListParams{Statuses: []Status{StatusAuthorized, StatusUnknown}, Signed: true, Limit: limit})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, sp := range open {
+		changed, err := s.reconcile(ctx, sp)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if changed {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Reconcile asks sp's rail now (an agent reported a settlement, or an
+// owner wants an answer) and returns the spend as it then stands.
+func (s *Service) Reconcile(ctx context.Context, id string) (*Spend, error) {
+	sp, err := s.GetSpend(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.reconcile(ctx, sp); err != nil {
+		return nil, err
+	}
+	return s.GetSpend(ctx, id)
+}
+
+func (s *Service) reconcile(ctx context.Context, sp *Spend) (bool, error) {
+	if !sp.Status.Holding() || sp.RailRef == "" {
+		return false, nil
+	}
+	rc, ok := s.rails[sp.Rail].(Reconciler)
+	if !ok {
+		return false, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ExecTimeout)
+	defer cancel()
+	res, err := rc.Reconcile(rctx, sp)
+	if err != nil {
+		s.log.Warn("reconcile failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
+		return false, nil // asked again on the next round
+	}
+	if res.Outcome == "" || res.Outcome == OutcomePending || (res.Outcome == OutcomeUnknown && sp.Status == StatusUnknown) {
+		return false, nil
+	}
+	after, err := s.settle(ctx, sp.ID, res, SystemActor)
+	if err != nil {
+		return false, err
+	}
+	return after.Status != sp.Status, nil
+}
