@@ -58,6 +58,9 @@ type Spend struct {
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Memo           string          `json:"memo,omitempty"`
 	RailRef        string          `json:"rail_ref,omitempty"`
+	RailRequest    json.RawMessage `json:"rail_request,omitempty"`
+	RailData       json.RawMessage `json:"rail_data,omitempty"`
+	DryRun         bool            `json:"dry_run,omitempty"`
 	CreatedAt      time.Time       `json:"created_at"`
 	UpdatedAt      time.Time       `json:"updated_at"`
 	ExpiresAt      *time.Time      `json:"expires_at"`
@@ -162,6 +165,48 @@ type AuthorizeRequest struct {
 	Network        string `json:"network,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	Memo           string `json:"memo,omitempty"`
+	// RailRequest is rail-specific data signed with the intent (an x402 offer).
+	RailRequest json.RawMessage `json:"rail_request,omitempty"`
+	// DryRun asks for the verdict only: nothing is stored or held.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Balance is one token balance of an agent's wallet.
+type Balance struct {
+	Network string `json:"network"`
+	Asset   string `json:"asset"`
+	Token   string `json:"token"`
+	Address string `json:"address"`
+	Balance string `json:"balance"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Asset is an asset the server can count and pay with.
+type Asset struct {
+	Symbol        string `json:"symbol"`
+	Network       string `json:"network"`
+	Address       string `json:"address,omitempty"`
+	Decimals      uint8  `json:"decimals"`
+	USD           bool   `json:"usd"`
+	EIP712Name    string `json:"eip712_name,omitempty"`
+	EIP712Version string `json:"eip712_version,omitempty"`
+}
+
+// Funding is the result of funding an agent on the dev chain.
+type Funding struct {
+	AgentID string `json:"agent_id"`
+	Network string `json:"network"`
+	Asset   string `json:"asset"`
+	Address string `json:"address"`
+	Amount  string `json:"amount"`
+	Tx      string `json:"tx"`
+}
+
+// Chains is what the server knows of chains.
+type Chains struct {
+	Networks   []string `json:"networks"`
+	Relayer    string   `json:"relayer"`
+	DevNetwork string   `json:"dev_network"`
 }
 
 // SpendFilter narrows GET /v1/spends; zero values mean no filter.

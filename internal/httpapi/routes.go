@@ -45,6 +45,13 @@ func (s *Server) routes() {
 	s.handle("POST /v1/agent/spends/{id}/capture", s.agent(s.capture))
 	s.handle("POST /v1/agent/spends/{id}/release", s.agent(s.agentSpendAction(s.svc.Release)))
 	s.handle("GET /v1/agent/limits", s.agent(s.agentLimits))
+	s.handle("POST /v1/agent/spends/{id}/settlement", s.agent(s.reportSettlement))
+	s.handle("GET /v1/agent/assets", s.agent(s.agentAssets))
+	s.handle("GET /v1/agent/balances", s.agent(s.agentBalances))
+
+	s.handle("GET /v1/chains", s.owner(s.chainsInfo))
+	s.handle("GET /v1/agents/{ref}/balances", s.owner(s.ownerBalances))
+	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		return &spend.Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path}

@@ -36,6 +36,13 @@ type Config struct {
 	Metrics    *metrics.Registry
 	Clock      spend.Clock
 	Ready      func(ctx context.Context) error // health check
+	// Chains reads on-chain balances; nil when no chain is connected.
+	Chains Chains
+	// Faucet funds agent wallets on the dev chain (purser fund); nil
+	// elsewhere.
+	Faucet Faucet
+	// Relayer is the address that pays gas for payouts.
+	Relayer string
 }
 
 // Server serves the API.
@@ -53,6 +60,9 @@ type Server struct {
 	authzLat   *metrics.HistogramVec
 	mux        *http.ServeMux
 	authFailed *metrics.CounterVec
+	chains     Chains
+	faucet     Faucet
+	relayer    string
 }
 
 // New builds the server and its routes.
@@ -69,6 +79,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		svc: cfg.Service, assets: cfg.Assets, ownerHash: sha256.Sum256([]byte(cfg.OwnerToken)),
 		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
+		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 	}
 	s.requests = s.reg.NewCounterVec("purser_http_requests_total", "HTTP requests by route and status code.", "route", "code")
 	s.latency = s.reg.NewHistogramVec("purser_http_request_duration_seconds", "HTTP request latency by route.", metrics.DefaultLatencyBuckets, "route")

@@ -350,3 +350,23 @@ func (s *Service) SetMandate(ctx context.Context, ref string, body json.RawMessa
 	})
 	return out, err
 }
+
+// RecordFunding appends the audit event of an owner funding an agent's
+// wallet (the dev chain's faucet): money that arrives outside any spend
+// is still on the record.
+func (s *Service) RecordFunding(ctx context.Context, ref string, details map[string]any) error {
+	return s.inTx(ctx, func(tx Tx) error {
+		a, err := tx.AgentGet(ctx, ref)
+		if errors.Is(err, ErrNotFound) {
+			return Errorf(CodeAgentNotFound, "no agent %q", ref)
+		}
+		if err != nil {
+			return err
+		}
+		d := map[string]any{"agent_id": a.ID}
+		for k, v := range details {
+			d[k] = v
+		}
+		return appendAudit(ctx, tx, s.now(), OwnerActor, "agent.fund", "agent:"+a.ID, d)
+	})
+}

@@ -81,6 +81,12 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	if !ok {
 		return nil, Errorf(CodeRailUnknown, "rail %q is not configured on this server", r.Rail).WithDetails(map[string]any{"field": "rail"})
 	}
+	if r.Asset == "" {
+		r.Asset = "USDC"
+	}
+	if r.Network == "" {
+		r.Network = s.cfg.DefaultNetwork
+	}
 	if pr, ok := rail.(Preparer); ok {
 		if err := pr.Prepare(ctx, &r); err != nil {
 			return nil, err
@@ -101,12 +107,6 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	}
 	if len(r.Memo) > 256 {
 		return nil, Errorf(CodeInvalidRequest, "memo is longer than 256 bytes").WithDetails(map[string]any{"field": "memo"})
-	}
-	if r.Asset == "" {
-		r.Asset = "USDC"
-	}
-	if r.Network == "" {
-		r.Network = s.cfg.DefaultNetwork
 	}
 	asset, err := s.cfg.Assets.Lookup(r.Network, r.Asset)
 	if err != nil {
@@ -598,7 +598,7 @@ func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor a
 			}
 			err, action = s.finish(ctx, tx, sp, StatusCaptured, amt, now, nil), "spend.capture"
 		case OutcomeFailed:
-			err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, nil), "spend.release"
+			err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, res.Reasons), "spend.release"
 		default:
 			if sp.Status == StatusUnknown {
 				return nil

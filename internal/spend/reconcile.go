@@ -2,7 +2,10 @@ package spend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+
+	"github.com/purserhq/purser/internal/audit"
 )
 
 // ReconcileDue asks the rails what became of up to limit spends whose
@@ -71,4 +74,31 @@ func (s *Service) reconcile(ctx context.Context, sp *Spend) (bool, error) {
 		return false, err
 	}
 	return after.Status != sp.Status, nil
+}
+
+// ReportSettlement takes an agent's report of what happened to one of its
+// spends (the settlement header an x402 seller returned) to the spend's
+// rail, and settles what the rail accepts.
+func (s *Service) ReportSettlement(ctx context.Context, c Caller, id string, report json.RawMessage) (*Spend, error) {
+	sp, err := s.AgentGetSpend(ctx, c, id)
+	if err != nil {
+		return nil, err
+	}
+	rp, ok := s.rails[sp.Rail].(Reporter)
+	if !ok {
+		return nil, Errorf(CodeInvalidState, "rail %s takes no settlement reports", sp.Rail)
+	}
+	if !sp.Status.Holding() || sp.RailRef == "" {
+		return sp, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ExecTimeout)
+	defer cancel()
+	res, err := rp.Report(rctx, sp, report)
+	if err != nil {
+		return nil, err
+	}
+	if res.Outcome == "" || res.Outcome == OutcomePending {
+		return sp, nil
+	}
+	return s.settle(context.WithoutCancel(ctx), sp.ID, res, audit.Actor{Type: "agent", ID: sp.AgentID})
 }

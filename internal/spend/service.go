@@ -60,6 +60,14 @@ type ExecResult struct {
 	Outcome  string
 	Captured *big.Int
 	Ref      string
+	Reasons  []string // why a failed spend was released, e.g. insufficient_funds
+}
+
+// Reporter is implemented by rails whose outcome an agent can report (an
+// x402 seller's settlement header). Report weighs the report against what
+// the rail can check itself; an agent's word alone never releases a hold.
+type Reporter interface {
+	Report(ctx context.Context, s *Spend, report json.RawMessage) (ExecResult, error)
 }
 
 // Outcomes a rail reports in ExecResult.
