@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/purserhq/purser/internal/keystore"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/rails"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/store/postgres"
 	"github.com/purserhq/purser/internal/store/sqlite"
@@ -51,8 +53,19 @@ type Config struct {
 	// Passphrase, when set, derives the key-encryption key with argon2id
 	// instead of the key file in DataDir (from PURSER_PASSPHRASE).
 	Passphrase string
-	// DefaultNetwork is the CAIP-2 network of spends that name none.
+	// DefaultNetwork is the CAIP-2 network of spends that name none
+	// (default: the dev chain when it runs, else eip155:8453).
 	DefaultNetwork string
+	// RPC connects networks (CAIP-2) to JSON-RPC endpoints, for payouts,
+	// reconciliation and balances.
+	RPC map[string]string
+	// DevChain runs the embedded EVM dev chain with its USDC token.
+	DevChain bool
+	// DevChainListen is the dev chain's JSON-RPC address (default
+	// 127.0.0.1:0, a free port).
+	DevChainListen string
+	// AssetsFile names a JSON file of further assets.
+	AssetsFile string
 	Stdout, Stderr io.Writer
 	// Ready, if set, receives the bound address once the server accepts
 	// requests (tests listen on port 0).
@@ -75,9 +88,6 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
-	}
-	if c.DefaultNetwork == "" {
-		c.DefaultNetwork = "eip155:8453"
 	}
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
@@ -133,7 +143,7 @@ func (p walletProvider) Wallets(index uint32) ([]spend.Wallet, error) {
 		return nil, err
 	}
 	out := make([]spend.Wallet, len(p.networks))
-	for i, n := range p.networks {
+	for i, n := range p.networks { // one secp256k1 key: the same address on every EVM network
 		out[i] = spend.Wallet{Network: n, Address: sg.Address(), Custody: "keystore", Path: sg.Path()}
 	}
 	return out, nil
@@ -144,6 +154,7 @@ type Server struct {
 	log    *slog.Logger
 	store  *sqlstore.Store
 	svc    *spend.Service
+	chains *chainSet
 	http   *http.Server
 	ln     net.Listener
 	bgWG   sync.WaitGroup
@@ -209,30 +220,65 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	assets, err := money.NewRegistry(money.DefaultAssets()...)
+	chains, devAssets, err := openChains(ctx, cfg, ks, log)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	svc, err := spend.NewService(spend.Config{
-		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: defaultNetworks},
+	fileAssets, err := loadAssets(cfg.AssetsFile)
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
+	assets, err := money.NewRegistry(slices.Concat(money.DefaultAssets(), devAssets, fileAssets)...)
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
+	if cfg.DefaultNetwork == "" {
+		cfg.DefaultNetwork = "eip155:8453"
+		if chains.dev != nil {
+			cfg.DefaultNetwork = chains.dev.Network()
+		}
+	}
+	networks := slices.Clone(defaultNetworks)
+	for _, a := range assets.Assets() {
+		if strings.HasPrefix(a.Network, "eip155:") && !slices.Contains(networks, a.Network) {
+			networks = append(networks, a.Network)
+		}
+	}
+	var svc *spend.Service
+	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
+		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients}
+	x402Rail := &rails.X402{Common: common}
+	payout := &rails.Payout{Common: common, Relayers: chains.relayers}
+	svc, err = spend.NewService(spend.Config{
+		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
-		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL,
+		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
 	})
 	if err != nil {
+		chains.close()
 		st.Close()
 		return nil, err
 	}
 	reg := metrics.NewRegistry()
-	api := httpapi.New(httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
+	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
+		Chains: chainInfo{chains}, Relayer: chains.relayer,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			return st.Ping(ctx)
-		}})
+		}}
+	if chains.dev != nil {
+		hcfg.Faucet = devFaucet{chains.dev}
+	}
+	api := httpapi.New(hcfg)
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	srv := &Server{log: log, store: st, svc: svc, ln: ln,
+	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains,
 		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
@@ -248,8 +294,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DB != "" {
 		engine = "postgres"
 	}
-	log.Info("purser serving", "addr", ln.Addr().String(), "store", engine)
+	log.Info("purser serving", "addr", ln.Addr().String(), "store", engine, "networks", chains.networks(), "relayer", chains.relayer)
 	fmt.Fprintf(cfg.Stdout, "purser listening on http://%s (store: %s, data: %s)\n", ln.Addr(), engine, cfg.DataDir)
+	if chains.dev != nil {
+		fmt.Fprintf(cfg.Stdout, "dev chain %s at %s, USDC %s\n", chains.dev.Network(), chains.dev.RPCURL(), chains.dev.Token().Hex())
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
@@ -271,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
+	s.chains.close()
 	s.log.Info("purser stopped")
 	return err
 }
@@ -313,6 +363,16 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 		return err
 	})
 	loop(5*time.Second, "holds-gauge", holds.refresh)
+	// Signed authorizations and unknown outcomes: at start, then every
+	// few seconds, ask the chains what became of them.
+	loop(5*time.Second, "reconcile", func(ctx context.Context) error {
+		for {
+			n, err := s.svc.ReconcileDue(ctx, 200)
+			if err != nil || n < 200 {
+				return err
+			}
+		}
+	})
 }
 
 // ownerToken reads the owner token file, creating it on first start.

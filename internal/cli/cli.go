@@ -92,6 +92,13 @@ func errorText(err error) string {
 	if errors.As(err, &ae) {
 		return fmt.Sprintf("%s (%s)", strings.TrimSpace(ae.Message), ae.Code)
 	}
+	var coded interface {
+		Code() string
+		Message() string
+	}
+	if errors.As(err, &coded) {
+		return fmt.Sprintf("%s (%s)", coded.Message(), coded.Code())
+	}
 	return err.Error()
 }
 

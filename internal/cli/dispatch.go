@@ -79,6 +79,8 @@ type opts struct {
 	memo     string
 	serve    serveOpts
 	bench    benchOpts
+	x402     x402Opts
+	wait     bool
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -93,6 +95,10 @@ func commands() []*command {
 		auditCommand(),
 		spendCommand(),
 		limitsCommand(),
+		x402Command(),
+		payCommand(),
+		balanceCommand(),
+		fundCommand(),
 		benchCommand(),
 		{name: "help", args: "[COMMAND...]", summary: "show help for purser or a command", run: nil},
 	}

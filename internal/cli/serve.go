@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
+	"strings"
 	"runtime/debug"
 	"time"
 
@@ -12,6 +14,26 @@ import (
 type serveOpts struct {
 	data, listen, db, logLevel, network string
 	holdTTL, approvalTTL                time.Duration
+	rpc                                 rpcFlags
+	devChain                            bool
+	devChainListen, assets              string
+}
+
+// rpcFlags collects repeated --rpc CAIP2=URL flags.
+type rpcFlags map[string]string
+
+func (r *rpcFlags) String() string { return "" }
+
+func (r *rpcFlags) Set(v string) error {
+	network, url, ok := strings.Cut(v, "=")
+	if !ok || !strings.HasPrefix(network, "eip155:") || url == "" {
+		return fmt.Errorf("want CAIP2=URL, e.g. eip155:84532=http://127.0.0.1:8545")
+	}
+	if *r == nil {
+		*r = rpcFlags{}
+	}
+	(*r)[network] = url
+	return nil
 }
 
 func serveCommand() *command {
@@ -32,7 +54,11 @@ func serveCommand() *command {
 			fs.DurationVar(&s.holdTTL, "hold-ttl", 15*time.Minute, "how long an authorized spend holds budget before it expires unused")
 			fs.DurationVar(&s.approvalTTL, "approval-ttl", time.Hour, "how long a spend waits for the owner's decision")
 			fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
-			fs.StringVar(&s.network, "default-network", "", "CAIP-2 `NETWORK` of spends that name none (default eip155:8453)")
+			fs.StringVar(&s.network, "default-network", "", "CAIP-2 `NETWORK` of spends that name none (default: the dev chain with --dev-chain, else eip155:8453)")
+			fs.Var(&s.rpc, "rpc", "connect a network to a JSON-RPC endpoint: `CAIP2=URL` (repeatable)")
+			fs.BoolVar(&s.devChain, "dev-chain", false, "run the embedded EVM dev chain (eip155:1337) with its USDC token; state is lost at exit")
+			fs.StringVar(&s.devChainListen, "dev-chain-listen", "127.0.0.1:0", "the dev chain's JSON-RPC `ADDR`ess")
+			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
 		},
 		run: runServe,
 	}
@@ -58,6 +84,10 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		LogLevel:       s.logLevel,
 		Passphrase:     e.getenv("PURSER_PASSPHRASE"),
 		DefaultNetwork: s.network,
+		RPC:            s.rpc,
+		DevChain:       s.devChain,
+		DevChainListen: s.devChainListen,
+		AssetsFile:     s.assets,
 		Stdout:         e.stdio.Out,
 		Stderr:         e.stdio.Err,
 	})

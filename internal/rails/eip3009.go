@@ -1,0 +1,193 @@
+package rails
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/purserhq/purser/internal/evm"
+	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/x402"
+)
+
+// Chains maps a CAIP-2 network to a client of its chain. A network with
+// no entry can still be signed for (x402), but not reconciled or paid out.
+type Chains map[string]*evm.Client
+
+// WalletFunc returns the server-held wallet of an agent.
+type WalletFunc func(ctx context.Context, agentID string) (evm.HashSigner, error)
+
+// Common is what both rails need to sign for an agent.
+type Common struct {
+	Assets   *money.Registry
+	Wallet   WalletFunc
+	NonceKey []byte // secret; derives each spend's authorization nonce
+	Chains   Chains
+	Now      func() time.Time // default time.Now
+}
+
+func (c *Common) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// authRecord is the rail data of a signed spend: the EIP-3009
+// authorization and its signature (which can only pay its payee), plus
+// what each rail adds.
+type authRecord struct {
+	Token       string `json:"token"`
+	From        string `json:"from"`
+	To          string `json:"to"`
+	Value       string `json:"value"`
+	ValidAfter  int64  `json:"valid_after"`
+	ValidBefore int64  `json:"valid_before"`
+	Nonce       string `json:"nonce"`
+	Signature   string `json:"signature"`
+	FromBlock   uint64 `json:"from_block,omitempty"` // chain head at signing: where to look for the settlement
+
+	// x402: the header the agent retries with.
+	Header      string `json:"header,omitempty"`
+	HeaderValue string `json:"header_value,omitempty"`
+	// payout: the relayed transaction.
+	Tx string `json:"tx,omitempty"`
+}
+
+func (r *authRecord) authorization() (evm.Authorization, error) {
+	v, ok := new(big.Int).SetString(r.Value, 10)
+	n, err := hex.DecodeString(trim0x(r.Nonce))
+	if !ok || err != nil || len(n) != 32 {
+		return evm.Authorization{}, fmt.Errorf("rails: stored authorization is malformed")
+	}
+	a := evm.Authorization{From: common.HexToAddress(r.From), To: common.HexToAddress(r.To), Value: v,
+		ValidAfter: big.NewInt(r.ValidAfter), ValidBefore: big.NewInt(r.ValidBefore)}
+	copy(a.Nonce[:], n)
+	return a, nil
+}
+
+func loadRecord(sp *spend.Spend) (*authRecord, error) {
+	var r authRecord
+	if err := json.Unmarshal(sp.RailData, &r); err != nil {
+		return nil, fmt.Errorf("rails: spend %s: rail data: %w", sp.ID, err)
+	}
+	return &r, nil
+}
+
+func trim0x(s string) string {
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		return s[2:]
+	}
+	return s
+}
+
+// nonce derives a spend's EIP-3009 nonce: unpredictable without the key,
+// and the same on every attempt, so one spend can authorize one transfer.
+func (c *Common) nonce(purpose, spendID string) [32]byte {
+	m := hmac.New(sha256.New, c.NonceKey)
+	m.Write([]byte(purpose + "\x00" + spendID))
+	var n [32]byte
+	copy(n[:], m.Sum(nil))
+	return n
+}
+
+// onchainAsset resolves an asset that can be paid with EIP-3009.
+func (c *Common) onchainAsset(network, symbolOrAddress string) (money.Asset, error) {
+	a, err := c.Assets.Lookup(network, symbolOrAddress)
+	if err != nil {
+		return money.Asset{}, err
+	}
+	if a.Address == "" || a.EIP712Name == "" || a.EIP712Version == "" {
+		return money.Asset{}, spend.Errorf("asset_not_onchain", "asset %s on %s has no token contract or EIP-712 domain configured", a.Symbol, network)
+	}
+	return a, nil
+}
+
+// sign builds and signs the EIP-3009 authorization of sp: from the
+// agent's wallet to to, for sp's amount, valid until validBefore.
+func (c *Common) sign(ctx context.Context, sp *spend.Spend, purpose, to string, validBefore time.Time) (*authRecord, error) {
+	asset, err := c.onchainAsset(sp.Network, sp.Asset)
+	if err != nil {
+		return nil, err
+	}
+	chainID, err := x402.ChainIDOf(sp.Network)
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.Wallet(ctx, sp.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	a := evm.Authorization{
+		From: common.HexToAddress(w.Address()), To: common.HexToAddress(to), Value: new(big.Int).Set(sp.Amount),
+		ValidAfter: new(big.Int), ValidBefore: big.NewInt(validBefore.Unix()), Nonce: c.nonce(purpose, sp.ID),
+	}
+	ds := evm.DomainSeparator(asset.EIP712Name, asset.EIP712Version, chainID, common.HexToAddress(asset.Address))
+	sig, err := w.SignHash(a.Digest(ds))
+	if err != nil {
+		return nil, err
+	}
+	rec := &authRecord{
+		Token: common.HexToAddress(asset.Address).Hex(), From: a.From.Hex(), To: a.To.Hex(), Value: a.Value.String(),
+		ValidAfter: 0, ValidBefore: validBefore.Unix(), Nonce: "0x" + hex.EncodeToString(a.Nonce[:]),
+		Signature: "0x" + hex.EncodeToString(sig),
+	}
+	if ch := c.Chains[sp.Network]; ch != nil {
+		if n, err := ch.BlockNumber(ctx); err == nil {
+			rec.FromBlock = n
+		}
+	}
+	return rec, nil
+}
+
+// errNoChain reports that a network has no chain client.
+var errNoChain = errors.New("rails: no chain client for this network")
+
+// checkChain asks the token whether rec's authorization was used. Used:
+// captured (with the settling transaction when the logs show it). Unused
+// and the chain's clock at or past validBefore: it can never be used, so
+// failed. Otherwise pending.
+func (c *Common) checkChain(ctx context.Context, sp *spend.Spend, rec *authRecord) (spend.ExecResult, error) {
+	ch := c.Chains[sp.Network]
+	if ch == nil {
+		return spend.ExecResult{}, errNoChain
+	}
+	a, err := rec.authorization()
+	if err != nil {
+		return spend.ExecResult{}, err
+	}
+	token := common.HexToAddress(rec.Token)
+	used, err := ch.AuthorizationState(ctx, token, a.From, a.Nonce)
+	if err != nil {
+		return spend.ExecResult{}, err
+	}
+	if used {
+		ref := rec.Tx
+		if tx, found, err := ch.FindAuthorizationUsed(ctx, token, a.From, a.Nonce, rec.FromBlock); err == nil && found {
+			ref = tx.Hex()
+		}
+		if ref == "" {
+			ref = rec.Nonce
+		}
+		return spend.ExecResult{Outcome: spend.OutcomeCaptured, Captured: new(big.Int).Set(a.Value), Ref: ref}, nil
+	}
+	head, err := ch.HeadTime(ctx)
+	if err != nil {
+		return spend.ExecResult{}, err
+	}
+	// The token accepts the authorization only while block.timestamp <
+	// validBefore; the next block cannot be older than the head.
+	if head.Unix() >= rec.ValidBefore {
+		return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{"authorization_expired_unused"}}, nil
+	}
+	return spend.ExecResult{Outcome: spend.OutcomePending}, nil
+}
