@@ -34,6 +34,7 @@ var mandateFlagList = []mandateFlag{
 	{"rails", "rails", "list", "allowed rails, comma-separated `LIST` (x402,payout)"},
 	{"rate", "rate", "string", "at most N spends per window: `N/DURATION` (10/1m)"},
 	{"approve-new-payees", "approve_new_payees", "bool", "a spend to a payee never paid before waits for approval"},
+	{"pin-payees", "pin_payees", "bool", "pin each host to the first payee it was paid to; a seller switching payee is refused"},
 	{"timezone", "timezone", "string", "IANA time `ZONE` of the daily budget (Europe/Paris)"},
 }
 

@@ -19,6 +19,7 @@ type Usage struct {
 	DailyUSD, LifetimeUSD *big.Int // committed today / ever (holds + captures); nil means 0
 	RateCount             int      // authorizations already counted in the current rate window
 	PayeeKnown            bool     // the agent has paid or been authorised to pay this payee before
+	PinnedPayee           string   // the payee the intent's host is pinned to; "" if none
 }
 
 // Verdict is the outcome of Evaluate.
@@ -52,6 +53,7 @@ const (
 	ReasonDailyBudgetExceeded    = "daily_budget_exceeded"    // today's usage plus amount above daily
 	ReasonLifetimeBudgetExceeded = "lifetime_budget_exceeded" // all usage plus amount above lifetime
 	ReasonRateLimited            = "rate_limited"             // rate window already full
+	ReasonPayeePinMismatch       = "payee_pin_mismatch"       // pin_payees: the host was paid to another payee before
 
 	// Approval reasons.
 	ReasonAboveAutoApprove         = "above_auto_approve"          // amount above per_tx_auto
@@ -70,6 +72,7 @@ var reasonText = map[string]string{
 	ReasonDailyBudgetExceeded:      "the spend would exceed today's budget",
 	ReasonLifetimeBudgetExceeded:   "the spend would exceed the lifetime budget",
 	ReasonRateLimited:              "the agent reached its rate limit for the current window",
+	ReasonPayeePinMismatch:         "this host was paid to another payee before, and the mandate pins hosts to their payee",
 	ReasonAboveAutoApprove:         "the amount is above the auto-approve limit, so the owner must approve it",
 	ReasonNewPayeeRequiresApproval: "the agent never paid this payee, so the owner must approve the first spend",
 }
@@ -122,6 +125,9 @@ func Evaluate(m *Mandate, in Intent, u Usage, now time.Time) Decision {
 	}
 	if m.Rate != nil && u.RateCount >= m.Rate.Count {
 		deny = append(deny, ReasonRateLimited)
+	}
+	if m.PinPayees && in.Host != "" && u.PinnedPayee != "" && !strings.EqualFold(u.PinnedPayee, in.Payee) {
+		deny = append(deny, ReasonPayeePinMismatch)
 	}
 	if len(deny) > 0 {
 		return Decision{Verdict: Deny, Reasons: deny}

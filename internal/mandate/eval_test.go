@@ -104,6 +104,7 @@ func (s *scenario) run(t *testing.T) string {
 		LifetimeUSD *string `json:"lifetime_usd"`
 		RateCount   int     `json:"rate_count"`
 		PayeeKnown  bool    `json:"payee_known"`
+		PinnedPayee string  `json:"pinned_payee"`
 	}
 	if raw, ok := s.sections["usage.json"]; ok {
 		if err := decodeStrict(raw, &us); err != nil {
@@ -115,7 +116,7 @@ func (s *scenario) run(t *testing.T) string {
 		t.Fatalf("now: %v", err)
 	}
 	d := Evaluate(m, Intent{Rail: in.Rail, Host: in.Host, Payee: in.Payee, AmountUSD: usdOrNil(t, in.AmountUSD)},
-		Usage{DailyUSD: usdOrNil(t, us.DailyUSD), LifetimeUSD: usdOrNil(t, us.LifetimeUSD), RateCount: us.RateCount, PayeeKnown: us.PayeeKnown}, now)
+		Usage{DailyUSD: usdOrNil(t, us.DailyUSD), LifetimeUSD: usdOrNil(t, us.LifetimeUSD), RateCount: us.RateCount, PayeeKnown: us.PayeeKnown, PinnedPayee: us.PinnedPayee}, now)
 	if d.Reasons == nil {
 		t.Fatal("Reasons is nil")
 	}

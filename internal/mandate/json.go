@@ -159,6 +159,10 @@ func (m *Mandate) decodeField(dec *json.Decoder, key string, p *problems) error 
 		if err := json.Unmarshal(raw, &m.ApproveNewPayees); err != nil {
 			p.add(key, FieldWrongType, "%s must be true or false", key)
 		}
+	case "pin_payees":
+		if err := json.Unmarshal(raw, &m.PinPayees); err != nil {
+			p.add(key, FieldWrongType, "%s must be true or false", key)
+		}
 	case "timezone":
 		if s, ok := str(); ok {
 			m.Timezone = s
@@ -192,6 +196,7 @@ type wire struct {
 	Rails            []string `json:"rails,omitempty"`
 	Rate             string   `json:"rate,omitempty"`
 	ApproveNewPayees bool     `json:"approve_new_payees,omitempty"`
+	PinPayees        bool     `json:"pin_payees,omitempty"`
 	Timezone         string   `json:"timezone,omitempty"`
 }
 
@@ -217,7 +222,7 @@ func (m *Mandate) MarshalJSON() ([]byte, error) {
 		PerTxAuto: amt(m.PerTxAuto), PerTxMax: amt(m.PerTxMax), Daily: amt(m.Daily), Lifetime: amt(m.Lifetime),
 		ValidFrom: tm(m.ValidFrom), ValidUntil: tm(m.ValidUntil),
 		Hosts: m.Hosts, Payees: m.Payees, DenyPayees: m.DenyPayees, Rails: m.Rails,
-		ApproveNewPayees: m.ApproveNewPayees, Timezone: m.Timezone,
+		ApproveNewPayees: m.ApproveNewPayees, PinPayees: m.PinPayees, Timezone: m.Timezone,
 	}
 	if m.Rate != nil {
 		w.Rate = m.Rate.String()

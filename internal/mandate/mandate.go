@@ -37,6 +37,7 @@ type Mandate struct {
 	Rate       *Rate
 
 	ApproveNewPayees bool   // the first spend to a payee this agent never paid needs an owner's approval
+	PinPayees        bool   // a host is pinned to the first payee it was paid to; another payee for it is refused
 	Timezone         string // IANA zone for the daily window; "" means UTC
 }
 

@@ -115,6 +115,15 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 		if err := tx.PayeeAdd(ctx, a.ID, sp.Payee); err != nil {
 			return err
 		}
+		if sp.Host != "" {
+			if pinned, err := tx.HostPinGet(ctx, a.ID, sp.Host); err != nil {
+				return err
+			} else if pinned == "" {
+				if err := tx.HostPinAdd(ctx, a.ID, sp.Host, sp.Payee); err != nil {
+					return err
+				}
+			}
+		}
 		return appendAudit(ctx, tx, now, OwnerActor, "spend.approve", "spend:"+sp.ID, map[string]any{
 			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "mandate_version": a.MandateVersion})
 	})
@@ -148,6 +157,11 @@ func (s *Service) recheck(ctx context.Context, tx Tx, a *Agent, sp *Spend, now t
 		DailyUSD:    new(big.Int).Sub(used[0], sp.AmountUSD),
 		LifetimeUSD: new(big.Int).Sub(used[1], sp.AmountUSD),
 		PayeeKnown:  true, // the owner is approving this payee
+	}
+	if m != nil && m.PinPayees && sp.Host != "" {
+		if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, sp.Host); err != nil {
+			return nil, err
+		}
 	}
 	dec := mandate.Evaluate(m, mandate.Intent{Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, AmountUSD: sp.AmountUSD}, u, now)
 	if dec.Verdict == mandate.Deny {

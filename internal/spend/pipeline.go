@@ -277,6 +277,11 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 					return err
 				}
 			}
+			if m.PinPayees && p.req.Host != "" {
+				if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, p.req.Host); err != nil {
+					return err
+				}
+			}
 		}
 		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
 	}
@@ -331,6 +336,11 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		}
 		if sp.Status == StatusAuthorized && m != nil && m.ApproveNewPayees {
 			if err := tx.PayeeAdd(ctx, a.ID, sp.Payee); err != nil {
+				return err
+			}
+		}
+		if sp.Status == StatusAuthorized && m != nil && m.PinPayees && sp.Host != "" {
+			if err := tx.HostPinAdd(ctx, a.ID, sp.Host, sp.Payee); err != nil {
 				return err
 			}
 		}

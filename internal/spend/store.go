@@ -79,6 +79,10 @@ type Tx interface {
 
 	PayeeKnown(ctx context.Context, agentID, payee string) (bool, error)
 	PayeeAdd(ctx context.Context, agentID, payee string) error
+	// HostPinGet returns the payee host is pinned to for the agent, ""
+	// if none; HostPinAdd pins it unless it is pinned already.
+	HostPinGet(ctx context.Context, agentID, host string) (string, error)
+	HostPinAdd(ctx context.Context, agentID, host, payee string) error
 
 	// NonceUse records a signed request's nonce; fresh is false when the
 	// same nonce with the same expiry was seen before (a replayed request

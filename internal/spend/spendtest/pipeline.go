@@ -31,6 +31,7 @@ func RunPipeline(t *testing.T, newStore storetest.NewStore) {
 		"SignerRailSignsOnce":     testSignOnce,
 		"SignedSpendsReconcile":   testSignedReconcile,
 		"DryRunChangesNothing":    testDryRun,
+		"PinnedPayees":            testPinnedPayees,
 	}
 	storetest.RunParallel(t, tests, func(t *testing.T) *Env {
 		sr := &SignRail{}

@@ -3,6 +3,7 @@ package spendtest
 import (
 	"encoding/json"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -162,5 +163,25 @@ func testDryRun(t *testing.T, e *Env) {
 	}
 	if rail := signRailOf(t, e); rail.seq != 0 {
 		t.Fatal("a dry run signed")
+	}
+}
+
+// testPinnedPayees: with pin_payees, a host keeps the payee it was first
+// paid to; a seller that switches payTo is refused.
+func testPinnedPayees(t *testing.T, e *Env) {
+	a := e.NewAgent("pinned", `{"per_tx_auto":"1","per_tx_max":"1","daily":"10","pin_payees":true}`)
+	r := Custom("0.05")
+	r.Host = "api.seller.com"
+	if sp := a.MustAuthorize(r); sp.Status != spend.StatusAuthorized {
+		t.Fatalf("first payment to a host: %s", Describe(sp))
+	}
+	r.Payee = "0x000000000000000000000000000000000000bEEF"
+	sp := a.MustAuthorize(r)
+	if sp.Status != spend.StatusDenied || !slices.Contains(sp.Reasons, "payee_pin_mismatch") {
+		t.Fatalf("switched payee: %s", Describe(sp))
+	}
+	r.Host = "other.seller.com"
+	if sp := a.MustAuthorize(r); sp.Status != spend.StatusAuthorized {
+		t.Fatalf("another host with its own payee: %s", Describe(sp))
 	}
 }

@@ -363,6 +363,20 @@ func (t *txn) PayeeAdd(_ context.Context, agentID, payee string) error {
 	return err
 }
 
+func (t *txn) HostPinGet(_ context.Context, agentID, host string) (string, error) {
+	var payee string
+	err := t.queryRow(`SELECT payee FROM host_pins WHERE agent_id = ? AND host = ?`, agentID, host).Scan(&payee)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return payee, t.fail(err)
+}
+
+func (t *txn) HostPinAdd(_ context.Context, agentID, host, payee string) error {
+	_, err := t.exec(`INSERT INTO host_pins (agent_id, host, payee) VALUES (?,?,?) ON CONFLICT (agent_id, host) DO NOTHING`, agentID, host, payee)
+	return err
+}
+
 func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Time) (bool, error) {
 	res, err := t.exec(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES (?,?,?) ON CONFLICT (expires_at, nonce) DO NOTHING`, micros(expires), nonce, agentID)
 	if err != nil {

@@ -266,6 +266,17 @@ func testMandatesAndUsage(t *testing.T, s spend.Store) {
 		if err := tx.PayeeAdd(ctx, a.ID, "0xp"); err != nil {
 			return fmt.Errorf("second PayeeAdd must be a no-op: %w", err)
 		}
+		if pin, err := tx.HostPinGet(ctx, a.ID, "api.x.com"); err != nil || pin != "" {
+			return fmt.Errorf("HostPinGet before add = %q, %v", pin, err)
+		}
+		for _, p := range []string{"0xp1", "0xp2"} { // the first pin stays
+			if err := tx.HostPinAdd(ctx, a.ID, "api.x.com", p); err != nil {
+				return err
+			}
+		}
+		if pin, err := tx.HostPinGet(ctx, a.ID, "api.x.com"); err != nil || pin != "0xp1" {
+			return fmt.Errorf("HostPinGet after adds = %q, %v; want the first", pin, err)
+		}
 		known, err = tx.PayeeKnown(ctx, a.ID, "0xp")
 		if err != nil || !known {
 			return fmt.Errorf("PayeeKnown after add = %v, %v", known, err)
