@@ -63,6 +63,8 @@ const (
 	// idlePoll is the fallback pool check in case a new-transaction event
 	// was missed.
 	idlePoll = 50 * time.Millisecond
+	// heartbeat is the idle block interval in seconds (Base makes one every 2 s).
+	heartbeat = 2
 	// waitTimeout bounds Start's own transactions.
 	waitTimeout = 30 * time.Second
 )
@@ -255,10 +257,16 @@ func (c *Chain) mineLoop() {
 // mineOnce seals a block if transactions are pending and the next block's
 // timestamp stays within the clock lead; it returns when to look again.
 func (c *Chain) mineOnce() time.Duration {
+	now := time.Now()
 	if pending, _ := c.backend.TxPool().Stats(); pending == 0 {
+		// A heartbeat block, as a real chain makes one every few
+		// seconds: the head's clock is what proves an authorization
+		// expired (validBefore passed), so it must not stand still.
+		if head := c.backend.BlockChain().CurrentBlock().Time; uint64(now.Unix()) >= head+heartbeat {
+			c.beacon.Commit()
+		}
 		return idlePoll
 	}
-	now := time.Now()
 	head := c.backend.BlockChain().CurrentBlock().Time
 	if next := head + 1; next > uint64(now.Unix())+c.lead {
 		// Let the clock catch up; pending transactions batch meanwhile.
