@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/httpapi"
 	"github.com/purserhq/purser/internal/keystore"
 	"github.com/purserhq/purser/internal/metrics"
@@ -66,6 +67,8 @@ type Config struct {
 	DevChainListen string
 	// AssetsFile names a JSON file of further assets.
 	AssetsFile string
+	// Assets are further assets (for embedding and tests).
+	Assets         []money.Asset
 	Stdout, Stderr io.Writer
 	// Ready, if set, receives the bound address once the server accepts
 	// requests (tests listen on port 0).
@@ -231,7 +234,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	assets, err := money.NewRegistry(slices.Concat(money.DefaultAssets(), devAssets, fileAssets)...)
+	assets, err := money.NewRegistry(slices.Concat(money.DefaultAssets(), devAssets, fileAssets, cfg.Assets)...)
 	if err != nil {
 		chains.close()
 		st.Close()
@@ -305,6 +308,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ok = true
 	return srv, nil
 }
+
+// DevChain is the embedded dev chain, nil unless Config.DevChain.
+func (s *Server) DevChain() *devchain.Chain { return s.chains.dev }
 
 // Addr is the bound listen address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -3,7 +3,6 @@ package rails
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,32 +137,11 @@ func (r *X402) offer(raw json.RawMessage) (*X402Request, *x402.Requirements, mon
 
 // parseOffer parses one accepts entry with the protocol parser, so the
 // server and the client read offers the same way.
-func parseOffer(version int, raw, resource json.RawMessage) (*x402.Requirements, error) {
+func parseOffer(version int, raw, _ json.RawMessage) (*x402.Requirements, error) {
 	if len(raw) == 0 {
 		return nil, railErr("x402_no_requirements", "rail_request.offer is required")
 	}
-	var pr *x402.PaymentRequired
-	var err error
-	if version == 2 {
-		doc := map[string]json.RawMessage{"x402Version": json.RawMessage("2"), "accepts": json.RawMessage("[" + string(raw) + "]")}
-		if len(resource) > 0 {
-			doc["resource"] = resource
-		}
-		b, _ := json.Marshal(doc)
-		h := make(map[string][]string)
-		h[x402.HeaderPaymentRequired] = []string{base64.StdEncoding.EncodeToString(b)}
-		pr, err = x402.ParsePaymentRequired(h, nil)
-	} else {
-		b, _ := json.Marshal(map[string]json.RawMessage{"x402Version": json.RawMessage("1"), "error": json.RawMessage(`""`), "accepts": json.RawMessage("[" + string(raw) + "]")})
-		pr, err = x402.ParsePaymentRequired(nil, b)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(pr.Accepts) != 1 {
-		return nil, railErr("x402_no_requirements", "rail_request.offer must be one accepts entry")
-	}
-	return &pr.Accepts[0], nil
+	return x402.ParseRequirements(version, raw)
 }
 
 // Prepare makes the intent the offer: payee, amount, asset, network and
