@@ -142,11 +142,13 @@ func decisionOf(st spend.Status, reasons []string) string {
 		return "needs_approval"
 	case spend.StatusDenied:
 		return "deny"
-	case spend.StatusExpired, spend.StatusReleased:
+	case spend.StatusExpired:
 		if len(reasons) > 0 {
 			return "deny"
 		}
 	}
+	// A released spend was allowed; its reasons (insufficient_funds,
+	// authorization_expired_unused) say why the rail moved nothing.
 	return "allow"
 }
 
