@@ -80,7 +80,8 @@ type opts struct {
 	serve    serveOpts
 	bench    benchOpts
 	x402     x402Opts
-	wait     bool
+	fac      facilitatorOpts
+	demo     demoOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -99,6 +100,8 @@ func commands() []*command {
 		payCommand(),
 		balanceCommand(),
 		fundCommand(),
+		facilitatorCommand(),
+		demoCommand(),
 		benchCommand(),
 		{name: "help", args: "[COMMAND...]", summary: "show help for purser or a command", run: nil},
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strings"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/purserhq/purser/internal/app"

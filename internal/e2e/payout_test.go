@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"context"
+	"math/big"
+	"slices"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/purserhq/purser/internal/client"
+)
+
+// TestPayout: a payout is signed from the agent's wallet, relayed with
+// Purser's gas key, and captured from the receipt; a retry pays nothing
+// more; a payout the wallet cannot cover is released with its reason.
+func TestPayout(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n := m.purserOn(t, "")
+	ctx := context.Background()
+	chains, err := n.owner.Chains(ctx)
+	if err != nil || chains.Relayer == "" {
+		t.Fatalf("chains: %+v %v", chains, err)
+	}
+	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
+		t.Fatal(err)
+	}
+	p, wallet := m.agentFor(t, n, "payer", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
+	to := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
+	req := client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.75", IdempotencyKey: "payout-1"}
+	sp, err := p.Purser.Authorize(ctx, req)
+	if err != nil || sp.Status != client.StatusCaptured || len(sp.RailRef) != 66 {
+		t.Fatalf("payout: %+v %v", sp, err)
+	}
+	again, err := p.Purser.Authorize(ctx, req)
+	if err != nil || again.SpendID != sp.SpendID || again.Status != client.StatusCaptured {
+		t.Fatalf("retried payout: %+v %v", again, err)
+	}
+	if got := m.balance(t, to); got.Int64() != 750_000 {
+		t.Fatalf("payee received %s, want exactly 750000", got)
+	}
+	if got := m.balance(t, wallet); got.Int64() != 1_250_000 {
+		t.Fatalf("agent wallet holds %s", got)
+	}
+	used, err := m.dev.Client().AuthorizationState(ctx, m.dev.Token(), wallet, nonceOf(t, sp))
+	if err != nil || !used {
+		t.Fatalf("authorizationState = %v, %v", used, err)
+	}
+	// More than the wallet holds: nothing moves, the hold is released.
+	poor, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "1.50"})
+	if err != nil || poor.Status != client.StatusReleased || !slices.Contains(poor.Reasons, "insufficient_funds") {
+		t.Fatalf("uncovered payout: %+v %v", poor, err)
+	}
+	if got := m.balance(t, to); got.Int64() != 750_000 {
+		t.Fatalf("payee balance moved to %s", got)
+	}
+	// Not an address: refused before anything is stored.
+	if _, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: "acct_1", Amount: "0.10"}); codeOf(err) != "invalid_request" {
+		t.Fatalf("payout to a non-address: %v", err)
+	}
+	verifyChain(t, n)
+}
