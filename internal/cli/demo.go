@@ -22,6 +22,7 @@ import (
 	"github.com/purserhq/purser/internal/client"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/facilitator"
+	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/payer"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
@@ -227,7 +228,10 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 		}
 	}
 	if bal, err := dev.Client().BalanceOf(ctx, dev.Token(), seller); err == nil {
-		say("the seller received %s USDC", formatUnits(bal, 6))
+		say("the seller received %s USDC", money.FormatAmount(bal, 6))
+	}
+	if err := srv.Checkpoint(ctx); err != nil {
+		return err
 	}
 	v, err := owner.AuditVerify(ctx)
 	if err != nil {
@@ -235,7 +239,7 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	say("audit verify: the chain of %d events and %d signed checkpoints checks out", v.Events, v.Checkpoints)
 
-	step("try it yourself (in another terminal)")
+	step("try it yourself (in another terminal; purser is `go run ./cmd/purser`, or build it: go build -o purser ./cmd/purser)")
 	say("export PURSER_SERVER=%s PURSER_AGENT_KEY=%s", purserURL, keyPath)
 	say("purser --data %s agent unfreeze demo-agent", d.data)
 	say("purser x402 fetch %s/weather", sellerURL)
@@ -259,11 +263,6 @@ func short(h string) string {
 		return h[:10] + "…" + h[len(h)-6:]
 	}
 	return h
-}
-
-func formatUnits(v *big.Int, dec int) string {
-	q, r := new(big.Int).QuoRem(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(dec)), nil), new(big.Int))
-	return fmt.Sprintf("%s.%0*s", q, dec, r.String())
 }
 
 // serveHTTP serves h on addr until the returned stop is called.
