@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +40,7 @@ type market struct {
 	seller    common.Address
 	sellerURL string
 	asset     money.Asset
+	keys      sync.Map // agent name → identity key
 }
 
 const price = 10000 // 0.01 USDC
@@ -103,6 +106,7 @@ func (m *market) agentFor(t *testing.T, n *node, name, mandate string, fund int6
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.keys.Store(name, key)
 	a, err := n.owner.CreateAgent(context.Background(), client.CreateAgentRequest{Name: name,
 		IdentityAddress: agentauth.Address(key).Hex(), Mandate: json.RawMessage(mandate)})
 	if err != nil {
@@ -402,4 +406,81 @@ func verifyChain(t *testing.T, n *node) {
 	if err != nil || !v.OK {
 		t.Fatalf("audit verify: %+v %v", v, err)
 	}
+}
+
+// TestX402RestartBetweenSigningAndSettlement: the agent got a signed
+// payment, Purser restarted, and the agent retries the same intent: it
+// gets the same authorization (same nonce), the seller settles it once,
+// and the reconciler captures the hold from the chain.
+func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	dir := t.TempDir()
+	srv, err := app.Start(context.Background(), app.Config{DataDir: dir, Listen: "127.0.0.1:0",
+		RPC: map[string]string{m.dev.Network(): m.dev.RPCURL()}, Assets: []money.Asset{m.asset}, DefaultNetwork: m.dev.Network()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, "http://"+srv.Addr(), dir)
+	p, wallet := m.agentFor(t, n, "restart", `{"per_tx_auto":"1","per_tx_max":"1","daily":"5"}`, 1_000_000)
+	// The seller's first answer to the paid retry is lost (a 502 from a
+	// proxy, say); nothing was settled.
+	var lost atomic.Bool
+	front := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("PAYMENT-SIGNATURE") != "" && lost.CompareAndSwap(false, true) {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	first, err := p.Fetch(context.Background(), payer.Request{URL: front, IdempotencyKey: "restart-1"})
+	if err != nil || first.Outcome != payer.SellerFailed {
+		t.Fatalf("first attempt: %+v %v", first, err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n2 := m.purserOn(t, dir)
+	key, _ := m.keys.Load("restart")
+	c2, err := client.New(n2.url, client.WithAgentKey(key.(*ecdsa.PrivateKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := payer.New(c2)
+	second, err := p2.Fetch(context.Background(), payer.Request{URL: front, IdempotencyKey: "restart-1"})
+	if err != nil || second.Outcome != payer.Paid || second.Spend.SpendID != first.Spend.SpendID {
+		t.Fatalf("retry after restart: %+v %v", second, err)
+	}
+	if nonceOf(t, second.Spend) != nonceOf(t, first.Spend) {
+		t.Fatal("the retry signed a second authorization")
+	}
+	if got := m.balance(t, m.seller); got.Int64() != price {
+		t.Fatalf("seller received %s; want exactly one price", got)
+	}
+	if used, _ := m.dev.Client().AuthorizationState(context.Background(), m.dev.Token(), wallet, nonceOf(t, first.Spend)); !used {
+		t.Fatal("the authorization is unused on chain")
+	}
+	sp, err := n2.owner.GetSpend(context.Background(), first.Spend.SpendID)
+	if err != nil || sp.Status != client.StatusCaptured {
+		t.Fatalf("spend after settlement: %+v %v", sp, err)
+	}
+}
+
+func mustReq(t *testing.T, r *http.Request, url string) *http.Request {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = r.Header.Clone()
+	return req
 }
