@@ -24,6 +24,11 @@ func TestDependencyDirection(t *testing.T) {
 		"spend":     {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
 		"httpapi":   {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
 		"client":    {mod + "store", mod + "spend", mod + "app", mod + "httpapi"},
+		// Rails and the facilitator move money; they reach no transport,
+		// store or composition root.
+		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
+		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
+		"payer":       {mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
@@ -41,6 +46,18 @@ func TestDependencyDirection(t *testing.T) {
 					}
 					t.Errorf("internal/%s depends on %s", pkg, dep)
 				}
+			}
+		}
+	}
+	// The public x402 packages are for sellers' programs: no internal package.
+	for _, pkg := range []string{"../x402", "../x402/middleware"} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, mod) {
+				t.Errorf("%s depends on %s", pkg, dep)
 			}
 		}
 	}
