@@ -85,6 +85,16 @@ func TestCommandHelpAndUsageErrors(t *testing.T) {
 		{[]string{"audit", "tail", "-n", "0"}, 2, "", "-n must be"},
 		{[]string{"bench", "--agents", "0"}, 2, "", "--agents must be"},
 		{[]string{"serve", "extra"}, 2, "", "unexpected argument"},
+		{[]string{"x402", "fetch", "--help"}, 0, "-data BODY", ""},
+		{[]string{"x402", "confirm", "--help"}, 0, "-H", ""},
+		{[]string{"x402", "fetch"}, 2, "", "missing URL"},
+		{[]string{"x402", "fetch", "http://x", "--data", "{}", "-H", "bad"}, 2, "", "use 'Name: value'"},
+		{[]string{"pay", "0x1"}, 2, "", "missing AMOUNT"},
+		{[]string{"facilitator"}, 2, "", "--rpc"},
+		{[]string{"facilitator", "--rpc", "eip155:1"}, 2, "", "CAIP2=URL"},
+		{[]string{"serve", "--rpc", "base=http://x"}, 2, "", "CAIP2=URL"},
+		{[]string{"fund", "bob"}, 2, "", "missing AMOUNT"},
+		{[]string{"demo", "extra"}, 2, "", "unexpected argument"},
 		{[]string{"--server", "ftp://x", "agent", "list"}, 1, "", "no owner token"},
 	}
 	for _, tt := range tests {

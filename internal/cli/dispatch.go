@@ -32,7 +32,10 @@ type command struct {
 	flags func(fs *flag.FlagSet, o *opts)
 	// kind selects the global flags: owner, agent or none (serve, offline).
 	kind cmdKind
-	run  func(ctx context.Context, e *env, o *opts, args []string) error
+	// bodyData: --data is the command's own flag (a request body, as in
+	// x402 fetch --data BODY), not the data directory.
+	bodyData bool
+	run      func(ctx context.Context, e *env, o *opts, args []string) error
 	// sub are the subcommands of a group; def is run when none is named
 	// (nil: a subcommand is required).
 	sub []*command
@@ -48,6 +51,7 @@ const (
 	kindNone cmdKind = iota
 	kindOwner
 	kindAgent
+	kindAgentNoData // agent globals without --data
 )
 
 // opts holds every flag a command may have; each command registers only
@@ -191,7 +195,11 @@ func (e *env) flagSet(c *command, o *opts) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	// Globals given before the command name are the defaults here.
 	o.server, o.data, o.json, o.agentKey = e.g.server, e.g.data, e.g.json, e.g.agentKey
-	registerGlobals(fs, o, c.kind)
+	kind := c.kind
+	if c.bodyData {
+		kind = kindAgentNoData
+	}
+	registerGlobals(fs, o, kind)
 	if c.flags != nil {
 		c.flags(fs, o)
 	}
@@ -204,7 +212,9 @@ func registerGlobals(fs *flag.FlagSet, o *opts, kind cmdKind) {
 	}
 	fs.StringVar(&o.server, "server", o.server, "server `URL` (env PURSER_SERVER; default "+DefaultServer+")")
 	fs.BoolVar(&o.json, "json", o.json, "print machine-readable JSON on stdout")
-	if kind == kindOwner || kind == kindAgent {
+	if kind == kindAgentNoData {
+		kind = kindAgent
+	} else if kind == kindOwner || kind == kindAgent {
 		fs.StringVar(&o.data, "data", o.data, "data `DIR` holding owner.token when PURSER_OWNER_TOKEN is unset (default "+DefaultDataDir+")")
 	}
 	if kind == kindAgent {

@@ -53,7 +53,7 @@ func x402Command() *command {
 	fetch := &command{
 		name: "fetch", args: "URL [--method M] [--data BODY] [-H 'K: V'] [--max AMOUNT] [--dry-run]",
 		summary: "request URL and pay its x402 402 through Purser; exit 0 paid and served, 3 waiting for approval, 4 refused, 5 the seller failed after payment was authorized",
-		kind:    kindAgent,
+		kind:    kindAgent, bodyData: true,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			reqFlags(fs, o)
 			fs.StringVar(&o.x402.max, "max", "", "pay at most `AMOUNT` (in the offer's asset units, e.g. 0.05)")
@@ -65,7 +65,7 @@ func x402Command() *command {
 	confirm := &command{
 		name: "confirm", args: "SPEND_ID [--data BODY] [-H 'K: V']",
 		summary: "finish an x402 payment an owner approved: sign, retry the request, print the body",
-		kind:    kindAgent, flags: reqFlags, run: runX402Confirm,
+		kind:    kindAgent, bodyData: true, flags: reqFlags, run: runX402Confirm,
 	}
 	return &command{name: "x402", summary: "pay x402 (HTTP 402) APIs", sub: []*command{fetch, confirm}}
 }
@@ -128,8 +128,15 @@ func runX402Confirm(ctx context.Context, e *env, o *opts, args []string) error {
 // happened on stderr, and the exit code of the contract.
 func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
 	if err != nil {
-		if client.IsCode(err, "x402_amount_above_max") || codeOf(err) == "x402_amount_above_max" {
-			fmt.Fprintf(e.stdio.Err, "refused: %s\n", errorText(err))
+		if codeOf(err) == "x402_amount_above_max" {
+			if o.json {
+				if err := writeJSON(e.stdio.Out, map[string]any{"outcome": payer.Refused, "reasons": []string{"x402_amount_above_max"},
+					"message": errorText(err)}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.stdio.Out, "refused: %s\n", errorText(err))
+			}
 			return exitCode(ExitRefused)
 		}
 		return err
