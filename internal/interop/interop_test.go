@@ -27,9 +27,12 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rpc"
 
+	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/client"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/evm/token"
 	"github.com/purserhq/purser/internal/facilitator"
+	"github.com/purserhq/purser/internal/payer"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
@@ -468,10 +471,13 @@ func TestPurserPaysOfficialServers(t *testing.T) {
 	}
 }
 
-// TestLatency measures the median latency of a paid request: the official
-// v2 client with a raw key against `purser x402 fetch` (policy check,
-// hold, signing and audit included), both paying the same official server.
-// Run with PURSER_INTEROP_BENCH=N (requests per side).
+// TestLatency measures the median latency of a paid request, both paying
+// the same official v2 server: the official v2 client signing with a raw
+// key, against Purser (policy check, hold, signing, audit and settlement
+// report included). Warm: one process making n requests (node's
+// wrapFetchWithPayment; Go's payer package, which the CLI runs). Cold: a
+// new process per request (node client-v2.mjs; purser x402 fetch). Run
+// with PURSER_INTEROP_BENCH=N.
 func TestLatency(t *testing.T) {
 	n := 0
 	fmt.Sscan(os.Getenv("PURSER_INTEROP_BENCH"), &n)
@@ -482,15 +488,23 @@ func TestLatency(t *testing.T) {
 	fac := e.officialFacilitator(t)
 	server, _, keyFile, wallet := e.purser(t, "--per-tx-auto", "1", "--per-tx-max", "1", "--daily", "1000")
 	e.mint(t, wallet, 100_000_000)
-	payer := crypto.PubkeyToAddress(key(t, keyPayer).PublicKey)
-	e.mint(t, payer, 100_000_000)
+	payerAddr := crypto.PubkeyToAddress(key(t, keyPayer).PublicKey)
+	e.mint(t, payerAddr, 100_000_000)
 	seller := newSeller(t)
 	port := start(t, e.js, []string{"RPC_URL=" + e.rpc, "FACILITATOR_URL=" + fac, "PAY_TO=" + seller.Hex()}, true, "node", "server-v2.mjs")
 	url := fmt.Sprintf("http://127.0.0.1:%d/weather", port)
-	// Baseline: one node process paying n times (no process start per request).
-	cmd := exec.Command("node", "client-v2.mjs", url)
-	cmd.Dir, cmd.Env = e.js, append(os.Environ(), "RPC_URL="+e.rpc, "PAYER_KEY=0x"+keyPayer, fmt.Sprintf("REPEAT=%d", n))
-	out, err := cmd.Output()
+	node := func(extra ...string) *exec.Cmd {
+		cmd := exec.Command("node", "client-v2.mjs", url)
+		cmd.Dir, cmd.Env = e.js, append(os.Environ(), append([]string{"RPC_URL=" + e.rpc, "PAYER_KEY=0x" + keyPayer}, extra...)...)
+		return cmd
+	}
+	timed := func(fn func()) float64 {
+		t0 := time.Now()
+		fn()
+		return float64(time.Since(t0).Microseconds()) / 1000
+	}
+	// Warm baseline: one node process paying n times.
+	out, err := node(fmt.Sprintf("REPEAT=%d", n)).Output()
 	if err != nil {
 		t.Fatalf("baseline: %v %s", err, stderrOf(err))
 	}
@@ -498,17 +512,39 @@ func TestLatency(t *testing.T) {
 		Latencies []float64 `json:"latencies_ms"`
 	}
 	json.Unmarshal(out, &base)
-	// Purser: the same n paid requests through the CLI, each a process.
-	var ours []float64
-	for range n {
-		t0 := time.Now()
-		if _, code := e.fetch(t, server, keyFile, url); code != 0 {
-			t.Fatalf("purser x402 fetch exited %d", code)
-		}
-		ours = append(ours, float64(time.Since(t0).Microseconds())/1000)
+	// Warm Purser: the payer package in this process.
+	k, err := agentauth.ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
 	}
-	mb, mo := median(base.Latencies), median(ours)
-	t.Logf("median paid request: official client %.1f ms, purser x402 fetch %.1f ms, ratio %.2f (n=%d)", mb, mo, mo/mb, n)
+	c, err := client.New(server, client.WithAgentKey(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := payer.New(c)
+	var warm, coldBase, coldOurs []float64
+	for range n {
+		warm = append(warm, timed(func() {
+			if r, err := p.Fetch(context.Background(), payer.Request{URL: url}); err != nil || r.Outcome != payer.Paid {
+				t.Fatalf("payer: %+v %v", r, err)
+			}
+		}))
+	}
+	for range n {
+		coldBase = append(coldBase, timed(func() {
+			if out, err := node().Output(); err != nil || !strings.Contains(string(out), `"status":200`) {
+				t.Fatalf("node client: %s %v", out, err)
+			}
+		}))
+		coldOurs = append(coldOurs, timed(func() {
+			if _, code := e.fetch(t, server, keyFile, url); code != 0 {
+				t.Fatalf("purser x402 fetch exited %d", code)
+			}
+		}))
+	}
+	wb, wo, cb, co := median(base.Latencies), median(warm), median(coldBase), median(coldOurs)
+	t.Logf("warm (one process, n=%d): official client %.1f ms, Purser %.1f ms, ratio %.2f", n, wb, wo, wo/wb)
+	t.Logf("cold (a process per request): node client-v2.mjs %.1f ms, purser x402 fetch %.1f ms, ratio %.2f", cb, co, co/cb)
 }
 
 func median(v []float64) float64 {
