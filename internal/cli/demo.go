@@ -74,6 +74,14 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	step := func(format string, a ...any) { fmt.Fprintf(out, "\n== "+format+"\n", a...) }
 	say := func(format string, a ...any) { fmt.Fprintf(out, "   "+format+"\n", a...) }
 
+	if d.listen == "127.0.0.1:8402" {
+		// A server of the user's may hold the default port: take another.
+		if ln, err := net.Listen("tcp", d.listen); err != nil {
+			d.listen = "127.0.0.1:0"
+		} else {
+			ln.Close()
+		}
+	}
 	step("starting Purser (SQLite in %s) with an embedded dev chain", d.data)
 	srv, err := app.Start(ctx, app.Config{DataDir: d.data, Listen: d.listen, DevChain: true, LogLevel: "warn",
 		HoldTTL: 15 * time.Minute, Stdout: io.Discard, Stderr: e.stdio.Err})
