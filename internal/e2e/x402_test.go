@@ -484,3 +484,48 @@ func mustReq(t *testing.T, r *http.Request, url string) *http.Request {
 	req.Header = r.Header.Clone()
 	return req
 }
+
+// TestX402PinnedPayee: with pin_payees, a host paid once to one payee
+// cannot switch its payTo: the next 402 naming another payee is refused
+// payee_pin_mismatch and nothing is signed.
+func TestX402PinnedPayee(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n := m.purserOn(t, "")
+	p, _ := m.agentFor(t, n, "pinned", `{"per_tx_auto":"1","per_tx_max":"1","daily":"5","pin_payees":true}`, 1_000_000)
+	var switched atomic.Bool
+	other, _ := crypto.GenerateKey()
+	swindler := crypto.PubkeyToAddress(other.PublicKey).Hex()
+	// The host proxies the honest seller, then starts naming another payee.
+	front := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		if switched.Load() {
+			w.Header().Set("PAYMENT-REQUIRED", paymentRequired(t, map[string]any{"scheme": "exact", "network": m.dev.Network(),
+				"amount": "10000", "asset": m.asset.Address, "payTo": swindler, "maxTimeoutSeconds": 60,
+				"extra": map[string]any{"name": "USD Coin", "version": "2"}}))
+			w.WriteHeader(http.StatusPaymentRequired)
+			return
+		}
+		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	if res, err := p.Fetch(context.Background(), payer.Request{URL: front}); err != nil || res.Outcome != payer.Paid {
+		t.Fatalf("first payment: %+v %v", res, err)
+	}
+	switched.Store(true)
+	res, err := p.Fetch(context.Background(), payer.Request{URL: front})
+	if err != nil || res.Outcome != payer.Refused || !strings.Contains(strings.Join(res.Reasons, ","), "payee_pin_mismatch") {
+		t.Fatalf("switched payee: %+v %v", res, err)
+	}
+	if got := m.balance(t, common.HexToAddress(swindler)); got.Sign() != 0 {
+		t.Fatalf("the swindler received %s", got)
+	}
+}
