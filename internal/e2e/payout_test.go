@@ -23,11 +23,16 @@ func TestPayout(t *testing.T) {
 	if err != nil || chains.Relayer == "" {
 		t.Fatalf("chains: %+v %v", chains, err)
 	}
+	p, wallet := m.agentFor(t, n, "payer", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
+	to := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
+	// The relayer has no gas yet: nothing is sent, the hold is released.
+	unfunded, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.10"})
+	if err != nil || unfunded.Status != client.StatusReleased || !slices.Contains(unfunded.Reasons, "relayer_unfunded") {
+		t.Fatalf("payout with an unfunded relayer: %+v %v", unfunded, err)
+	}
 	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
 		t.Fatal(err)
 	}
-	p, wallet := m.agentFor(t, n, "payer", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
-	to := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
 	req := client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.75", IdempotencyKey: "payout-1"}
 	sp, err := p.Purser.Authorize(ctx, req)
 	if err != nil || sp.Status != client.StatusCaptured || len(sp.RailRef) != 66 {

@@ -129,6 +129,11 @@ func (p *Payout) submit(ctx context.Context, sp *spend.Spend, rec *authRecord) (
 			}
 			return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{reason}}, nil
 		}
+		if strings.Contains(strings.ToLower(err.Error()), "insufficient funds for gas") {
+			// The relayer cannot pay gas: nothing was broadcast. The owner
+			// must fund it (GET /v1/chains names it).
+			return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{"relayer_unfunded"}}, err
+		}
 		return spend.ExecResult{Outcome: spend.OutcomeUnknown}, err
 	}
 	rcpt, err := ch.WaitReceipt(ctx, tx)
