@@ -159,6 +159,9 @@ func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
 	if o.json {
 		out := map[string]any{"outcome": res.Outcome, "http_status": res.HTTPStatus, "offer": res.Offer,
 			"settlement": res.Settlement, "reasons": nonNil(res.Reasons), "body": string(res.Body)}
+		if res.Error != "" {
+			out["error"] = res.Error
+		}
 		if res.Spend != nil {
 			out["spend_id"], out["status"], out["spend"] = res.Spend.SpendID, res.Spend.Status, res.Spend
 			if len(res.Reasons) == 0 {
@@ -189,6 +192,9 @@ func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
 		return exitCode(code)
 	case payer.SellerFailed:
 		reason := strings.Join(res.Reasons, ", ")
+		if res.Error != "" {
+			reason += ": " + res.Error
+		}
 		fmt.Fprintf(w, "the seller answered %d after payment was authorized (%s); spend %s is settled from the chain\n",
 			res.HTTPStatus, orDash(reason), res.Spend.SpendID)
 	}

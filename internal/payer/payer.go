@@ -63,6 +63,7 @@ type Result struct {
 	Settlement *x402.SettleResponse `json:"settlement,omitempty"`
 	Offer      *Offer               `json:"offer,omitempty"`
 	Reasons    []string             `json:"reasons,omitempty"`
+	Error      string               `json:"error,omitempty"` // why the paid retry failed, when it did
 }
 
 // Offer is the offer chosen from the seller's 402.
@@ -328,8 +329,11 @@ func (p *Payer) payAndReport(ctx context.Context, r Request, sp *client.Spend, r
 	if err != nil {
 		// The payment may or may not have been settled: Purser's
 		// reconciler will find out from the chain.
-		p.report(ctx, sp, rails.SettlementReport{})
-		return nil, err
+		if after := p.report(ctx, sp, rails.SettlementReport{}); after != nil {
+			res.Spend = after
+		}
+		res.Outcome, res.Reasons, res.Error = SellerFailed, []string{"seller_request_failed"}, err.Error()
+		return res, nil
 	}
 	res.HTTPStatus, res.Header, res.Body = resp.StatusCode, resp.Header, body
 	settle, serr := x402.SettlementFromResponse(resp.Header)
