@@ -190,6 +190,34 @@ func testFreeze(t *testing.T, e *Env) {
 
 func testIdempotency(t *testing.T, e *Env) {
 	a := e.NewAgent("idem", `{"per_tx_max":"1","daily":"10"}`)
+	// First use of a key, raced by 100 requests: one spend, the same for all.
+	race := Custom("0.10")
+	race.IdempotencyKey = "raced-key"
+	{
+		var wg sync.WaitGroup
+		outs := make([]*spend.Outcome, 100)
+		errs := make([]error, 100)
+		for i := range outs {
+			wg.Add(1)
+			go func() { defer wg.Done(); outs[i], errs[i] = a.Authorize(race) }()
+		}
+		wg.Wait()
+		fresh := 0
+		for i := range outs {
+			if errs[i] != nil || outs[i].Spend.ID != outs[0].Spend.ID {
+				t.Fatalf("raced first use %d: %+v %v", i, outs[i], errs[i])
+			}
+			if !outs[i].Replayed {
+				fresh++
+			}
+		}
+		if fresh != 1 {
+			t.Fatalf("%d requests created the spend; want 1", fresh)
+		}
+		if _, err := e.Svc.Release(bg, a.Caller(nil), outs[0].Spend.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := Custom("0.10")
 	r.IdempotencyKey = "order-42"
 	first := a.MustAuthorize(r)
