@@ -10,6 +10,7 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
@@ -282,7 +283,7 @@ func TransferLogged(r *types.Receipt, token, from, to common.Address, value *big
 	if r == nil || value == nil {
 		return false
 	}
-	want := uintWord(value)
+	want := math.U256Bytes(new(big.Int).Set(value))
 	for _, l := range r.Logs {
 		if l.Address == token && len(l.Topics) == 3 && l.Topics[0] == transferTopic &&
 			l.Topics[1] == common.BytesToHash(from[:]) && l.Topics[2] == common.BytesToHash(to[:]) &&
