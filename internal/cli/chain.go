@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 
@@ -32,22 +31,9 @@ func runPay(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := c.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: args[0], Amount: args[1], Asset: o.asset,
-		Network: o.network, IdempotencyKey: o.idemKey, Memo: o.memo})
-	var ae *client.APIError
-	if errors.As(err, &ae) && ae.Code == "spend_denied" && s != nil {
-		if len(s.Reasons) == 0 {
-			s.Reasons = ae.Reasons()
-		}
-		if err := printSpend(e, o, s); err != nil {
-			return err
-		}
-		return exitCode(ExitRefused)
-	}
+	s, err := e.authorizeAndPrint(ctx, o, c, client.AuthorizeRequest{Rail: "payout", Payee: args[0], Amount: args[1],
+		Asset: o.asset, Network: o.network, IdempotencyKey: o.idemKey, Memo: o.memo})
 	if err != nil {
-		return err
-	}
-	if err := printSpend(e, o, s); err != nil {
 		return err
 	}
 	switch s.Status {

@@ -78,27 +78,34 @@ func runSpend(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := c.Authorize(ctx, client.AuthorizeRequest{
+	s, err := e.authorizeAndPrint(ctx, o, c, client.AuthorizeRequest{
 		Rail: o.rail, Payee: o.payee, Amount: o.amount, Host: o.host, Asset: o.asset, Network: o.network,
 		IdempotencyKey: o.idemKey, Memo: o.memo,
 	})
+	if err != nil {
+		return err
+	}
+	return exitCode(statusExit(s.Status))
+}
+
+// authorizeAndPrint asks for an authorization and prints the answer. A
+// refusal by the mandate is printed too and ends with exit 4.
+func (e *env) authorizeAndPrint(ctx context.Context, o *opts, c *client.Client, req client.AuthorizeRequest) (*client.Spend, error) {
+	s, err := c.Authorize(ctx, req)
 	var ae *client.APIError
 	if errors.As(err, &ae) && ae.Code == "spend_denied" && s != nil {
 		if len(s.Reasons) == 0 {
 			s.Reasons = ae.Reasons()
 		}
 		if err := printSpend(e, o, s); err != nil {
-			return err
+			return nil, err
 		}
-		return exitCode(ExitRefused)
+		return nil, exitCode(ExitRefused)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := printSpend(e, o, s); err != nil {
-		return err
-	}
-	return exitCode(statusExit(s.Status))
+	return s, printSpend(e, o, s)
 }
 
 // printSpend prints the outcome of a spend: the object as answered with

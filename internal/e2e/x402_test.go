@@ -431,17 +431,7 @@ func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
-		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		forward(t, w, r, m.sellerURL+"/item")
 	})
 	first, err := p.Fetch(context.Background(), payer.Request{URL: front, IdempotencyKey: "restart-1"})
 	if err != nil || first.Outcome != payer.SellerFailed {
@@ -476,13 +466,26 @@ func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
 	}
 }
 
-func mustReq(t *testing.T, r *http.Request, url string) *http.Request {
+// forward relays r to url and the answer back: a host in front of the
+// honest seller, which tests then make misbehave.
+func forward(t *testing.T, w http.ResponseWriter, r *http.Request, url string) {
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	req.Header = r.Header.Clone()
-	return req
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }
 
 // TestX402PinnedPayee: with pin_payees, a host paid once to one payee
@@ -505,17 +508,7 @@ func TestX402PinnedPayee(t *testing.T) {
 			w.WriteHeader(http.StatusPaymentRequired)
 			return
 		}
-		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		forward(t, w, r, m.sellerURL+"/item")
 	})
 	if res, err := p.Fetch(context.Background(), payer.Request{URL: front}); err != nil || res.Outcome != payer.Paid {
 		t.Fatalf("first payment: %+v %v", res, err)

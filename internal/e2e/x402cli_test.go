@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,17 +78,7 @@ func TestX402CLIExitCodes(t *testing.T) {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		forward(t, w, r, m.sellerURL+"/item")
 	})
 	if _, errs, code := run("x402", "fetch", broken); code != 5 || !strings.Contains(errs, "settled from the chain") {
 		t.Fatalf("failing seller: exit %d, stderr %q", code, errs)
@@ -99,17 +88,7 @@ func TestX402CLIExitCodes(t *testing.T) {
 		if r.Header.Get("PAYMENT-SIGNATURE") != "" {
 			panic(http.ErrAbortHandler)
 		}
-		resp, err := http.DefaultClient.Do(mustReq(t, r, m.sellerURL+"/item"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		forward(t, w, r, m.sellerURL+"/item")
 	})
 	if _, errs, code := run("x402", "fetch", hangup); code != 5 || !strings.Contains(errs, "seller_request_failed") {
 		t.Fatalf("seller hanging up: exit %d, stderr %q", code, errs)
