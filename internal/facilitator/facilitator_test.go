@@ -29,9 +29,13 @@ type rig struct {
 	seller common.Address
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigOn(t, 0) }
+
+// newRigOn runs the rig on a dev chain with the given chain id (0: the
+// default); 84532 gives it Base Sepolia's v1 name.
+func newRigOn(t *testing.T, chainID uint64) *rig {
 	t.Helper()
-	dev, err := devchain.Start(devchain.Config{})
+	dev, err := devchain.Start(devchain.Config{ChainID: chainID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,5 +207,28 @@ func TestHTTP(t *testing.T) {
 	body, _ = json.Marshal(x402.FacilitatorRequest{X402Version: 2, PaymentPayload: p.Raw, PaymentRequirements: req.Raw})
 	if code, out := post("/settle", body); code != 200 || out["success"] != true || len(out["transaction"].(string)) != 66 {
 		t.Fatalf("settle: %d %v", code, out)
+	}
+}
+
+// TestV1 runs the v1 path: a v1 network name, maxAmountRequired, the v1
+// value reason, a v1 settlement naming the v1 network.
+func TestV1(t *testing.T) {
+	t.Parallel()
+	r := newRigOn(t, 84532)
+	ctx := context.Background()
+	req := r.offer(t, 1, "10000", func(o map[string]any) { o["network"] = "base-sepolia" })
+	if v := r.f.Verify(ctx, r.pay(t, req, func(a *x402.Authorization) { a.Value = big.NewInt(1) }), req); v.InvalidReason != ReasonValueMismatchV1 {
+		t.Fatalf("v1 value mismatch: %+v", v)
+	}
+	p := r.pay(t, req, nil)
+	if v := r.f.Verify(ctx, p, req); !v.IsValid {
+		t.Fatalf("v1 verify: %+v", v)
+	}
+	if s := r.f.Settle(ctx, p, req); !s.Success || s.Network != "base-sepolia" {
+		t.Fatalf("v1 settle: %+v", s)
+	}
+	sup := r.f.Supported()
+	if len(sup.Kinds) != 2 || sup.Kinds[1].X402Version != 1 || sup.Kinds[1].Network != "base-sepolia" {
+		t.Fatalf("supported: %+v", sup.Kinds)
 	}
 }
