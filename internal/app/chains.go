@@ -26,7 +26,7 @@ import (
 // of payouts), kept far from the agents' indexes, which count up from 0.
 const RelayerIndex = 1<<31 - 1
 
-// DevChainFunding is what the relayer gets on the dev chain at start.
+// devRelayerETH is the gas money the relayer gets on the dev chain at start.
 var devRelayerETH = new(big.Int).Mul(big.NewInt(1000), big.NewInt(1e18))
 
 // assetFile is one entry of the --assets JSON file.
