@@ -54,7 +54,7 @@ type authRecord struct {
 	ValidBefore int64  `json:"valid_before"`
 	Nonce       string `json:"nonce"`
 	Signature   string `json:"signature"`
-	FromBlock   uint64 `json:"from_block,omitempty"` // chain head at signing: where to look for the settlement
+	SignedAt    int64  `json:"signed_at"` // Unix seconds: no settlement can be older, which bounds the log search
 
 	// x402: the header the agent retries with.
 	Header      string `json:"header,omitempty"`
@@ -139,14 +139,26 @@ func (c *Common) sign(ctx context.Context, sp *spend.Spend, purpose, to string, 
 	rec := &authRecord{
 		Token: common.HexToAddress(asset.Address).Hex(), From: a.From.Hex(), To: a.To.Hex(), Value: a.Value.String(),
 		ValidAfter: 0, ValidBefore: validBefore.Unix(), Nonce: "0x" + hex.EncodeToString(a.Nonce[:]),
-		Signature: "0x" + hex.EncodeToString(sig),
-	}
-	if ch := c.Chains[sp.Network]; ch != nil {
-		if n, err := ch.BlockNumber(ctx); err == nil {
-			rec.FromBlock = n
-		}
+		Signature: "0x" + hex.EncodeToString(sig), SignedAt: c.now().Unix(),
 	}
 	return rec, nil
+}
+
+// searchFrom is the first block that can hold the settlement of rec:
+// blocks are at least a second apart on every EVM chain Purser serves,
+// so the head minus the seconds since signing (plus ten minutes of
+// clock skew) is early enough. It costs a head read at reconcile time
+// instead of one on every signature.
+func (c *Common) searchFrom(ctx context.Context, ch *evm.Client, rec *authRecord) uint64 {
+	head, err := ch.BlockNumber(ctx)
+	if err != nil || rec.SignedAt == 0 {
+		return 0
+	}
+	back := uint64(max(c.now().Unix()-rec.SignedAt, 0)) + 600
+	if back >= head {
+		return 0
+	}
+	return head - back
 }
 
 // errNoChain reports that a network has no chain client.
@@ -172,7 +184,7 @@ func (c *Common) checkChain(ctx context.Context, sp *spend.Spend, rec *authRecor
 	}
 	if used {
 		ref := rec.Tx
-		if tx, found, err := ch.FindAuthorizationUsed(ctx, token, a.From, a.Nonce, rec.FromBlock); err == nil && found {
+		if tx, found, err := ch.FindAuthorizationUsed(ctx, token, a.From, a.Nonce, c.searchFrom(ctx, ch, rec)); err == nil && found {
 			ref = tx.Hex()
 		}
 		if ref == "" {
