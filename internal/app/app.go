@@ -379,12 +379,8 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 	// Signed authorizations and unknown outcomes: at start, then every
 	// few seconds, ask the chains what became of them.
 	loop(5*time.Second, "reconcile", func(ctx context.Context) error {
-		for {
-			n, err := s.svc.ReconcileDue(ctx, 200)
-			if err != nil || n < 200 {
-				return err
-			}
-		}
+		_, err := s.svc.ReconcileDue(ctx, 200)
+		return err
 	})
 }
 

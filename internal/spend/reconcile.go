@@ -8,34 +8,42 @@ import (
 	"github.com/purserhq/purser/internal/audit"
 )
 
-// ReconcileDue asks the rails what became of up to limit spends whose
-// outcome is open on the rail: signed instruments not yet settled
-// (authorized with a rail reference) and unknown outcomes. It settles what
-// the rails can prove and returns how many spends changed. Safe to run on
-// every node at once: settle re-reads each spend under its agent's lock.
-func (s *Service) ReconcileDue(ctx context.Context, limit int) (int, error) {
-	var open []*Spend
-	err := s.read(ctx, func(tx Tx) error {
-		var err error
-		open, err = tx.SpendList(ctx, &SpendListParams{Statuses: []Status{StatusAuthorized, StatusUnknown}, Signed: true, Limit: limit})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
+// ReconcileDue asks the rails what became of every spend whose outcome
+// is open on the rail: signed instruments not yet settled (authorized
+// with a rail reference) and unknown outcomes, read page (of pageSize)
+// after page, oldest first. It settles what the rails can prove and
+// returns how many spends changed. Safe to run on every node at once:
+// settle re-reads each spend under its agent's lock.
+func (s *Service) ReconcileDue(ctx context.Context, pageSize int) (int, error) {
 	n := 0
 	var errs []error
-	for _, sp := range open {
-		changed, err := s.reconcile(ctx, sp)
+	p := &SpendListParams{Statuses: []Status{StatusAuthorized, StatusUnknown}, Signed: true, Limit: pageSize}
+	for {
+		var open []*Spend
+		err := s.read(ctx, func(tx Tx) error {
+			var err error
+			open, err = tx.SpendList(ctx, p)
+			return err
+		})
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return n, errors.Join(append(errs, err)...)
 		}
-		if changed {
-			n++
+		for _, sp := range open {
+			changed, err := s.reconcile(ctx, sp)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if changed {
+				n++
+			}
 		}
+		if len(open) < p.Limit || ctx.Err() != nil {
+			return n, errors.Join(errs...)
+		}
+		last := open[len(open)-1]
+		p.AfterCreated, p.AfterID = last.CreatedAt, last.ID
 	}
-	return n, errors.Join(errs...)
 }
 
 // Reconcile asks sp's rail now (an agent reported a settlement, or an

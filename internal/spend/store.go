@@ -110,6 +110,10 @@ type SpendListParams struct {
 	ExpiresBefore time.Time // only spends with a non-zero ExpiresAt before this
 	Signed        bool      // only spends a rail has signed or executed (RailRef set)
 	Unsigned      bool      // only spends with no RailRef
-	Limit         int       // 0: 100
-	NewestFirst   bool
+	// After pages forward (oldest first): only spends created after
+	// (AfterCreated, AfterID).
+	AfterCreated time.Time
+	AfterID      string
+	Limit        int // 0: 100
+	NewestFirst  bool
 }

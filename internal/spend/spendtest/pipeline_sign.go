@@ -118,7 +118,7 @@ func testSignedReconcile(t *testing.T, e *Env) {
 	}
 	rail.Script(used.ID, spend.ExecResult{Outcome: spend.OutcomeCaptured, Captured: big.NewInt(300000), Ref: "0xtx"})
 	rail.Script(unused.ID, spend.ExecResult{Outcome: spend.OutcomeFailed})
-	n, err := e.Svc.ReconcileDue(bg, 100)
+	n, err := e.Svc.ReconcileDue(bg, 1) // one spend per page: every page is read
 	if err != nil || n != 2 {
 		t.Fatalf("ReconcileDue = %d, %v; want 2", n, err)
 	}

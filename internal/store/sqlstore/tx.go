@@ -505,6 +505,10 @@ func (t *txn) SpendList(_ context.Context, p *spend.SpendListParams) ([]*spend.S
 	if p.Unsigned {
 		where = append(where, "rail_ref = ''")
 	}
+	if p.AfterID != "" {
+		c := micros(p.AfterCreated)
+		where, args = append(where, "(created_at > ? OR (created_at = ? AND id > ?))"), append(args, c, c, p.AfterID)
+	}
 	q := `SELECT ` + spendCols + ` FROM spends`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -373,6 +373,10 @@ func testSpends(t *testing.T, s spend.Store) {
 		if err != nil || len(list) != 3 || list[0].ID != "spd_2" {
 			return fmt.Errorf("SpendList newest first = %v, %v", ids(list), err)
 		}
+		page, err := tx.SpendList(ctx, &spend.SpendListParams{AgentID: a.ID, AfterCreated: list[2].CreatedAt, AfterID: list[2].ID})
+		if err != nil || len(page) != 2 || page[0].ID != list[1].ID || page[1].ID != list[0].ID {
+			return fmt.Errorf("SpendList after %s = %v, %v", list[2].ID, ids(page), err)
+		}
 		list, err = tx.SpendList(ctx, &spend.SpendListParams{Statuses: []spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, ExpiresBefore: at.Add(2 * time.Minute)})
 		if err != nil || len(list) != 1 || list[0].ID != "spd_1" {
 			return fmt.Errorf("SpendList expiring = %v, %v", ids(list), err)
