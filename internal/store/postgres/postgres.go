@@ -66,11 +66,15 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 }
 
 // retryable: serialization failure and deadlock abort a transaction that
-// would succeed if run again.
+// would succeed if run again. So does a clash on an idempotency key: the
+// lock query's look-up of the key runs on the snapshot taken before the
+// agent's row lock was granted (READ COMMITTED), so a request that waited
+// for a concurrent first use of the same key misses that spend; run again,
+// it finds it and answers with the replay.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return pe.Code == "40001" || pe.Code == "40P01"
+		return pe.Code == "40001" || pe.Code == "40P01" || (pe.Code == "23505" && pe.ConstraintName == "spends_idempotency")
 	}
 	return false
 }
