@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"sync"
@@ -21,7 +22,15 @@ type benchOpts struct {
 	agents           int
 	duration, warmup time.Duration
 	amount           string
+	rate             float64 // open loop: authorizations/s offered in total; 0 = closed loop
 }
+
+// maxBenchRate bounds --rate (authorizations per second, all agents together).
+const maxBenchRate = 1_000_000
+
+// lateAfter is how far behind its scheduled time an open-loop request may be
+// sent before it counts as late.
+const lateAfter = time.Millisecond
 
 // benchPayee receives every bench spend (the custom rail moves nothing).
 const benchPayee = "0x000000000000000000000000000000000000dEaD"
@@ -38,6 +47,8 @@ func benchCommand() *command {
 			fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long to measure")
 			fs.DurationVar(&b.warmup, "warmup", 2*time.Second, "how long to run before measuring")
 			fs.StringVar(&b.amount, "amount", "0.01", "`AMOUNT` of each spend")
+			fs.Float64Var(&b.rate, "rate", 0, "open loop: offer `R` authorizations per second in total, spread evenly over the agents, "+
+				"latency measured from each request's scheduled send time (0: closed loop, each agent sends as soon as its previous request is answered)")
 		},
 		run: runBench,
 	}
@@ -46,6 +57,8 @@ func benchCommand() *command {
 // benchResult is the --json output of bench.
 type benchResult struct {
 	Agents          int              `json:"agents"`
+	Mode            string           `json:"mode"`               // "closed" or "open"
+	OfferedRateS    float64          `json:"offered_rate_per_s"` // --rate; 0 in closed mode
 	DurationS       float64          `json:"duration_s"`
 	Requests        int              `json:"requests"`
 	Authorizations  int              `json:"authorizations"`
@@ -53,6 +66,9 @@ type benchResult struct {
 	P50ms           float64          `json:"p50_ms"`
 	P95ms           float64          `json:"p95_ms"`
 	P99ms           float64          `json:"p99_ms"`
+	P999ms          float64          `json:"p999_ms"`
+	MaxMs           float64          `json:"max_ms"`
+	Late            int              `json:"late"` // open mode: requests sent more than 1 ms after their scheduled time
 	Errors          map[string]int64 `json:"errors"`
 }
 
@@ -61,6 +77,7 @@ type benchWorker struct {
 	c       *client.Client
 	samples []time.Duration // latencies of authorizations in the window
 	reqs    int
+	late    int // open loop: requests in the window sent more than lateAfter behind schedule
 	errs    map[string]int64
 }
 
@@ -74,6 +91,9 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	if b.duration <= 0 || b.warmup < 0 {
 		return usagef(o.path, "--duration must be positive and --warmup not negative")
+	}
+	if err := checkBenchRate(o.path, b.rate, b.agents); err != nil {
+		return err
 	}
 	tok, err := e.ownerToken(o)
 	if err != nil {
@@ -110,7 +130,11 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		workers[i] = &benchWorker{c: c, errs: map[string]int64{}}
 	}
 	if !o.json {
-		fmt.Fprintf(e.stdio.Err, "bench: %d agents created (bench-%s-*); warming up %s, measuring %s\n", b.agents, run, b.warmup, b.duration)
+		offering := ""
+		if b.rate > 0 {
+			offering = fmt.Sprintf(", offering %.1f/s", b.rate)
+		}
+		fmt.Fprintf(e.stdio.Err, "bench: %d agents created (bench-%s-*); warming up %s, measuring %s%s\n", b.agents, run, b.warmup, b.duration, offering)
 	}
 
 	start := time.Now()
@@ -123,7 +147,11 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.loop(wctx, run, i, b.amount, measureFrom)
+			if b.rate > 0 {
+				w.openLoop(wctx, run, i, b, start, measureFrom, end)
+			} else {
+				w.loop(wctx, run, i, b.amount, measureFrom)
+			}
 		}()
 	}
 	wg.Wait()
@@ -137,6 +165,10 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 
 	res := summarize(workers, window)
 	res.Agents = b.agents
+	res.Mode, res.OfferedRateS = "closed", 0
+	if b.rate > 0 {
+		res.Mode, res.OfferedRateS = "open", b.rate
+	}
 	if o.json {
 		if err := writeJSON(e.stdio.Out, res); err != nil {
 			return err
@@ -166,21 +198,93 @@ func (w *benchWorker) loop(ctx context.Context, run string, i int, amount string
 		if t0.Before(measureFrom) {
 			continue
 		}
-		w.reqs++
-		switch {
-		case err == nil && s.Status == client.StatusAuthorized && !s.Replayed:
-			w.samples = append(w.samples, lat)
-		case err == nil:
-			w.errs["status_"+s.Status]++
-		default:
-			var ae *client.APIError
-			if errors.As(err, &ae) {
-				w.errs[ae.Code]++
-			} else {
-				w.errs["network_error"]++
+		w.record(s, err, lat)
+	}
+}
+
+// openLoop sends agent i's share of an open-loop run: request k is due at
+// start + benchOffset(rate, agents, i, k). Requests stay sequential; one
+// that falls due while the previous is outstanding goes as soon as that
+// returns. Latency runs from the due time, not the actual send (so a stall
+// is charged to every request it delayed: no coordinated omission).
+func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOpts, start, measureFrom, end time.Time) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	runLen := end.Sub(start)
+	for k := 0; ; k++ {
+		off := benchOffset(b.rate, b.agents, i, k)
+		if off >= runLen {
+			return // due after the end of the run
+		}
+		due := start.Add(off)
+		if d := time.Until(due); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
 			}
 		}
+		sent := time.Now()
+		s, err := w.c.Authorize(ctx, client.AuthorizeRequest{
+			Rail: "custom", Payee: benchPayee, Amount: b.amount,
+			IdempotencyKey: fmt.Sprintf("bench-%s-%d-%d", run, i, k),
+		})
+		lat := time.Since(due)
+		if ctx.Err() != nil {
+			return // cut off by the end of the run: not an answer
+		}
+		if due.Before(measureFrom) {
+			continue
+		}
+		if sent.Sub(due) > lateAfter {
+			w.late++
+		}
+		w.record(s, err, lat)
 	}
+}
+
+// record counts one answered request of the measuring window.
+func (w *benchWorker) record(s *client.Spend, err error, lat time.Duration) {
+	w.reqs++
+	switch {
+	case err == nil && s.Status == client.StatusAuthorized && !s.Replayed:
+		w.samples = append(w.samples, lat)
+	case err == nil:
+		w.errs["status_"+s.Status]++
+	default:
+		var ae *client.APIError
+		if errors.As(err, &ae) {
+			w.errs[ae.Code]++
+		} else {
+			w.errs["network_error"]++
+		}
+	}
+}
+
+// checkBenchRate validates --rate for agents agents.
+func checkBenchRate(path string, rate float64, agents int) error {
+	if !(rate >= 0 && rate <= maxBenchRate) { // also rejects NaN
+		return usagef(path, "--rate must be 0 (closed loop) or a positive rate up to %d/s", maxBenchRate)
+	}
+	if rate > 0 && benchOffset(rate, agents, 0, 1) < time.Microsecond {
+		return usagef(path, "--rate %g over %d agents leaves each agent less than 1µs between requests", rate, agents)
+	}
+	return nil
+}
+
+// benchOffset is when, after the start of an open-loop run offering rate
+// requests/s over agents agents, agent i sends its request k:
+// (k*agents + i) / rate seconds. Each agent sends at rate/agents per
+// second, the agents staggered evenly. Offsets beyond time.Duration's
+// range saturate.
+func benchOffset(rate float64, agents, i, k int) time.Duration {
+	ns := (float64(k)*float64(agents) + float64(i)) * 1e9 / rate
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 func summarize(workers []*benchWorker, window time.Duration) benchResult {
@@ -188,6 +292,7 @@ func summarize(workers []*benchWorker, window time.Duration) benchResult {
 	var all []time.Duration
 	for _, w := range workers {
 		res.Requests += w.reqs
+		res.Late += w.late
 		all = append(all, w.samples...)
 		for k, v := range w.errs {
 			res.Errors[k] += v
@@ -201,15 +306,25 @@ func summarize(workers []*benchWorker, window time.Duration) benchResult {
 	res.P50ms = ms(percentile(all, 50))
 	res.P95ms = ms(percentile(all, 95))
 	res.P99ms = ms(percentile(all, 99))
+	res.P999ms = ms(quantile(all, 999, 1000))
+	if len(all) > 0 {
+		res.MaxMs = ms(all[len(all)-1])
+	}
 	return res
 }
 
 // percentile is the nearest-rank percentile of sorted samples.
 func percentile(sorted []time.Duration, p int) time.Duration {
+	return quantile(sorted, p, 100)
+}
+
+// quantile is the nearest-rank num/den quantile of sorted samples (p99.9 is
+// 999/1000), in integers so that no rank is off by float rounding.
+func quantile(sorted []time.Duration, num, den int) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	rank := (num*len(sorted) + den - 1) / den // ceil(num/den * n)
 	if rank < 1 {
 		rank = 1
 	}
@@ -221,10 +336,17 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func printBench(e *env, r benchResult) {
 	w := e.stdio.Out
 	fmt.Fprintf(w, "agents          %d\n", r.Agents)
+	if r.Mode == "open" {
+		fmt.Fprintf(w, "offered         %.1f/s (open loop)\n", r.OfferedRateS)
+	}
 	fmt.Fprintf(w, "duration        %.1fs\n", r.DurationS)
 	fmt.Fprintf(w, "requests        %d\n", r.Requests)
 	fmt.Fprintf(w, "authorizations  %d (%.1f/s)\n", r.Authorizations, r.AuthorizationsS)
 	fmt.Fprintf(w, "latency         p50 %.2fms  p95 %.2fms  p99 %.2fms\n", r.P50ms, r.P95ms, r.P99ms)
+	fmt.Fprintf(w, "tail            p99.9 %.2fms  max %.2fms\n", r.P999ms, r.MaxMs)
+	if r.Mode == "open" {
+		fmt.Fprintf(w, "late            %d (sent more than %s after their scheduled time)\n", r.Late, lateAfter)
+	}
 	if len(r.Errors) == 0 {
 		fmt.Fprintf(w, "errors          none\n")
 		return
