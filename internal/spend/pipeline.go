@@ -202,7 +202,7 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 		return nil, err
 	}
 	var out Outcome
-	err = s.inTx(ctx, func(tx Tx) error {
+	err = s.inTxPrefetch(ctx, callerPrefetch(c, p.req.IdempotencyKey, s.now()), func(tx Tx) error {
 		out = Outcome{}
 		now := s.now()
 		a, prevID, err := s.authAgentIdem(ctx, tx, c, true, p.req.IdempotencyKey)

@@ -198,6 +198,32 @@ func (s *Service) inTx(ctx context.Context, fn func(tx Tx) error) error {
 	return err
 }
 
+// inTxPrefetch is inTx with a prefetch hint (Store.InTxPrefetch).
+func (s *Service) inTxPrefetch(ctx context.Context, p *Prefetch, fn func(tx Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
+	defer cancel()
+	err := s.store.InTxPrefetch(ctx, p, fn)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Errorf(CodeUnavailable, "the store did not answer in time; nothing was changed")
+	}
+	return err
+}
+
+// callerPrefetch is what an agent-signed authorization reads first. Its
+// day window depends on the mandate's time zone, which is not known
+// before the agent is read, so it names the UTC day and both neighbours:
+// every time zone's date is one of them.
+func callerPrefetch(c Caller, idemKey string, now time.Time) *Prefetch {
+	now = now.UTC()
+	return &Prefetch{
+		Address: c.Address, Nonce: c.Nonce, NonceExpires: c.Expires, IdempotencyKey: idemKey,
+		Windows: []string{windowLifetime,
+			windowDay(now.AddDate(0, 0, -1).Format(time.DateOnly)),
+			windowDay(now.Format(time.DateOnly)),
+			windowDay(now.AddDate(0, 0, 1).Format(time.DateOnly))},
+	}
+}
+
 func (s *Service) read(ctx context.Context, fn func(tx Tx) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
 	defer cancel()

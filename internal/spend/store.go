@@ -21,6 +21,13 @@ type Store interface {
 	// own savepoint). When InTx returns nil, everything fn wrote, including
 	// its audit events, is durable. When it returns an error, nothing is.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// InTxPrefetch is InTx for a transaction that starts by reading the
+	// rows p names. A store that groups transactions may load those rows
+	// (and lock the agents) for the whole group in a few statements, and
+	// hold back its writes to the end of the group; fn must observe exactly
+	// what it would observe under InTx. p is a hint: rows it does not name
+	// are read as usual.
+	InTxPrefetch(ctx context.Context, p *Prefetch, fn func(tx Tx) error) error
 	// Read runs fn against a consistent read-only view. Writes through tx
 	// fail.
 	Read(ctx context.Context, fn func(tx Tx) error) error
@@ -101,6 +108,17 @@ type Tx interface {
 	// PrevHash and Hash when the transaction commits, so the chain head
 	// stays locked only for the commit itself.
 	AuditAppend(ctx context.Context, e *audit.Event) error
+}
+
+// Prefetch names what an agent-signed transaction reads first: the
+// agent (by identity key, locked), the request nonce it spends, the spend
+// under its idempotency key and its budget windows.
+type Prefetch struct {
+	Address        string // identity key
+	Nonce          string
+	NonceExpires   time.Time
+	IdempotencyKey string   // "" for none
+	Windows        []string // budget windows whose counters fn may read
 }
 
 // SpendListParams filters SpendList. Zero values do not filter.

@@ -12,7 +12,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/purserhq/purser/internal/store/sqlstore"
@@ -30,12 +34,14 @@ func Migrations() fs.FS {
 
 // Open opens (creating if needed) the database file at path.
 func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, error) {
-	base := "file:" + url.PathEscape(path) + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=cache_size(-65536)"
-	// The writer does not checkpoint the WAL itself (wal_autocheckpoint
-	// 0): copying pages back into the database file would sit on the
-	// commit path of every caller in the batch. A separate connection
-	// checkpoints in the background instead.
-	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	base := "file:" + url.PathEscape(path) + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=cache_size(-65536)&_pragma=temp_store(MEMORY)"
+	// The writer neither checkpoints the WAL itself on commit
+	// (wal_autocheckpoint 0) nor waits for the disk (synchronous NORMAL,
+	// which in WAL mode never risks corruption): the store's syncer
+	// fsyncs the WAL after every commit, while the writer runs the next
+	// batch, and answers the batch's callers only then (walSyncer). So
+	// an answered commit is durable, as with synchronous FULL.
+	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -62,47 +68,141 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	wl := &walSyncer{path: path + "-wal", dir: filepath.Dir(path)}
+	c := &checkpointer{w: w, ck: ck, log: log}
 	s, err := sqlstore.New(ctx, sqlstore.Options{
 		Writer: w, Reader: r, Logger: log, Migrations: Migrations(),
-		Dialect:  sqlstore.Dialect{Name: "sqlite", Committers: 1, MaxBatch: 128, Retryable: retryable, CacheStatements: true},
-		Maintain: func(ctx context.Context) { checkpointLoop(ctx, ck, log) },
-		OnClose:  ck.Close,
+		Dialect:        sqlstore.Dialect{Name: "sqlite", Committers: 1, MaxBatch: 128, Retryable: retryable, CacheStatements: true},
+		Maintain:       c.loop,
+		SyncCommit:     wl.sync,
+		BetweenBatches: c.restartIfLarge,
+		OnClose:        func() error { return errors.Join(ck.Close(), wl.close()) },
 	})
 	if err != nil {
 		w.Close()
 		r.Close()
 		ck.Close()
+		wl.close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// checkpointLoop copies the WAL into the database file every second
-// (PASSIVE: it never blocks the writer or readers), and truncates the WAL
-// once it has grown past 64 MiB and a checkpoint completes.
-func checkpointLoop(ctx context.Context, ck *sql.DB, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
+// walSyncer fsyncs the WAL file through its own descriptor: on Linux an
+// fsync flushes the file (the inode), whichever descriptor wrote it. The
+// file is reopened if it was ever replaced (SQLite deletes the WAL only
+// when the last connection closes, which the writer pool never lets
+// happen while the store is open).
+type walSyncer struct {
+	path, dir string
+	f         *os.File
+}
+
+func (w *walSyncer) sync() error {
+	if w.f != nil {
+		fi, err1 := w.f.Stat()
+		pi, err2 := os.Stat(w.path)
+		if err1 != nil || err2 != nil || !os.SameFile(fi, pi) {
+			w.f.Close()
+			w.f = nil
+		}
+	}
+	if w.f == nil {
+		f, err := os.Open(w.path)
+		if err != nil {
+			return fmt.Errorf("sqlite: open WAL to sync it: %w", err)
+		}
+		// The WAL's directory entry must be durable too.
+		if d, err := os.Open(w.dir); err == nil {
+			err = d.Sync()
+			d.Close()
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("sqlite: sync data directory: %w", err)
+			}
+		}
+		w.f = f
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sqlite: sync WAL: %w", err)
+	}
+	return nil
+}
+
+func (w *walSyncer) close() error {
+	if w.f == nil {
+		return nil
+	}
+	return w.f.Close()
+}
+
+// restartPages is the WAL size (in pages) at which the writer restarts
+// the WAL. Below it, a background PASSIVE checkpoint copies frames into
+// the database file without blocking anyone; but while the writer keeps
+// appending, such a checkpoint never catches up with the end of the WAL,
+// and only a checkpoint that has copied every frame lets the WAL start
+// over, so without a RESTART now and then the WAL grows without bound
+// (1.8 GB in 30 s of load, measured).
+const restartPages = 4096 // 16 MiB of 4 KiB pages
+
+// checkpointer copies the WAL into the database in the background and,
+// once the WAL is large, has the writer restart it between batches.
+type checkpointer struct {
+	w, ck    *sql.DB
+	log      *slog.Logger
+	mu       sync.Mutex   // one checkpoint at a time: a second would wait in SQLite's busy handler
+	logPages atomic.Int64 // WAL size at the last background checkpoint
+}
+
+// loop runs a PASSIVE checkpoint every 250 ms (it never blocks the writer
+// or readers).
+func (c *checkpointer) loop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			// A last full checkpoint so a clean shutdown leaves a small WAL.
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			ck.ExecContext(c, "PRAGMA wal_checkpoint(TRUNCATE)") //nolint:errcheck // best effort
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.mu.Lock()
+			c.ck.ExecContext(cctx, "PRAGMA wal_checkpoint(TRUNCATE)") //nolint:errcheck // best effort
+			c.mu.Unlock()
 			cancel()
 			return
 		case <-t.C:
 		}
 		var busy, logPages, done int64
-		if err := ck.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done); err != nil {
+		c.mu.Lock()
+		err := c.ck.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done)
+		c.mu.Unlock()
+		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn("sqlite: wal checkpoint failed", "err", err)
+				c.log.Warn("sqlite: wal checkpoint failed", "err", err)
 			}
 			continue
 		}
-		if logPages > 16384 && done == logPages {
-			ck.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)") //nolint:errcheck // retried next tick
-		}
+		c.logPages.Store(logPages)
+	}
+}
+
+// restartIfLarge runs on the committer between batches: being the writer
+// itself, its RESTART checkpoint locks no writer out (the TRUNCATE
+// checkpoint that a separate connection used to run made the writer's
+// busy handler sleep for 250-500 ms). It copies what the background
+// checkpoints have not, waits for readers to leave the WAL, and the next
+// commit starts the WAL over.
+func (c *checkpointer) restartIfLarge(ctx context.Context) {
+	if c.logPages.Load() < restartPages || !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	var busy, logPages, done int64
+	if err := c.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(RESTART)").Scan(&busy, &logPages, &done); err != nil {
+		c.log.Warn("sqlite: wal restart failed", "err", err)
+		return
+	}
+	if busy == 0 {
+		c.logPages.Store(0)
 	}
 }
 

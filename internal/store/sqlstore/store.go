@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/purserhq/purser/internal/audit"
@@ -57,6 +58,15 @@ type Options struct {
 	Maintain func(ctx context.Context)
 	// OnClose runs after the pools are closed.
 	OnClose func() error
+	// SyncCommit, if set, makes committed batches durable: the writer
+	// commits without waiting for the disk, starts the next batch, and
+	// a second goroutine calls SyncCommit (one fsync for every batch
+	// committed since the last) before answering the batches' callers.
+	// SQLite uses it to take the fsync off the writer's path.
+	SyncCommit func() error
+	// BetweenBatches, if set, runs on the committer between batches
+	// (SQLite restarts its WAL there, where no writer can be locked out).
+	BetweenBatches func(ctx context.Context)
 }
 
 // Store is a spend.Store over database/sql.
@@ -72,7 +82,12 @@ type Store struct {
 	stopMaintain context.CancelFunc
 	wg           sync.WaitGroup
 	once         sync.Once
-	queries      sync.Map // '?' query → dialect query
+	syncCommit   func() error
+	between      func(ctx context.Context)
+	syncQ        chan []*request // committed batches waiting for SyncCommit
+	syncWG       sync.WaitGroup
+	broken       atomic.Bool // SyncCommit failed: nothing more is accepted
+	queries      sync.Map    // '?' query → dialect query
 	stmtMu       sync.Mutex
 	stmts        map[stmtKey]*sql.Stmt
 	pending      map[stmtKey]struct{}
@@ -130,6 +145,7 @@ var _ spend.Store = (*Store)(nil)
 
 type request struct {
 	ctx      context.Context
+	pre      *spend.Prefetch // nil: nothing to load up front
 	fn       func(spend.Tx) error
 	err      error
 	excluded bool // dropped from its batch: err is final
@@ -162,6 +178,12 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err := s.migrate(ctx, o.Migrations); err != nil {
 		return nil, err
 	}
+	s.syncCommit, s.between = o.SyncCommit, o.BetweenBatches
+	if s.syncCommit != nil {
+		s.syncQ = make(chan []*request, 256)
+		s.syncWG.Add(1)
+		go s.syncLoop()
+	}
 	for range s.d.Committers {
 		s.wg.Add(1)
 		go s.commitLoop()
@@ -188,6 +210,10 @@ func (s *Store) close() error {
 	close(s.closing)
 	s.stopMaintain()
 	s.wg.Wait()
+	if s.syncQ != nil {
+		close(s.syncQ)
+		s.syncWG.Wait()
+	}
 	// A caller that slipped into the queue after the committers drained
 	// it must not wait forever.
 	for {
@@ -246,11 +272,22 @@ func (s *Store) q(query string) string {
 // bounded even when the caller's context has none. A caller whose context
 // ended before its turn is skipped, so a vanished client never runs.
 func (s *Store) InTx(ctx context.Context, fn func(spend.Tx) error) error {
-	r := &request{ctx: ctx, fn: fn, done: make(chan struct{})}
+	return s.InTxPrefetch(ctx, nil, fn)
+}
+
+// InTxPrefetch implements spend.Store: the batch loads (and locks) the
+// rows its callers' hints name in a few set-based statements before any
+// fn runs, and writes their spends and counters in a few multi-row
+// statements after the last one (batch.go).
+func (s *Store) InTxPrefetch(ctx context.Context, p *spend.Prefetch, fn func(spend.Tx) error) error {
+	r := &request{ctx: ctx, pre: p, fn: fn, done: make(chan struct{})}
 	select {
 	case <-s.closing:
 		return ErrClosed
 	default:
+	}
+	if s.broken.Load() {
+		return errBroken
 	}
 	select {
 	case s.queue <- r:
@@ -283,7 +320,7 @@ func (s *Store) commitLoop() {
 			for {
 				select {
 				case r := <-s.queue:
-					s.runBatch([]*request{r})
+					s.answer([]*request{r}, s.runBatch([]*request{r}))
 				default:
 					return
 				}
@@ -299,9 +336,65 @@ func (s *Store) commitLoop() {
 				break fill
 			}
 		}
-		s.runBatch(batch)
+		s.answer(batch, s.runBatch(batch))
 		if s.d.CacheStatements {
 			s.preparePendingOnce()
+		}
+		if s.between != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			s.between(ctx)
+			cancel()
+		}
+	}
+}
+
+// answer releases a batch's callers: at once, or, for a committed batch
+// when commits are synced separately, once the sync covers it.
+func (s *Store) answer(batch []*request, committed bool) {
+	if committed && s.syncQ != nil {
+		s.syncQ <- batch
+		return
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// errBroken: a commit could not be made durable. What was committed may
+// or may not survive a crash, so the store takes nothing more until an
+// operator restarts it (and SQLite recovers its WAL).
+var errBroken = &spend.Error{Code: spend.CodeUnavailable, Message: "the database could not make a commit durable; the server takes no more changes until it is restarted"}
+
+// syncLoop makes committed batches durable, one SyncCommit for every
+// batch that is waiting, and then answers their callers.
+func (s *Store) syncLoop() {
+	defer s.syncWG.Done()
+	for first := range s.syncQ {
+		batches := [][]*request{first}
+	more:
+		for {
+			select {
+			case b, ok := <-s.syncQ:
+				if !ok {
+					break more
+				}
+				batches = append(batches, b)
+			default:
+				break more
+			}
+		}
+		err := s.syncCommit()
+		if err != nil {
+			s.broken.Store(true)
+			s.log.Error("store: commit could not be made durable; refusing further changes", "err", err)
+		}
+		for _, b := range batches {
+			for _, r := range b {
+				if err != nil && r.err == nil {
+					r.err = errBroken
+				}
+				close(r.done)
+			}
 		}
 	}
 }
@@ -318,18 +411,15 @@ func (s *Store) preparePendingOnce() {
 	s.preparePending(ctx)
 }
 
-func (s *Store) runBatch(batch []*request) {
-	defer func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}()
+// runBatch runs the batch until it commits or fails for good, and
+// reports whether it committed.
+func (s *Store) runBatch(batch []*request) bool {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		err := s.tryBatch(ctx, batch)
+		committed, err := s.tryBatch(ctx, batch)
 		cancel()
 		if err == nil {
-			return
+			return committed
 		}
 		if errors.Is(err, errRerun) {
 			attempt-- // each re-run excludes one more caller, so this ends
@@ -351,7 +441,7 @@ func (s *Store) runBatch(batch []*request) {
 			}
 			r.err = err
 		}
-		return
+		return false
 	}
 }
 
@@ -366,12 +456,21 @@ var errRerun = errors.New("sqlstore: re-run batch without a failed caller")
 // refusal: bad key, replayed nonce, conflict) just drops out; one that
 // fails after writing makes the batch run again without it. A database
 // error that loses the transaction fails (or retries) the whole batch.
-func (s *Store) tryBatch(ctx context.Context, batch []*request) error {
+func (s *Store) tryBatch(ctx context.Context, batch []*request) (committed bool, err error) {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
+		return false, fmt.Errorf("sqlstore: begin: %w", err)
 	}
 	defer sqlTx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	for _, r := range batch {
+		if !r.excluded && r.ctx.Err() != nil {
+			r.err, r.excluded = r.ctx.Err(), true
+		}
+	}
+	b, err := s.prefetch(ctx, sqlTx, batch)
+	if err != nil {
+		return false, err
+	}
 	var events []*audit.Event
 	ran := 0
 	for _, r := range batch {
@@ -383,34 +482,38 @@ func (s *Store) tryBatch(ctx context.Context, batch []*request) error {
 			r.err, r.excluded = err, true
 			continue
 		}
-		t := &txn{s: s, tx: sqlTx, ctx: ctx}
+		t := &txn{s: s, tx: sqlTx, ctx: ctx, b: b, req: r}
 		ferr := r.fn(t)
 		if t.dbErr != nil && (s.d.Retryable != nil && s.d.Retryable(t.dbErr) || ctx.Err() != nil) {
-			return t.dbErr // the transaction is lost: retry or fail the whole batch
+			return false, t.dbErr // the transaction is lost: retry or fail the whole batch
 		}
 		if ferr != nil {
 			r.err = ferr
 			if t.wrote || t.dbErr != nil {
 				r.excluded = true
-				return errRerun
+				return false, errRerun
 			}
 			continue
 		}
+		b.merge(t)
 		events = append(events, t.events...)
 		ran++
 	}
 	if ran == 0 {
-		return nil
+		return false, nil
+	}
+	if err := s.flush(ctx, sqlTx, b); err != nil {
+		return false, err
 	}
 	if len(events) > 0 {
 		if err := s.appendEvents(ctx, sqlTx, events); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: commit: %w", err)
+		return false, fmt.Errorf("sqlstore: commit: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // appendEvents links events to the chain head and inserts them. The head

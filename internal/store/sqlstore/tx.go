@@ -23,8 +23,11 @@ type txn struct {
 	ctx      context.Context
 	readOnly bool
 	events   []*audit.Event
-	dbErr    error // the first database error, to tell a lost transaction from a refusal
-	wrote    bool  // a statement changed the database
+	dbErr    error       // the first database error, to tell a lost transaction from a refusal
+	wrote    bool        // a statement changed the database
+	b        *batchState // nil in Read transactions
+	req      *request
+	pend     pending // this caller's buffered writes (batch.go)
 }
 
 var _ spend.Tx = (*txn)(nil)
@@ -38,7 +41,30 @@ func (t *txn) fail(err error) error {
 	return err
 }
 
+// exec runs a write the batch does not buffer: buffered writes go out
+// first, so that the statement sees them, and the prefetched rows are
+// dropped after it, since it may have changed them.
 func (t *txn) exec(query string, args ...any) (sql.Result, error) {
+	if t.readOnly {
+		return nil, errReadOnly
+	}
+	if err := t.flushAll(); err != nil {
+		return nil, err
+	}
+	res, err := t.rawExec(query, args...)
+	if t.b != nil {
+		t.b.invalidate()
+	}
+	return res, err
+}
+
+// execSide runs a write to a table the batch neither buffers nor
+// prefetches (nonces, payees, pins, wallets, mandates).
+func (t *txn) execSide(query string, args ...any) (sql.Result, error) {
+	return t.rawExec(query, args...)
+}
+
+func (t *txn) rawExec(query string, args ...any) (sql.Result, error) {
 	if t.readOnly {
 		return nil, errReadOnly
 	}
@@ -143,7 +169,49 @@ func (t *txn) AgentLock(_ context.Context, id string) (*spend.Agent, error) {
 	return a, t.scanErr(err)
 }
 
-func (t *txn) AgentLockByKey(_ context.Context, address, idempotencyKey string) (*spend.Agent, *spend.AgentKey, string, error) {
+func (t *txn) AgentLockByKey(ctx context.Context, address, idempotencyKey string) (*spend.Agent, *spend.AgentKey, string, error) {
+	if b := t.b; b != nil && b.valid {
+		if lk, ok := b.keys[address]; ok {
+			if lk == nil {
+				return nil, nil, "", spend.ErrNotFound
+			}
+			a, k := *lk.agent, *lk.key
+			if idempotencyKey == "" {
+				return &a, &k, "", nil
+			}
+			if id, ok := t.idemOverlay(a.ID, idempotencyKey); ok {
+				return &a, &k, id, nil
+			}
+			if id, ok := b.idem[idemKey{a.ID, idempotencyKey}]; ok {
+				return &a, &k, id, nil
+			}
+		}
+	}
+	a, k, prevID, err := t.agentLockByKey(address, idempotencyKey)
+	if err == nil && prevID == "" && idempotencyKey != "" {
+		if id, ok := t.idemOverlay(a.ID, idempotencyKey); ok {
+			prevID = id
+		}
+	}
+	return a, k, prevID, err
+}
+
+// idemOverlay finds a spend under key that this caller or an earlier one
+// in the batch created and the database does not have yet.
+func (t *txn) idemOverlay(agentID, key string) (string, bool) {
+	for _, sp := range t.pend.spends {
+		if sp.AgentID == agentID && sp.IdempotencyKey == key {
+			return sp.ID, true
+		}
+	}
+	if t.b != nil {
+		id, ok := t.b.spendIdem[idemKey{agentID, key}]
+		return id, ok
+	}
+	return "", false
+}
+
+func (t *txn) agentLockByKey(address, idempotencyKey string) (*spend.Agent, *spend.AgentKey, string, error) {
 	var k spend.AgentKey
 	var created int64
 	var revoked sql.NullInt64
@@ -241,7 +309,7 @@ func (t *txn) AgentKeysRevoke(_ context.Context, agentID string, at time.Time) e
 }
 
 func (t *txn) WalletAdd(_ context.Context, w *spend.Wallet) error {
-	_, err := t.exec(`INSERT INTO wallets (agent_id, network, address, custody, path) VALUES (?,?,?,?,?)`, w.AgentID, w.Network, w.Address, w.Custody, w.Path)
+	_, err := t.execSide(`INSERT INTO wallets (agent_id, network, address, custody, path) VALUES (?,?,?,?,?)`, w.AgentID, w.Network, w.Address, w.Custody, w.Path)
 	if err != nil {
 		return fmt.Errorf("sqlstore: add wallet: %w", err)
 	}
@@ -266,7 +334,7 @@ func (t *txn) WalletList(_ context.Context, agentID string) ([]spend.Wallet, err
 }
 
 func (t *txn) MandatePut(_ context.Context, m *spend.MandateRecord) error {
-	_, err := t.exec(`INSERT INTO mandates (agent_id, version, body, created_at) VALUES (?,?,?,?)`, m.AgentID, m.Version, string(m.Body), micros(m.CreatedAt))
+	_, err := t.execSide(`INSERT INTO mandates (agent_id, version, body, created_at) VALUES (?,?,?,?)`, m.AgentID, m.Version, string(m.Body), micros(m.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("sqlstore: put mandate: %w", err)
 	}
@@ -286,17 +354,23 @@ func (t *txn) MandateGet(_ context.Context, agentID string, version int64) (*spe
 
 func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*big.Int, error) {
 	out := make([]*big.Int, len(windows))
-	for i := range out {
+	var missing []string
+	for i, w := range windows {
+		if v, ok := t.usageOverlay(usageKey{agentID, w}); ok {
+			out[i] = new(big.Int).Set(v)
+			continue
+		}
 		out[i] = new(big.Int)
+		missing = append(missing, w)
 	}
-	if len(windows) == 0 {
+	if len(missing) == 0 {
 		return out, nil
 	}
 	args := []any{agentID}
-	for _, w := range windows {
+	for _, w := range missing {
 		args = append(args, w)
 	}
-	rows, err := t.query(t.s.q(`SELECT win, committed FROM budget_usage WHERE agent_id = ? AND win IN (?`+strings.Repeat(",?", len(windows)-1)+`)`), args...)
+	rows, err := t.query(t.s.q(`SELECT win, committed FROM budget_usage WHERE agent_id = ? AND win IN (?`+strings.Repeat(",?", len(missing)-1)+`)`), args...)
 	if err != nil {
 		return nil, t.fail(err)
 	}
@@ -312,11 +386,33 @@ func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*
 		}
 		for i, want := range windows {
 			if want == w {
-				out[i] = v
+				if _, ok := t.usageOverlay(usageKey{agentID, w}); !ok {
+					out[i] = v
+				}
 			}
 		}
 	}
 	return out, t.fail(rows.Err())
+}
+
+// usageOverlay is a counter as this caller, the batch or the prefetch
+// last saw it.
+func (t *txn) usageOverlay(k usageKey) (*big.Int, bool) {
+	if v, ok := t.pend.usage[k]; ok {
+		return v, true
+	}
+	b := t.b
+	if b == nil {
+		return nil, false
+	}
+	if v, ok := b.usage[k]; ok {
+		return v, true
+	}
+	if b.valid {
+		v, ok := b.usageDB[k]
+		return v, ok
+	}
+	return nil, false
 }
 
 // UsageAdd reads and rewrites the counters in two statements; callers
@@ -344,6 +440,12 @@ func (t *txn) UsagePut(_ context.Context, agentID string, windows []string, valu
 		}
 		args = append(args, agentID, w, values[i].String())
 	}
+	if t.b != nil {
+		for i, w := range windows {
+			t.pend.putUsage(usageKey{agentID, w}, new(big.Int).Set(values[i]))
+		}
+		return nil
+	}
 	_, err := t.exec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES (?,?,?)`+strings.Repeat(`,(?,?,?)`, len(windows)-1)+`
 		ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, args...)
 	return err
@@ -359,7 +461,7 @@ func (t *txn) PayeeKnown(_ context.Context, agentID, payee string) (bool, error)
 }
 
 func (t *txn) PayeeAdd(_ context.Context, agentID, payee string) error {
-	_, err := t.exec(`INSERT INTO known_payees (agent_id, payee) VALUES (?,?) ON CONFLICT (agent_id, payee) DO NOTHING`, agentID, payee)
+	_, err := t.execSide(`INSERT INTO known_payees (agent_id, payee) VALUES (?,?) ON CONFLICT (agent_id, payee) DO NOTHING`, agentID, payee)
 	return err
 }
 
@@ -373,12 +475,18 @@ func (t *txn) HostPinGet(_ context.Context, agentID, host string) (string, error
 }
 
 func (t *txn) HostPinAdd(_ context.Context, agentID, host, payee string) error {
-	_, err := t.exec(`INSERT INTO host_pins (agent_id, host, payee) VALUES (?,?,?) ON CONFLICT (agent_id, host) DO NOTHING`, agentID, host, payee)
+	_, err := t.execSide(`INSERT INTO host_pins (agent_id, host, payee) VALUES (?,?,?) ON CONFLICT (agent_id, host) DO NOTHING`, agentID, host, payee)
 	return err
 }
 
 func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Time) (bool, error) {
-	res, err := t.exec(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES (?,?,?) ON CONFLICT (expires_at, nonce) DO NOTHING`, micros(expires), nonce, agentID)
+	if t.b != nil {
+		if nr, ok := t.b.nonces[t.req]; ok && nr.agentID == agentID && nr.key == (nonceKey{micros(expires), nonce}) {
+			delete(t.b.nonces, t.req) // spent once
+			return nr.fresh, nil
+		}
+	}
+	res, err := t.execSide(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES (?,?,?) ON CONFLICT (expires_at, nonce) DO NOTHING`, micros(expires), nonce, agentID)
 	if err != nil {
 		return false, err
 	}
@@ -387,7 +495,7 @@ func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Ti
 }
 
 func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM nonces WHERE expires_at < ?`, micros(before))
+	res, err := t.execSide(`DELETE FROM nonces WHERE expires_at < ?`, micros(before))
 	if err != nil {
 		return 0, err
 	}
@@ -412,23 +520,70 @@ func bigOrNil(v *big.Int) any {
 	return v.String()
 }
 
-func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
+const spendColCount = 25
+
+func spendArgs(sp *spend.Spend) ([]any, error) {
 	reasons, err := json.Marshal(sp.Reasons)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = t.exec(`INSERT INTO spends (`+spendCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
+	return []any{sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
 		sp.Amount.String(), sp.AmountUSD.String(), bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD),
 		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, sp.IntentSig, sp.IntentNonce,
-		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt), string(sp.RailRequest), string(sp.RailData))
-	if err != nil {
-		return fmt.Errorf("sqlstore: create spend: %w", err)
+		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt), string(sp.RailRequest), string(sp.RailData)}, nil
+}
+
+// SpendCreate buffers the spend in a group transaction (inserted with
+// the batch's others at its end) and inserts it at once otherwise.
+func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
+	if t.readOnly {
+		return errReadOnly
 	}
-	return nil
+	if sp.Amount == nil || sp.AmountUSD == nil {
+		return fmt.Errorf("sqlstore: create spend %s: amount missing", sp.ID)
+	}
+	if t.b != nil {
+		if _, dup := t.spendOverlay(sp.ID); dup {
+			return fmt.Errorf("sqlstore: create spend: id %s exists", sp.ID)
+		}
+		if sp.IdempotencyKey != "" {
+			if _, dup := t.idemOverlay(sp.AgentID, sp.IdempotencyKey); dup {
+				return fmt.Errorf("sqlstore: create spend: idempotency key of agent %s exists", sp.AgentID)
+			}
+		}
+		t.pend.spends = append(t.pend.spends, cloneSpend(sp))
+		return nil
+	}
+	return t.insertSpends([]*spend.Spend{sp})
+}
+
+// spendOverlay finds a spend buffered by this caller or the batch.
+func (t *txn) spendOverlay(id string) (*spend.Spend, bool) {
+	for _, sp := range t.pend.spends {
+		if sp.ID == id {
+			return sp, true
+		}
+	}
+	if t.b != nil {
+		if i, ok := t.b.spendByID[id]; ok {
+			return t.b.spends[i], true
+		}
+	}
+	return nil, false
 }
 
 func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
+	if t.readOnly {
+		return errReadOnly
+	}
+	for i, p := range t.pend.spends {
+		if p.ID == sp.ID {
+			t.pend.spends[i] = cloneSpend(sp)
+			return nil
+		}
+	}
+	// An earlier caller's buffered spend is written out by exec first,
+	// so the update finds it.
 	reasons, err := json.Marshal(sp.Reasons)
 	if err != nil {
 		return err
@@ -480,11 +635,17 @@ func scanSpend(sc scanner) (*spend.Spend, error) {
 }
 
 func (t *txn) SpendGet(_ context.Context, id string) (*spend.Spend, error) {
+	if sp, ok := t.spendOverlay(id); ok {
+		return cloneSpend(sp), nil
+	}
 	sp, err := scanSpend(t.queryRow(`SELECT `+spendCols+` FROM spends WHERE id = ?`, id))
 	return sp, t.scanErr(err)
 }
 
 func (t *txn) SpendList(_ context.Context, p *spend.SpendListParams) ([]*spend.Spend, error) {
+	if err := t.flushAll(); err != nil {
+		return nil, err
+	}
 	var where []string
 	var args []any
 	if p.AgentID != "" {
@@ -549,6 +710,9 @@ func (t *txn) AuditAppend(_ context.Context, e *audit.Event) error {
 }
 
 func (t *txn) SpendCount(_ context.Context, statuses []spend.Status) (int64, error) {
+	if err := t.flushAll(); err != nil {
+		return 0, err
+	}
 	if len(statuses) == 0 {
 		return 0, nil
 	}

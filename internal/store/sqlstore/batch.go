@@ -1,0 +1,493 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strings"
+
+	"github.com/purserhq/purser/internal/spend"
+)
+
+// Set-based group transactions.
+//
+// A group transaction used to run each caller's statements one by one:
+// about five per authorization (lock the agent, spend the nonce, read the
+// counters, insert the spend, write the counters). On PostgreSQL each was
+// a round trip, on SQLite a trip through database/sql and the VDBE; both
+// cost more than the work itself. Now a batch
+//
+//  1. loads what its callers' hints (spend.Prefetch) name for all of them
+//     at once: one statement locks every agent (in id order, so two
+//     committers never deadlock on each other), one spends every nonce,
+//     one finds every idempotency key, one reads every budget counter;
+//  2. runs the callers' fns, which read through the batch (batchState)
+//     and buffer their spend inserts and counter writes;
+//  3. writes the buffered rows in a few multi-row statements.
+//
+// The counters are read by a statement that starts after the lock
+// statement has returned, so on PostgreSQL (READ COMMITTED: a fresh
+// snapshot per statement) they include every transaction that held one of
+// those locks before us: reading them beside the lock would not
+// (docs/performance.md).
+//
+// What a fn sees must be exactly what it would see if each earlier
+// caller's statements had run one by one: its own buffered writes, then
+// the batch's, then the prefetched rows, then the database. A statement
+// the batch does not buffer first writes out everything buffered (flush)
+// and, if it writes, drops the prefetched rows, which may be stale after
+// it; later reads go to the database.
+
+type idemKey struct{ agentID, key string }
+
+type usageKey struct{ agentID, win string }
+
+type nonceKey struct {
+	expires int64
+	nonce   string
+}
+
+type lockedKey struct {
+	agent *spend.Agent
+	key   *spend.AgentKey
+}
+
+// nonceResult is what the batch's nonce insert found for one caller.
+type nonceResult struct {
+	agentID string
+	key     nonceKey
+	fresh   bool
+}
+
+// batchState is what the callers of one attempt at a group transaction
+// share.
+type batchState struct {
+	// Prefetched rows; valid until the first flush or unbuffered write.
+	valid   bool
+	keys    map[string]*lockedKey // identity address → agent and key; nil: no such key
+	idem    map[idemKey]string    // spend id under a key ("": none)
+	usageDB map[usageKey]*big.Int // counters as stored (zero if absent)
+	// Nonces the batch spent, per caller; permanent for the attempt.
+	nonces map[*request]nonceResult
+	// Writes of callers that succeeded, not yet in the database.
+	spends     []*spend.Spend
+	spendByID  map[string]int // index into spends
+	spendIdem  map[idemKey]string
+	usage      map[usageKey]*big.Int
+	usageOrder []usageKey
+}
+
+func newBatchState() *batchState {
+	return &batchState{
+		keys: map[string]*lockedKey{}, idem: map[idemKey]string{}, usageDB: map[usageKey]*big.Int{},
+		nonces: map[*request]nonceResult{}, spendByID: map[string]int{}, spendIdem: map[idemKey]string{},
+		usage: map[usageKey]*big.Int{},
+	}
+}
+
+// invalidate drops the prefetched rows.
+func (b *batchState) invalidate() {
+	if b.valid {
+		b.valid = false
+		clear(b.keys)
+		clear(b.idem)
+		clear(b.usageDB)
+	}
+}
+
+// pending is one caller's buffered writes, merged into the batch when
+// its fn succeeds and dropped when it fails.
+type pending struct {
+	spends     []*spend.Spend
+	usage      map[usageKey]*big.Int
+	usageOrder []usageKey
+}
+
+func (p *pending) empty() bool { return len(p.spends) == 0 && len(p.usage) == 0 }
+
+func (b *batchState) merge(t *txn) {
+	p := &t.pend
+	for _, sp := range p.spends {
+		b.addSpend(sp)
+	}
+	for _, k := range p.usageOrder {
+		b.putUsage(k, p.usage[k])
+	}
+	*p = pending{}
+}
+
+func (b *batchState) addSpend(sp *spend.Spend) {
+	b.spendByID[sp.ID] = len(b.spends)
+	b.spends = append(b.spends, sp)
+	if sp.IdempotencyKey != "" {
+		b.spendIdem[idemKey{sp.AgentID, sp.IdempotencyKey}] = sp.ID
+	}
+}
+
+func (b *batchState) putUsage(k usageKey, v *big.Int) {
+	if _, ok := b.usage[k]; !ok {
+		b.usageOrder = append(b.usageOrder, k)
+	}
+	b.usage[k] = v
+}
+
+func (p *pending) putUsage(k usageKey, v *big.Int) {
+	if p.usage == nil {
+		p.usage = map[usageKey]*big.Int{}
+	}
+	if _, ok := p.usage[k]; !ok {
+		p.usageOrder = append(p.usageOrder, k)
+	}
+	p.usage[k] = v
+}
+
+func cloneSpend(sp *spend.Spend) *spend.Spend {
+	c := *sp
+	for _, v := range []**big.Int{&c.Amount, &c.AmountUSD, &c.Captured, &c.CapturedUSD} {
+		if *v != nil {
+			*v = new(big.Int).Set(*v)
+		}
+	}
+	c.Reasons = append([]string(nil), sp.Reasons...)
+	if sp.Reasons != nil && c.Reasons == nil {
+		c.Reasons = []string{}
+	}
+	c.RailRequest = append(json.RawMessage(nil), sp.RailRequest...)
+	c.RailData = append(json.RawMessage(nil), sp.RailData...)
+	return &c
+}
+
+// maxIn bounds the IN lists and multi-row statements; batches are
+// smaller than this (MaxBatch).
+const maxIn = 128
+
+// placeholders returns "(?,?,…)" with n (>0) marks, n rounded up to a
+// power of two so that a handful of statement texts (each prepared once)
+// serve every batch size; pad fills the extra marks by repeating the last
+// argument, which an IN list ignores.
+func placeholders(n int) (string, int) {
+	size := 1
+	for size < n {
+		size *= 2
+	}
+	return "(" + strings.TrimSuffix(strings.Repeat("?,", size), ",") + ")", size
+}
+
+func pad(args []any, size int) []any {
+	for len(args) < size {
+		args = append(args, args[len(args)-1])
+	}
+	return args
+}
+
+// chunks splits n rows into power-of-two chunks (largest first, each at
+// most maxIn) for multi-row statements, which cannot be padded.
+func chunks(n int) []int {
+	var out []int
+	for n > 0 {
+		size := maxIn
+		for size > n {
+			size /= 2
+		}
+		out = append(out, size)
+		n -= size
+	}
+	return out
+}
+
+func valuesList(rows, cols int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+}
+
+// prefetch loads and locks what the batch's hints name. Requests without
+// a hint (or excluded) are left to read as usual.
+func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*batchState, error) {
+	b := newBatchState()
+	var addrs []any
+	seen := map[string]bool{}
+	for _, r := range batch {
+		if r.excluded || r.pre == nil || seen[r.pre.Address] {
+			continue
+		}
+		seen[r.pre.Address] = true
+		addrs = append(addrs, r.pre.Address)
+	}
+	if len(addrs) == 0 || len(addrs) > maxIn {
+		return b, nil
+	}
+	b.valid = true
+	for _, a := range addrs {
+		b.keys[a.(string)] = nil
+	}
+	q := s.queryFn(tx, ctx)
+
+	// 1. Lock the agents, in id order.
+	in, size := placeholders(len(addrs))
+	rows, err := q(s.q(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, size)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: prefetch agents: %w", err)
+	}
+	var agentIDs []any
+	err = eachRow(rows, func() error {
+		var k spend.AgentKey
+		var created int64
+		var revoked sql.NullInt64
+		a, err := scanAgent(rows, &k.Address, &created, &revoked)
+		if err != nil {
+			return err
+		}
+		k.AgentID, k.CreatedAt = a.ID, fromMicros(created)
+		if revoked.Valid {
+			r := fromMicros(revoked.Int64)
+			k.RevokedAt = &r
+		}
+		if _, dup := b.keys[k.Address]; dup && b.keys[k.Address] == nil {
+			agentIDs = append(agentIDs, a.ID)
+		}
+		b.keys[k.Address] = &lockedKey{agent: a, key: &k}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: prefetch agents: %w", err)
+	}
+	if len(agentIDs) == 0 {
+		return b, nil
+	}
+
+	// 2. Spend the nonces. The first caller of a nonce gets it; a second
+	// caller in the batch, or any caller of a nonce already stored, is a
+	// replay.
+	var nrows []nonceResult
+	var nreqs []*request
+	for _, r := range batch {
+		if r.excluded || r.pre == nil || r.pre.Nonce == "" {
+			continue
+		}
+		lk := b.keys[r.pre.Address]
+		if lk == nil {
+			continue
+		}
+		nrows = append(nrows, nonceResult{agentID: lk.agent.ID, key: nonceKey{micros(r.pre.NonceExpires), r.pre.Nonce}})
+		nreqs = append(nreqs, r)
+	}
+	inserted := map[nonceKey]bool{}
+	for off, n := range offsets(chunks(len(nrows))) {
+		args := make([]any, 0, 3*n)
+		for _, nr := range nrows[off : off+n] {
+			args = append(args, nr.key.expires, nr.key.nonce, nr.agentID)
+		}
+		rows, err := q(s.q(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES `+valuesList(n, 3)+`
+			ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING expires_at, nonce`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
+		}
+		err = eachRow(rows, func() error {
+			var k nonceKey
+			if err := rows.Scan(&k.expires, &k.nonce); err != nil {
+				return err
+			}
+			inserted[k] = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
+		}
+	}
+	for i, nr := range nrows {
+		nr.fresh = inserted[nr.key]
+		delete(inserted, nr.key) // a second caller of the same nonce is a replay
+		b.nonces[nreqs[i]] = nr
+	}
+
+	// 3. The spends under the callers' idempotency keys.
+	var idem []any
+	nidem := 0
+	for _, r := range batch {
+		if r.excluded || r.pre == nil || r.pre.IdempotencyKey == "" || b.keys[r.pre.Address] == nil {
+			continue
+		}
+		k := idemKey{b.keys[r.pre.Address].agent.ID, r.pre.IdempotencyKey}
+		if _, dup := b.idem[k]; dup {
+			continue
+		}
+		b.idem[k] = ""
+		idem = append(idem, k.agentID, k.key)
+		nidem++
+	}
+	if nidem > 0 {
+		size := 1
+		for size < nidem {
+			size *= 2
+		}
+		for len(idem) < 2*size {
+			idem = append(idem, idem[len(idem)-2], idem[len(idem)-1])
+		}
+		rows, err := q(s.q(`SELECT agent_id, idempotency_key, id FROM spends
+			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES `+valuesList(size, 2)+`)`), idem...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch idempotency keys: %w", err)
+		}
+		err = eachRow(rows, func() error {
+			var k idemKey
+			var id string
+			if err := rows.Scan(&k.agentID, &k.key, &id); err != nil {
+				return err
+			}
+			b.idem[k] = id
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch idempotency keys: %w", err)
+		}
+	}
+
+	// 4. The budget counters of the windows named.
+	var wins []any
+	wseen := map[string]bool{}
+	for _, r := range batch {
+		if r.excluded || r.pre == nil {
+			continue
+		}
+		for _, w := range r.pre.Windows {
+			if !wseen[w] {
+				wseen[w] = true
+				wins = append(wins, w)
+			}
+		}
+	}
+	if len(wins) > 0 && len(wins) <= maxIn {
+		for _, id := range agentIDs {
+			for _, w := range wins {
+				b.usageDB[usageKey{id.(string), w.(string)}] = new(big.Int)
+			}
+		}
+		inA, sizeA := placeholders(len(agentIDs))
+		inW, sizeW := placeholders(len(wins))
+		rows, err := q(s.q(`SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN `+inA+` AND win IN `+inW),
+			append(pad(agentIDs, sizeA), pad(wins, sizeW)...)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch budget counters: %w", err)
+		}
+		err = eachRow(rows, func() error {
+			var k usageKey
+			var c string
+			if err := rows.Scan(&k.agentID, &k.win, &c); err != nil {
+				return err
+			}
+			v, ok := new(big.Int).SetString(c, 10)
+			if !ok {
+				return fmt.Errorf("budget counter %s/%s is not a number", k.agentID, k.win)
+			}
+			b.usageDB[k] = v
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: prefetch budget counters: %w", err)
+		}
+	}
+	return b, nil
+}
+
+func offsets(sizes []int) map[int]int {
+	out := make(map[int]int, len(sizes))
+	off := 0
+	for _, n := range sizes {
+		out[off] = n
+		off += n
+	}
+	return out
+}
+
+func eachRow(rows *sql.Rows, fn func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// queryFn runs a dialect query on tx through the statement cache.
+func (s *Store) queryFn(tx *sql.Tx, ctx context.Context) func(query string, args ...any) (*sql.Rows, error) {
+	t := &txn{s: s, tx: tx, ctx: ctx}
+	return t.query
+}
+
+// flush writes the batch's buffered spends and counters.
+func (s *Store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
+	t := &txn{s: s, tx: tx, ctx: ctx}
+	defer b.invalidate()
+	if len(b.spends) > 0 {
+		if err := t.insertSpends(b.spends); err != nil {
+			return err
+		}
+		b.spends = nil
+		clear(b.spendByID)
+		clear(b.spendIdem)
+	}
+	if len(b.usageOrder) > 0 {
+		if err := t.upsertUsage(b.usageOrder, b.usage); err != nil {
+			return err
+		}
+		b.usageOrder = nil
+		clear(b.usage)
+	}
+	return nil
+}
+
+// insertSpends inserts spends in multi-row statements.
+func (t *txn) insertSpends(list []*spend.Spend) error {
+	off := 0
+	for _, n := range chunks(len(list)) {
+		args := make([]any, 0, n*spendColCount)
+		for _, sp := range list[off : off+n] {
+			a, err := spendArgs(sp)
+			if err != nil {
+				return err
+			}
+			args = append(args, a...)
+		}
+		if _, err := t.rawExec(`INSERT INTO spends (`+spendCols+`) VALUES `+valuesList(n, spendColCount), args...); err != nil {
+			return fmt.Errorf("sqlstore: create spends: %w", err)
+		}
+		off += n
+	}
+	return nil
+}
+
+// upsertUsage sets counters in multi-row statements (each key once: an
+// upsert may not touch a row twice).
+func (t *txn) upsertUsage(order []usageKey, vals map[usageKey]*big.Int) error {
+	off := 0
+	for _, n := range chunks(len(order)) {
+		args := make([]any, 0, 3*n)
+		for _, k := range order[off : off+n] {
+			args = append(args, k.agentID, k.win, vals[k].String())
+		}
+		if _, err := t.rawExec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES `+valuesList(n, 3)+`
+			ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, args...); err != nil {
+			return fmt.Errorf("sqlstore: write budget counters: %w", err)
+		}
+		off += n
+	}
+	return nil
+}
+
+// flushAll writes what the batch and this caller buffered, before a
+// statement that must see it or may conflict with it.
+func (t *txn) flushAll() error {
+	b := t.b
+	if b == nil {
+		return nil
+	}
+	if !t.pend.empty() {
+		t.wrote = true // part of this caller's work is now in the transaction
+		b.merge(t)
+	}
+	return t.fail(t.s.flush(t.ctx, t.tx, b))
+}
