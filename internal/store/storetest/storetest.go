@@ -79,6 +79,8 @@ func Run(t *testing.T, newStore NewStore) {
 		"FailedCallerIsIsolated": testFailedCallerIsolated,
 		"Checkpoints":            testCheckpoints,
 		"CanceledCallerSkipped":  testCanceledCaller,
+		"PrefetchedBatch":        testPrefetchedBatch,
+		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
@@ -640,5 +642,209 @@ func testCanceledCaller(t *testing.T, s spend.Store) {
 	err := s.InTx(cctx, func(tx spend.Tx) error { ran = true; return nil })
 	if err == nil || ran {
 		t.Fatalf("a canceled caller ran (%v) or succeeded (err %v)", ran, err)
+	}
+}
+
+// prefetchFor is the hint an agent-signed request gives.
+func prefetchFor(addr, nonce, key string) *spend.Prefetch {
+	return &spend.Prefetch{Address: addr, Nonce: nonce, NonceExpires: at, IdempotencyKey: key,
+		Windows: []string{"lifetime", "day:2026-11-23"}}
+}
+
+// testPrefetchedBatch: callers that read through a batch's prefetch see
+// what they would see one by one: many racing requests with one nonce
+// spend it once; many racing first uses of one idempotency key create one
+// spend; a counter read and rewritten by every caller counts each once;
+// a caller that fails after buffering writes leaves none of them.
+func testPrefetchedBatch(t *testing.T, s spend.Store) {
+	a := createAgent(t, s, "agt_p", "p", 0)
+	addr := a.IdentityAddress
+	const n = 60
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fresh, created, replays := 0, 0, 0
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nonce := fmt.Sprintf("0x%x", i)
+			if i < 10 {
+				nonce = "0xsame" // ten copies of one signed request
+			}
+			key := fmt.Sprintf("k%d", i)
+			if i >= 10 && i < 30 {
+				key = "kshared" // twenty requests racing for one key
+			}
+			errs[i] = s.InTxPrefetch(ctx, prefetchFor(addr, nonce, key), func(tx spend.Tx) error {
+				ag, _, prev, err := tx.AgentLockByKey(ctx, addr, key)
+				if err != nil {
+					return err
+				}
+				ok, err := tx.NonceUse(ctx, ag.ID, nonce, at)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return &spend.Error{Code: "replayed", Message: "nonce replayed"}
+				}
+				mu.Lock()
+				fresh++
+				mu.Unlock()
+				if prev != "" {
+					sp, err := tx.SpendGet(ctx, prev)
+					if err != nil || sp.IdempotencyKey != key {
+						return fmt.Errorf("replay of %q found spend %v, %v", key, sp, err)
+					}
+					mu.Lock()
+					replays++
+					mu.Unlock()
+					return nil
+				}
+				if err := tx.SpendCreate(ctx, newSpend(fmt.Sprintf("spd_p%03d", i), ag.ID, key, at, spend.StatusAuthorized)); err != nil {
+					return err
+				}
+				if err := tx.UsageAdd(ctx, ag.ID, []string{"lifetime", "day:2026-11-23"}, big.NewInt(1)); err != nil {
+					return err
+				}
+				if i%7 == 6 {
+					return &spend.Error{Code: "refused", Message: "refused after writing"}
+				}
+				mu.Lock()
+				created++
+				mu.Unlock()
+				return appendEvent(tx, i)
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && spend.CodeOf(err) != "replayed" && spend.CodeOf(err) != "refused" {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	// Callers 0-9 share a nonce: one of them spends it. The others are
+	// distinct: 50 more.
+	if fresh != 51 {
+		t.Fatalf("%d callers spent a fresh nonce, want 51 (one of ten copies, and 50 distinct)", fresh)
+	}
+	var spends []*spend.Spend
+	var used []*big.Int
+	mustTx(t, s, func(tx spend.Tx) error {
+		var err error
+		if spends, err = tx.SpendList(ctx, &spend.SpendListParams{AgentID: a.ID, Limit: 1000}); err != nil {
+			return err
+		}
+		used, err = tx.UsageGet(ctx, a.ID, []string{"lifetime", "day:2026-11-23"})
+		return err
+	})
+	if len(spends) != created {
+		t.Fatalf("%d spends stored, %d callers created one and succeeded", len(spends), created)
+	}
+	shared := 0
+	for _, sp := range spends {
+		if sp.IdempotencyKey == "kshared" {
+			shared++
+		}
+	}
+	if shared > 1 {
+		t.Fatalf("%d spends under one idempotency key", shared)
+	}
+	if used[0].Int64() != int64(created) || used[1].Int64() != int64(created) {
+		t.Fatalf("counters = %v, want %d each (one per stored spend)", used, created)
+	}
+	verifyChain(t, s, created)
+}
+
+// testPrefetchSeesPlainTx: a prefetched caller sees what a plain
+// transaction committed before it (a freeze, a counter), and its own
+// writes after the prefetch, never the prefetch's older copy.
+func testPrefetchSeesPlainTx(t *testing.T, s spend.Store) {
+	a := createAgent(t, s, "agt_q", "q", 0)
+	addr := a.IdentityAddress
+	err := s.InTxPrefetch(ctx, prefetchFor(addr, "0xown", ""), func(tx spend.Tx) error {
+		ag, _, _, err := tx.AgentLockByKey(ctx, addr, "")
+		if err != nil {
+			return err
+		}
+		ag.Status = spend.AgentFrozen
+		if err := tx.AgentUpdate(ctx, ag); err != nil {
+			return err
+		}
+		if err := tx.UsagePut(ctx, a.ID, []string{"lifetime"}, []*big.Int{big.NewInt(7)}); err != nil {
+			return err
+		}
+		again, _, _, err := tx.AgentLockByKey(ctx, addr, "")
+		if err != nil {
+			return err
+		}
+		u, err := tx.UsageGet(ctx, a.ID, []string{"lifetime", "day:2026-11-23"})
+		if err != nil {
+			return err
+		}
+		if again.Status != spend.AgentFrozen || u[0].Int64() != 7 || u[1].Sign() != 0 {
+			return fmt.Errorf("after its own writes a caller read status %s, counters %v", again.Status, u)
+		}
+		return &spend.Error{Code: "refused", Message: "roll back"}
+	})
+	if spend.CodeOf(err) != "refused" {
+		t.Fatalf("own-writes caller: %v", err)
+	}
+	mustTx(t, s, func(tx spend.Tx) error {
+		ag, err := tx.AgentGet(ctx, a.ID)
+		if err == nil && ag.Status != spend.AgentActive {
+			err = fmt.Errorf("a refused caller's update was kept: status %s", ag.Status)
+		}
+		return err
+	})
+	for round := range 20 {
+		var wg sync.WaitGroup
+		status := spend.AgentActive
+		if round%2 == 1 {
+			status = spend.AgentFrozen
+		}
+		// The plain caller changes the agent and the counter; then the
+		// prefetched callers (likely in the same batch) must see it.
+		if err := s.InTx(ctx, func(tx spend.Tx) error {
+			ag, err := tx.AgentLock(ctx, a.ID)
+			if err != nil {
+				return err
+			}
+			ag.Status = status
+			if err := tx.AgentUpdate(ctx, ag); err != nil {
+				return err
+			}
+			return tx.UsagePut(ctx, a.ID, []string{"lifetime"}, []*big.Int{big.NewInt(int64(round))})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nonce := fmt.Sprintf("0x%d-%d", round, i)
+				err := s.InTxPrefetch(ctx, prefetchFor(addr, nonce, ""), func(tx spend.Tx) error {
+					ag, _, _, err := tx.AgentLockByKey(ctx, addr, "")
+					if err != nil {
+						return err
+					}
+					if ag.Status != status {
+						return fmt.Errorf("round %d: status %s, want %s", round, ag.Status, status)
+					}
+					u, err := tx.UsageGet(ctx, a.ID, []string{"lifetime"})
+					if err != nil {
+						return err
+					}
+					if u[0].Int64() != int64(round) {
+						return fmt.Errorf("round %d: counter %v, want %d", round, u[0], round)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
