@@ -38,7 +38,7 @@ const benchPayee = "0x000000000000000000000000000000000000dEaD"
 func benchCommand() *command {
 	return &command{
 		name:    "bench",
-		args:    "[--agents 64] [--duration 10s] [--warmup 2s] [--amount 0.01]",
+		args:    "[--agents 64] [--rate R] [--duration 10s] [--warmup 2s] [--amount 0.01]",
 		summary: "measure authorizations per second against a running server (creates bench agents)",
 		kind:    kindOwner,
 		flags: func(fs *flag.FlagSet, o *opts) {

@@ -266,6 +266,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case code == "" && errors.Is(err, context.DeadlineExceeded):
 		code, status = spend.CodeUnavailable, 503
 		body["message"] = "the request did not finish in time; nothing was changed"
+	case code == "" && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client hung up before its turn: nothing ran, and nobody
+		// reads this answer. Not a server fault, so not an error line.
+		s.log.Info("request canceled by the client", "request_id", rid, "route", r.Pattern)
+		code, status = spend.CodeUnavailable, 503
+		body["message"] = "the request was canceled before it ran; nothing was changed"
 	case code == "":
 		s.log.Error("internal error", "request_id", rid, "route", r.Pattern, "err", err)
 		code, status = "internal", 500

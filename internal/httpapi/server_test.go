@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -97,7 +98,17 @@ func TestWriteError(t *testing.T) {
 	if !strings.Contains(logs.String(), "4711") {
 		t.Error("the internal error was not logged server-side")
 	}
+	// A client that hung up before its turn is no server fault: no
+	// error line, and the answer says nothing ran.
+	logs.Reset()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
 	rec := httptest.NewRecorder()
+	s.writeError(rec, httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(gone), context.Canceled)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"unavailable"`) || strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Errorf("canceled request: %d %s, log %s", rec.Code, rec.Body, logs.String())
+	}
+	rec = httptest.NewRecorder()
 	s.writeError(rec, httptest.NewRequest(http.MethodGet, "/x", nil), mandateErr)
 	if !strings.Contains(rec.Body.String(), `"per_tx_auto"`) || !strings.Contains(rec.Body.String(), `"fields"`) {
 		t.Errorf("mandate error does not name the fields: %s", rec.Body)
