@@ -1,6 +1,7 @@
 // Package sqlite opens Purser's embedded store: a SQLite file (pure Go,
-// modernc.org/sqlite) in WAL mode with durable commits (synchronous=FULL),
-// one writer connection and a small pool of readers.
+// modernc.org/sqlite) in WAL mode, one writer connection and a small pool
+// of readers. Every commit is fsynced before its callers are answered (by
+// the store's syncer, off the writer's path).
 package sqlite
 
 import (
