@@ -96,10 +96,13 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 // happen while the store is open).
 type walSyncer struct {
 	path, dir string
+	mu        sync.Mutex
 	f         *os.File
 }
 
 func (w *walSyncer) sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.f != nil {
 		fi, err1 := w.f.Stat()
 		pi, err2 := os.Stat(w.path)
@@ -131,6 +134,8 @@ func (w *walSyncer) sync() error {
 }
 
 func (w *walSyncer) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.f == nil {
 		return nil
 	}

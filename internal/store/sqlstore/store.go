@@ -62,7 +62,8 @@ type Options struct {
 	// commits without waiting for the disk, starts the next batch, and
 	// a second goroutine calls SyncCommit (one fsync for every batch
 	// committed since the last) before answering the batches' callers.
-	// SQLite uses it to take the fsync off the writer's path.
+	// SQLite uses it to take the fsync off the writer's path. It must
+	// be safe to call from several goroutines.
 	SyncCommit func() error
 	// BetweenBatches, if set, runs on the committer between batches
 	// (SQLite restarts its WAL there, where no writer can be locked out).
@@ -180,6 +181,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	s.syncCommit, s.between = o.SyncCommit, o.BetweenBatches
 	if s.syncCommit != nil {
+		if err := s.syncCommit(); err != nil { // the migrations
+			return nil, err
+		}
 		s.syncQ = make(chan []*request, 256)
 		s.syncWG.Add(1)
 		go s.syncLoop()
@@ -625,6 +629,9 @@ func (s *Store) CheckpointAdd(ctx context.Context, c audit.Checkpoint) error {
 		ON CONFLICT (seq) DO NOTHING`), c.Seq, hex.EncodeToString(c.Hash[:]), c.Time.UnixMicro(), c.KeyID, hex.EncodeToString(c.Signature))
 	if err != nil {
 		return fmt.Errorf("sqlstore: add checkpoint: %w", err)
+	}
+	if s.syncCommit != nil {
+		return s.syncCommit() // outside a batch, so nobody else syncs it
 	}
 	return nil
 }
