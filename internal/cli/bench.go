@@ -182,15 +182,20 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 	return nil
 }
 
+// authorize sends agent i's request seq of the run.
+func (w *benchWorker) authorize(ctx context.Context, run string, i, seq int, amount string) (*client.Spend, error) {
+	return w.c.Authorize(ctx, client.AuthorizeRequest{
+		Rail: "custom", Payee: benchPayee, Amount: amount,
+		IdempotencyKey: fmt.Sprintf("bench-%s-%d-%d", run, i, seq),
+	})
+}
+
 // loop authorizes spends until ctx ends, recording what happened from
 // measureFrom on.
 func (w *benchWorker) loop(ctx context.Context, run string, i int, amount string, measureFrom time.Time) {
 	for seq := 0; ctx.Err() == nil; seq++ {
 		t0 := time.Now()
-		s, err := w.c.Authorize(ctx, client.AuthorizeRequest{
-			Rail: "custom", Payee: benchPayee, Amount: amount,
-			IdempotencyKey: fmt.Sprintf("bench-%s-%d-%d", run, i, seq),
-		})
+		s, err := w.authorize(ctx, run, i, seq, amount)
 		lat := time.Since(t0)
 		if ctx.Err() != nil {
 			return // cut off by the end of the run: not an answer
@@ -227,10 +232,7 @@ func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOp
 			}
 		}
 		sent := time.Now()
-		s, err := w.c.Authorize(ctx, client.AuthorizeRequest{
-			Rail: "custom", Payee: benchPayee, Amount: b.amount,
-			IdempotencyKey: fmt.Sprintf("bench-%s-%d-%d", run, i, k),
-		})
+		s, err := w.authorize(ctx, run, i, k, b.amount)
 		lat := time.Since(due)
 		if ctx.Err() != nil {
 			return // cut off by the end of the run: not an answer
