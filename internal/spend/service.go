@@ -189,13 +189,7 @@ func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Mic
 
 // inTx runs fn in a store transaction with the service's deadline.
 func (s *Service) inTx(ctx context.Context, fn func(tx Tx) error) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.TxTimeout)
-	defer cancel()
-	err := s.store.InTx(ctx, fn)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return Errorf(CodeUnavailable, "the store did not answer in time; nothing was changed")
-	}
-	return err
+	return s.inTxPrefetch(ctx, nil, fn)
 }
 
 // inTxPrefetch is inTx with a prefetch hint (Store.InTxPrefetch).

@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -73,7 +72,7 @@ type batchState struct {
 	nonces map[*request]nonceResult
 	// Writes of callers that succeeded, not yet in the database.
 	spends     []*spend.Spend
-	spendByID  map[string]int // index into spends
+	spendByID  map[string]*spend.Spend
 	spendIdem  map[idemKey]string
 	usage      map[usageKey]*big.Int
 	usageOrder []usageKey
@@ -82,7 +81,7 @@ type batchState struct {
 func newBatchState() *batchState {
 	return &batchState{
 		keys: map[string]*lockedKey{}, idem: map[idemKey]string{}, usageDB: map[usageKey]*big.Int{},
-		nonces: map[*request]nonceResult{}, spendByID: map[string]int{}, spendIdem: map[idemKey]string{},
+		nonces: map[*request]nonceResult{}, spendByID: map[string]*spend.Spend{}, spendIdem: map[idemKey]string{},
 		usage: map[usageKey]*big.Int{},
 	}
 }
@@ -119,7 +118,7 @@ func (b *batchState) merge(t *txn) {
 }
 
 func (b *batchState) addSpend(sp *spend.Spend) {
-	b.spendByID[sp.ID] = len(b.spends)
+	b.spendByID[sp.ID] = sp
 	b.spends = append(b.spends, sp)
 	if sp.IdempotencyKey != "" {
 		b.spendIdem[idemKey{sp.AgentID, sp.IdempotencyKey}] = sp.ID
@@ -163,16 +162,22 @@ func cloneSpend(sp *spend.Spend) *spend.Spend {
 // smaller than this (MaxBatch).
 const maxIn = 128
 
-// placeholders returns "(?,?,…)" with n (>0) marks, n rounded up to a
-// power of two so that a handful of statement texts (each prepared once)
-// serve every batch size; pad fills the extra marks by repeating the last
-// argument, which an IN list ignores.
-func placeholders(n int) (string, int) {
+// pow2 rounds n up to a power of two: padded to it, IN lists of every
+// batch size need only a handful of statement texts (each prepared once).
+func pow2(n int) int {
 	size := 1
 	for size < n {
 		size *= 2
 	}
-	return "(" + strings.TrimSuffix(strings.Repeat("?,", size), ",") + ")", size
+	return size
+}
+
+// placeholders returns "(?,?,…)" for an IN list of n values padded to
+// pow2(n) marks, and that size; pad fills the extra marks by repeating
+// the last argument, which an IN list ignores.
+func placeholders(n int) (string, int) {
+	size := pow2(n)
+	return valuesList(1, size), size
 }
 
 func pad(args []any, size int) []any {
@@ -182,19 +187,21 @@ func pad(args []any, size int) []any {
 	return args
 }
 
-// chunks splits n rows into power-of-two chunks (largest first, each at
-// most maxIn) for multi-row statements, which cannot be padded.
-func chunks(n int) []int {
-	var out []int
-	for n > 0 {
+// eachChunk splits n rows into power-of-two chunks (largest first, each
+// at most maxIn) for multi-row statements, which cannot be padded, and
+// calls fn with each chunk's offset and size.
+func eachChunk(n int, fn func(off, size int) error) error {
+	for off := 0; off < n; {
 		size := maxIn
-		for size > n {
+		for size > n-off {
 			size /= 2
 		}
-		out = append(out, size)
-		n -= size
+		if err := fn(off, size); err != nil {
+			return err
+		}
+		off += size
 	}
-	return out
+	return nil
 }
 
 func valuesList(rows, cols int) string {
@@ -204,7 +211,8 @@ func valuesList(rows, cols int) string {
 
 // prefetch loads and locks what the batch's hints name. Requests without
 // a hint (or excluded) are left to read as usual.
-func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*batchState, error) {
+func (t *txn) prefetch(batch []*request) (*batchState, error) {
+	s := t.s
 	b := newBatchState()
 	var addrs []any
 	seen := map[string]bool{}
@@ -222,17 +230,13 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 	for _, a := range addrs {
 		b.keys[a.(string)] = nil
 	}
-	q := s.queryFn(tx, ctx)
 
 	// 1. Lock the agents, in id order.
 	in, size := placeholders(len(addrs))
-	rows, err := q(s.q(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, size)...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: prefetch agents: %w", err)
-	}
 	var agentIDs []any
-	err = eachRow(rows, func() error {
+	agentSeen := map[string]bool{}
+	err := t.each(s.q(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, size), func(rows *sql.Rows) error {
 		var k spend.AgentKey
 		var created int64
 		var revoked sql.NullInt64
@@ -245,7 +249,8 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 			r := fromMicros(revoked.Int64)
 			k.RevokedAt = &r
 		}
-		if _, dup := b.keys[k.Address]; dup && b.keys[k.Address] == nil {
+		if !agentSeen[a.ID] { // an agent may have two keys: a revoked and a new one
+			agentSeen[a.ID] = true
 			agentIDs = append(agentIDs, a.ID)
 		}
 		b.keys[k.Address] = &lockedKey{agent: a, key: &k}
@@ -275,17 +280,13 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 		nreqs = append(nreqs, r)
 	}
 	inserted := map[nonceKey]bool{}
-	for off, n := range offsets(chunks(len(nrows))) {
+	err = eachChunk(len(nrows), func(off, n int) error {
 		args := make([]any, 0, 3*n)
 		for _, nr := range nrows[off : off+n] {
 			args = append(args, nr.key.expires, nr.key.nonce, nr.agentID)
 		}
-		rows, err := q(s.q(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES `+valuesList(n, 3)+`
-			ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING expires_at, nonce`), args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
-		}
-		err = eachRow(rows, func() error {
+		return t.each(s.q(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES `+valuesList(n, 3)+`
+			ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING expires_at, nonce`), args, func(rows *sql.Rows) error {
 			var k nonceKey
 			if err := rows.Scan(&k.expires, &k.nonce); err != nil {
 				return err
@@ -293,9 +294,9 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 			inserted[k] = true
 			return nil
 		})
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
 	}
 	for i, nr := range nrows {
 		nr.fresh = inserted[nr.key]
@@ -319,19 +320,12 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 		nidem++
 	}
 	if nidem > 0 {
-		size := 1
-		for size < nidem {
-			size *= 2
-		}
+		size := pow2(nidem)
 		for len(idem) < 2*size {
 			idem = append(idem, idem[len(idem)-2], idem[len(idem)-1])
 		}
-		rows, err := q(s.q(`SELECT agent_id, idempotency_key, id FROM spends
-			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES `+valuesList(size, 2)+`)`), idem...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch idempotency keys: %w", err)
-		}
-		err = eachRow(rows, func() error {
+		err := t.each(s.q(`SELECT agent_id, idempotency_key, id FROM spends
+			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES `+valuesList(size, 2)+`)`), idem, func(rows *sql.Rows) error {
 			var k idemKey
 			var id string
 			if err := rows.Scan(&k.agentID, &k.key, &id); err != nil {
@@ -367,24 +361,20 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 		}
 		inA, sizeA := placeholders(len(agentIDs))
 		inW, sizeW := placeholders(len(wins))
-		rows, err := q(s.q(`SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN `+inA+` AND win IN `+inW),
-			append(pad(agentIDs, sizeA), pad(wins, sizeW)...)...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch budget counters: %w", err)
-		}
-		err = eachRow(rows, func() error {
-			var k usageKey
-			var c string
-			if err := rows.Scan(&k.agentID, &k.win, &c); err != nil {
-				return err
-			}
-			v, ok := new(big.Int).SetString(c, 10)
-			if !ok {
-				return fmt.Errorf("budget counter %s/%s is not a number", k.agentID, k.win)
-			}
-			b.usageDB[k] = v
-			return nil
-		})
+		err := t.each(s.q(`SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN `+inA+` AND win IN `+inW),
+			append(pad(agentIDs, sizeA), pad(wins, sizeW)...), func(rows *sql.Rows) error {
+				var k usageKey
+				var c string
+				if err := rows.Scan(&k.agentID, &k.win, &c); err != nil {
+					return err
+				}
+				v, ok := new(big.Int).SetString(c, 10)
+				if !ok {
+					return fmt.Errorf("budget counter %s/%s is not a number", k.agentID, k.win)
+				}
+				b.usageDB[k] = v
+				return nil
+			})
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: prefetch budget counters: %w", err)
 		}
@@ -392,35 +382,23 @@ func (s *Store) prefetch(ctx context.Context, tx *sql.Tx, batch []*request) (*ba
 	return b, nil
 }
 
-func offsets(sizes []int) map[int]int {
-	out := make(map[int]int, len(sizes))
-	off := 0
-	for _, n := range sizes {
-		out[off] = n
-		off += n
+// each runs a dialect query and calls scan for every row.
+func (t *txn) each(query string, args []any, scan func(rows *sql.Rows) error) error {
+	rows, err := t.query(query, args...)
+	if err != nil {
+		return err
 	}
-	return out
-}
-
-func eachRow(rows *sql.Rows, fn func() error) error {
 	defer rows.Close()
 	for rows.Next() {
-		if err := fn(); err != nil {
+		if err := scan(rows); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
 }
 
-// queryFn runs a dialect query on tx through the statement cache.
-func (s *Store) queryFn(tx *sql.Tx, ctx context.Context) func(query string, args ...any) (*sql.Rows, error) {
-	t := &txn{s: s, tx: tx, ctx: ctx}
-	return t.query
-}
-
 // flush writes the batch's buffered spends and counters.
-func (s *Store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
-	t := &txn{s: s, tx: tx, ctx: ctx}
+func (t *txn) flush(b *batchState) error {
 	defer b.invalidate()
 	if len(b.spends) > 0 {
 		if err := t.insertSpends(b.spends); err != nil {
@@ -442,8 +420,7 @@ func (s *Store) flush(ctx context.Context, tx *sql.Tx, b *batchState) error {
 
 // insertSpends inserts spends in multi-row statements.
 func (t *txn) insertSpends(list []*spend.Spend) error {
-	off := 0
-	for _, n := range chunks(len(list)) {
+	return eachChunk(len(list), func(off, n int) error {
 		args := make([]any, 0, n*spendColCount)
 		for _, sp := range list[off : off+n] {
 			a, err := spendArgs(sp)
@@ -455,16 +432,14 @@ func (t *txn) insertSpends(list []*spend.Spend) error {
 		if _, err := t.rawExec(`INSERT INTO spends (`+spendCols+`) VALUES `+valuesList(n, spendColCount), args...); err != nil {
 			return fmt.Errorf("sqlstore: create spends: %w", err)
 		}
-		off += n
-	}
-	return nil
+		return nil
+	})
 }
 
 // upsertUsage sets counters in multi-row statements (each key once: an
 // upsert may not touch a row twice).
 func (t *txn) upsertUsage(order []usageKey, vals map[usageKey]*big.Int) error {
-	off := 0
-	for _, n := range chunks(len(order)) {
+	return eachChunk(len(order), func(off, n int) error {
 		args := make([]any, 0, 3*n)
 		for _, k := range order[off : off+n] {
 			args = append(args, k.agentID, k.win, vals[k].String())
@@ -473,9 +448,8 @@ func (t *txn) upsertUsage(order []usageKey, vals map[usageKey]*big.Int) error {
 			ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, args...); err != nil {
 			return fmt.Errorf("sqlstore: write budget counters: %w", err)
 		}
-		off += n
-	}
-	return nil
+		return nil
+	})
 }
 
 // flushAll writes what the batch and this caller buffered, before a
@@ -489,5 +463,5 @@ func (t *txn) flushAll() error {
 		t.wrote = true // part of this caller's work is now in the transaction
 		b.merge(t)
 	}
-	return t.fail(t.s.flush(t.ctx, t.tx, b))
+	return t.fail(t.flush(b))
 }

@@ -471,7 +471,8 @@ func (s *Store) tryBatch(ctx context.Context, batch []*request) (committed bool,
 			r.err, r.excluded = r.ctx.Err(), true
 		}
 	}
-	b, err := s.prefetch(ctx, sqlTx, batch)
+	base := &txn{s: s, tx: sqlTx, ctx: ctx} // the batch's own statements
+	b, err := base.prefetch(batch)
 	if err != nil {
 		return false, err
 	}
@@ -506,7 +507,7 @@ func (s *Store) tryBatch(ctx context.Context, batch []*request) (committed bool,
 	if ran == 0 {
 		return false, nil
 	}
-	if err := s.flush(ctx, sqlTx, b); err != nil {
+	if err := base.flush(b); err != nil {
 		return false, err
 	}
 	if len(events) > 0 {

@@ -565,8 +565,8 @@ func (t *txn) spendOverlay(id string) (*spend.Spend, bool) {
 		}
 	}
 	if t.b != nil {
-		if i, ok := t.b.spendByID[id]; ok {
-			return t.b.spends[i], true
+		if sp, ok := t.b.spendByID[id]; ok {
+			return sp, true
 		}
 	}
 	return nil, false
