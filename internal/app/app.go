@@ -268,6 +268,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	reg := metrics.NewRegistry()
+	observeStore(reg, st)
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer,
 		Ready: func(ctx context.Context) error {

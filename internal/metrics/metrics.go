@@ -117,7 +117,8 @@ func (c *CounterVec) write(w io.Writer) {
 	c.mu.Unlock()
 }
 
-// HistogramVec is a histogram family of durations in seconds.
+// HistogramVec is a histogram family of durations in seconds (Observe) or
+// of plain values (ObserveValue).
 type HistogramVec struct {
 	n, help string
 	labels  []string
@@ -144,11 +145,15 @@ func (r *Registry) NewHistogramVec(name, help string, bounds []float64, labels .
 
 func (h *HistogramVec) name() string { return h.n }
 
-// Observe records d.
+// Observe records d, in seconds.
 func (h *HistogramVec) Observe(d time.Duration, values ...string) {
+	h.ObserveValue(d.Seconds(), values...)
+}
+
+// ObserveValue records a plain value (a histogram of sizes, say).
+func (h *HistogramVec) ObserveValue(v float64, values ...string) {
 	key := labelString(h.labels, values)
-	sec := d.Seconds()
-	i := sort.SearchFloat64s(h.bounds, sec)
+	i := sort.SearchFloat64s(h.bounds, v)
 	h.mu.Lock()
 	s, ok := h.series[key]
 	if !ok {
@@ -157,7 +162,7 @@ func (h *HistogramVec) Observe(d time.Duration, values ...string) {
 	}
 	s.counts[i]++
 	s.count++
-	s.sum += sec
+	s.sum += v
 	h.mu.Unlock()
 }
 

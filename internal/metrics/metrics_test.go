@@ -40,3 +40,28 @@ func TestExposition(t *testing.T) {
 		t.Error("families are not sorted by name")
 	}
 }
+
+func TestObserveValue(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry()
+	h := r.NewHistogramVec("purser_batch_callers", "Callers.", []float64{1, 2, 4})
+	for _, v := range []float64{1, 1, 3, 9} {
+		h.ObserveValue(v)
+	}
+	h.Observe(2 * time.Second) // Observe is ObserveValue in seconds
+	var buf bytes.Buffer
+	r.Write(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		`purser_batch_callers_bucket{le="1"} 2` + "\n",
+		`purser_batch_callers_bucket{le="2"} 3` + "\n",
+		`purser_batch_callers_bucket{le="4"} 4` + "\n",
+		`purser_batch_callers_bucket{le="+Inf"} 5` + "\n",
+		"purser_batch_callers_sum 16\n",
+		"purser_batch_callers_count 5\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}

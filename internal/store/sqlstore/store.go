@@ -34,6 +34,10 @@ type Dialect struct {
 	Committers int
 	// MaxBatch bounds the callers grouped into one transaction.
 	MaxBatch int
+	// Linger is how long a committer may wait for more callers when its
+	// batch is small and, at the recent arrival rate, another caller is
+	// due within that time (zero: never wait). See fill.
+	Linger time.Duration
 	// Retryable reports errors after which the whole batch may be run
 	// again (deadlock, serialization failure, busy).
 	Retryable func(error) bool
@@ -70,6 +74,21 @@ type Options struct {
 	BetweenBatches func(ctx context.Context)
 }
 
+// Observer receives the group committer's measurements, for metrics. Its
+// functions run on the committer and the syncer, so they must be quick.
+type Observer struct {
+	// Batch reports each group transaction: how many callers it had, how
+	// long the oldest of them waited in the queue, and how long the
+	// transaction took (re-runs and retries included).
+	Batch func(callers int, wait, run time.Duration)
+	// Sync reports each SyncCommit: how many committed batches it made
+	// durable and how long it took.
+	Sync func(batches int, d time.Duration)
+}
+
+// SetObserver installs o (safe while the store runs).
+func (s *Store) SetObserver(o Observer) { s.observer.Store(&o) }
+
 // Store is a spend.Store over database/sql.
 type Store struct {
 	w, r         *sql.DB
@@ -86,6 +105,7 @@ type Store struct {
 	syncCommit   func() error
 	between      func(ctx context.Context)
 	syncQ        chan []*request // committed batches waiting for SyncCommit
+	observer     atomic.Pointer[Observer]
 	syncWG       sync.WaitGroup
 	broken       atomic.Bool // SyncCommit failed: nothing more is accepted
 	queries      sync.Map    // '?' query → dialect query
@@ -146,6 +166,7 @@ var _ spend.Store = (*Store)(nil)
 
 type request struct {
 	ctx      context.Context
+	queued   time.Time
 	pre      *spend.Prefetch // nil: nothing to load up front
 	fn       func(spend.Tx) error
 	err      error
@@ -284,7 +305,7 @@ func (s *Store) InTx(ctx context.Context, fn func(spend.Tx) error) error {
 // fn runs, and writes their spends and counters in a few multi-row
 // statements after the last one (batch.go).
 func (s *Store) InTxPrefetch(ctx context.Context, p *spend.Prefetch, fn func(spend.Tx) error) error {
-	r := &request{ctx: ctx, pre: p, fn: fn, done: make(chan struct{})}
+	r := &request{ctx: ctx, queued: time.Now(), pre: p, fn: fn, done: make(chan struct{})}
 	select {
 	case <-s.closing:
 		return ErrClosed
@@ -315,6 +336,7 @@ func (s *Store) InTxPrefetch(ctx context.Context, p *spend.Prefetch, fn func(spe
 
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
+	var rate arrivalRate
 	for {
 		var first *request
 		select {
@@ -330,17 +352,13 @@ func (s *Store) commitLoop() {
 				}
 			}
 		}
-		batch := []*request{first}
-	fill:
-		for len(batch) < s.d.MaxBatch {
-			select {
-			case r := <-s.queue:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		batch := s.fill(first, &rate)
+		start := time.Now()
+		committed := s.runBatch(batch)
+		if o := s.observer.Load(); o != nil && o.Batch != nil {
+			o.Batch(len(batch), start.Sub(first.queued), time.Since(start))
 		}
-		s.answer(batch, s.runBatch(batch))
+		s.answer(batch, committed)
 		if s.d.CacheStatements {
 			s.preparePendingOnce()
 		}
@@ -350,6 +368,55 @@ func (s *Store) commitLoop() {
 			cancel()
 		}
 	}
+}
+
+// lingerBelow: batches of fewer callers than this may linger (Dialect.Linger).
+const lingerBelow = 8
+
+// fill adds queued callers to a batch that starts with first. A batch has
+// a fixed cost several times a caller's (on SQLite ~180 µs against ~90 µs
+// a caller: its statements run once per batch, and its commit writes the
+// pages every caller shares), so under load a committer that takes the one
+// caller in the queue spends most of its time on overhead: at 5,800
+// authorizations/s two batches in three had a single caller. When the batch
+// is small and another caller is due within Dialect.Linger at the recent
+// arrival rate, fill waits that long, once, for more. A lightly loaded
+// store never waits, since no caller is due; a busy one trades a fraction
+// of a millisecond for fewer, fuller commits and less CPU per caller.
+func (s *Store) fill(first *request, rate *arrivalRate) []*request {
+	batch := []*request{first}
+	lingered := s.d.Linger <= 0
+	for len(batch) < s.d.MaxBatch {
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if lingered || len(batch) >= lingerBelow || rate.perSec*s.d.Linger.Seconds() < 1 {
+			break
+		}
+		lingered = true
+		time.Sleep(s.d.Linger)
+	}
+	rate.observe(len(batch), time.Now())
+	return batch
+}
+
+// arrivalRate estimates callers per second from the batches a committer
+// takes (a moving average; under load the throughput is the arrival rate).
+type arrivalRate struct {
+	last   time.Time
+	perSec float64
+}
+
+func (a *arrivalRate) observe(n int, now time.Time) {
+	if !a.last.IsZero() {
+		if dt := now.Sub(a.last).Seconds(); dt > 0 {
+			a.perSec = 0.9*a.perSec + 0.1*float64(n)/dt
+		}
+	}
+	a.last = now
 }
 
 // answer releases a batch's callers: at once, or, for a committed batch
@@ -387,7 +454,11 @@ func (s *Store) syncLoop() {
 				break more
 			}
 		}
+		start := time.Now()
 		err := s.syncCommit()
+		if o := s.observer.Load(); o != nil && o.Sync != nil {
+			o.Sync(len(batches), time.Since(start))
+		}
 		if err != nil {
 			s.broken.Store(true)
 			s.log.Error("store: commit could not be made durable; refusing further changes", "err", err)
@@ -511,7 +582,7 @@ func (s *Store) tryBatch(ctx context.Context, batch []*request) (committed bool,
 		return false, err
 	}
 	if len(events) > 0 {
-		if err := s.appendEvents(ctx, sqlTx, events); err != nil {
+		if err := s.appendEvents(base, events); err != nil {
 			return false, err
 		}
 	}
@@ -524,10 +595,13 @@ func (s *Store) tryBatch(ctx context.Context, batch []*request) (committed bool,
 // appendEvents links events to the chain head and inserts them. The head
 // row is locked only here, at the end of the batch, so that concurrent
 // batches (and processes) serialise on the chain for as short as possible.
-func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events []*audit.Event) error {
+// The inserts go in power-of-two chunks so that each is a cached prepared
+// statement (parsing a 50-row insert each batch was 8 % of the SQLite
+// writer's time).
+func (s *Store) appendEvents(t *txn, events []*audit.Event) error {
 	var seq int64
 	var headHex string
-	if err := tx.QueryRowContext(ctx, s.q("SELECT seq, hash FROM audit_head WHERE id = 1"+s.d.LockRows)).Scan(&seq, &headHex); err != nil {
+	if err := t.queryRow("SELECT seq, hash FROM audit_head WHERE id = 1"+s.d.LockRows).Scan(&seq, &headHex); err != nil {
 		return fmt.Errorf("sqlstore: read audit head: %w", err)
 	}
 	prev, err := decodeHash(headHex)
@@ -542,25 +616,22 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events []*audit.Ev
 		}
 		prev = e.Hash
 	}
-	const per = 50
-	for i := 0; i < len(events); i += per {
-		chunk := events[i:min(i+per, len(events))]
-		var b strings.Builder
-		b.WriteString("INSERT INTO audit_events (seq, at, actor_type, actor_id, action, subject, details, prev_hash, hash) VALUES ")
-		args := make([]any, 0, len(chunk)*9)
-		for j, e := range chunk {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?)")
+	const cols = 9
+	err = eachChunk(len(events), func(off, n int) error {
+		args := make([]any, 0, n*cols)
+		for _, e := range events[off : off+n] {
 			args = append(args, e.Seq, e.Time.UnixMicro(), e.Actor.Type, e.Actor.ID, e.Action, e.Subject,
 				string(e.Details), hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(e.Hash[:]))
 		}
-		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+		if _, err := t.rawExec("INSERT INTO audit_events (seq, at, actor_type, actor_id, action, subject, details, prev_hash, hash) VALUES "+valuesList(n, cols), args...); err != nil {
 			return fmt.Errorf("sqlstore: insert audit events: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.q("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), seq, hex.EncodeToString(prev[:])); err != nil {
+	if _, err := t.rawExec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, hex.EncodeToString(prev[:])); err != nil {
 		return fmt.Errorf("sqlstore: update audit head: %w", err)
 	}
 	return nil

@@ -1,0 +1,96 @@
+package sqlstore
+
+import (
+	"testing"
+	"time"
+)
+
+func queued(s *Store, n int) {
+	for range n {
+		s.queue <- &request{}
+	}
+}
+
+// TestFillLingersOnlyWhenACallerIsDue: a small batch waits (once) for more
+// callers only when the recent arrival rate says one is due within the
+// linger; a quiet store, a full batch and a zero linger never wait.
+func TestFillLingersOnlyWhenACallerIsDue(t *testing.T) {
+	t.Parallel()
+	const linger = 20 * time.Millisecond
+	newStore := func(l time.Duration) *Store {
+		return &Store{queue: make(chan *request, 256), d: Dialect{MaxBatch: 128, Linger: l}}
+	}
+	busy := func() *arrivalRate { return &arrivalRate{perSec: 10_000, last: time.Now()} }
+
+	// Busy: the caller that arrives during the linger joins the batch.
+	s := newStore(linger)
+	go func() {
+		time.Sleep(linger / 4)
+		queued(s, 3)
+	}()
+	start := time.Now()
+	if b := s.fill(&request{}, busy()); len(b) != 4 {
+		t.Fatalf("busy store: batch of %d, want 4 (the first and three that came during the linger)", len(b))
+	}
+	if d := time.Since(start); d < linger {
+		t.Fatalf("busy store: filled in %v, want a linger of at least %v", d, linger)
+	}
+
+	// Quiet (no caller due within the linger): no wait.
+	s = newStore(linger)
+	start = time.Now()
+	if b := s.fill(&request{}, &arrivalRate{perSec: 10, last: time.Now()}); len(b) != 1 {
+		t.Fatalf("quiet store: batch of %d, want 1", len(b))
+	}
+	if d := time.Since(start); d >= linger {
+		t.Fatalf("quiet store waited %v", d)
+	}
+
+	// Already big enough: no wait, and everything queued is taken.
+	s = newStore(linger)
+	queued(s, lingerBelow)
+	start = time.Now()
+	if b := s.fill(&request{}, busy()); len(b) != lingerBelow+1 {
+		t.Fatalf("full batch: %d callers, want %d", len(b), lingerBelow+1)
+	}
+	if d := time.Since(start); d >= linger {
+		t.Fatalf("full batch waited %v", d)
+	}
+
+	// No linger configured: no wait even when busy.
+	s = newStore(0)
+	start = time.Now()
+	if b := s.fill(&request{}, busy()); len(b) != 1 || time.Since(start) >= linger {
+		t.Fatalf("zero linger: batch of %d after %v", len(b), time.Since(start))
+	}
+
+	// MaxBatch bounds the batch; the rest stays queued.
+	s = newStore(linger)
+	s.d.MaxBatch = 5
+	queued(s, 10)
+	if b := s.fill(&request{}, busy()); len(b) != 5 || len(s.queue) != 6 {
+		t.Fatalf("MaxBatch 5: batch of %d, %d left queued; want 5 and 6", len(b), len(s.queue))
+	}
+}
+
+func TestArrivalRate(t *testing.T) {
+	t.Parallel()
+	var a arrivalRate
+	now := time.Now()
+	a.observe(5, now) // the first batch only starts the clock
+	if a.perSec != 0 {
+		t.Fatalf("rate after one batch = %v, want 0", a.perSec)
+	}
+	for i := 1; i <= 100; i++ {
+		a.observe(10, now.Add(time.Duration(i)*time.Millisecond)) // 10 per ms
+	}
+	if a.perSec < 9_000 || a.perSec > 10_001 {
+		t.Fatalf("rate = %.0f/s, want about 10,000/s", a.perSec)
+	}
+	for i := 1; i <= 100; i++ {
+		a.observe(1, now.Add(100*time.Millisecond+time.Duration(i)*time.Second)) // 1 per s
+	}
+	if a.perSec > 2 {
+		t.Fatalf("rate = %.1f/s after the load stopped, want about 1/s", a.perSec)
+	}
+}
