@@ -61,7 +61,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 		Dialect: sqlstore.Dialect{
 			Name: "postgres", Numbered: true,
 			LockRows: " FOR UPDATE", LockAgentOf: " FOR UPDATE OF a",
-			Committers: 2, MaxBatch: 64, Retryable: retryable,
+			Committers: 2, MaxBatch: 64, Retryable: retryable, Pipeline: pipeline,
 			LockMigrations: func(ctx context.Context, c *sql.Conn) (func(), error) {
 				if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
 					return nil, err
@@ -75,6 +75,48 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 		return nil, err
 	}
 	return s, nil
+}
+
+// pipeline sends a group transaction's statements in one round trip (a
+// pgx batch on the transaction's connection): PostgreSQL still runs them
+// one after another, each starting when the one before has finished, but
+// the batch pays one network and scheduling delay instead of one per
+// statement. On this two-core machine that delay, not the statements'
+// work, was most of a batch's time: 7.5 ms for ~12 round trips, whether
+// the batch had 17 callers or 30.
+func pipeline(ctx context.Context, driverConn any, qs []sqlstore.Query) error {
+	dc, ok := driverConn.(*stdlib.Conn)
+	if !ok {
+		return fmt.Errorf("postgres: pipeline on a %T", driverConn)
+	}
+	b := &pgx.Batch{}
+	for _, q := range qs {
+		b.Queue(q.SQL, q.Args...)
+	}
+	br := dc.Conn().SendBatch(ctx, b)
+	for _, q := range qs {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		for rows.Next() {
+			if q.Row == nil {
+				continue
+			}
+			if err := q.Row(rows); err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
 }
 
 // retryable: serialization failure and deadlock abort a transaction that

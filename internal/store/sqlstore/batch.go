@@ -279,30 +279,27 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 		nrows = append(nrows, nonceResult{agentID: lk.agent.ID, key: nonceKey{micros(r.pre.NonceExpires), r.pre.Nonce}})
 		nreqs = append(nreqs, r)
 	}
+	// Steps 2-4 depend only on the locks of step 1, so they go in one
+	// pipeline where the dialect has one; the counters' statement still
+	// starts after the locks are held.
+	var qs []Query
 	inserted := map[nonceKey]bool{}
-	err = eachChunk(len(nrows), func(off, n int) error {
+	eachChunk(len(nrows), func(off, n int) error { //nolint:errcheck // fn never fails
 		args := make([]any, 0, 3*n)
 		for _, nr := range nrows[off : off+n] {
 			args = append(args, nr.key.expires, nr.key.nonce, nr.agentID)
 		}
-		return t.each(s.q(`INSERT INTO nonces (expires_at, nonce, agent_id) VALUES `+valuesList(n, 3)+`
-			ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING expires_at, nonce`), args, func(rows *sql.Rows) error {
+		qs = append(qs, Query{SQL: `INSERT INTO nonces (expires_at, nonce, agent_id) VALUES ` + valuesList(n, 3) + `
+			ON CONFLICT (expires_at, nonce) DO NOTHING RETURNING expires_at, nonce`, Args: args, Row: func(sc Scanner) error {
 			var k nonceKey
-			if err := rows.Scan(&k.expires, &k.nonce); err != nil {
+			if err := sc.Scan(&k.expires, &k.nonce); err != nil {
 				return err
 			}
 			inserted[k] = true
 			return nil
-		})
+		}})
+		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: prefetch nonces: %w", err)
-	}
-	for i, nr := range nrows {
-		nr.fresh = inserted[nr.key]
-		delete(inserted, nr.key) // a second caller of the same nonce is a replay
-		b.nonces[nreqs[i]] = nr
-	}
 
 	// 3. The spends under the callers' idempotency keys.
 	var idem []any
@@ -324,19 +321,16 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 		for len(idem) < 2*size {
 			idem = append(idem, idem[len(idem)-2], idem[len(idem)-1])
 		}
-		err := t.each(s.q(`SELECT agent_id, idempotency_key, id FROM spends
-			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES `+valuesList(size, 2)+`)`), idem, func(rows *sql.Rows) error {
+		qs = append(qs, Query{SQL: `SELECT agent_id, idempotency_key, id FROM spends
+			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES ` + valuesList(size, 2) + `)`, Args: idem, Row: func(sc Scanner) error {
 			var k idemKey
 			var id string
-			if err := rows.Scan(&k.agentID, &k.key, &id); err != nil {
+			if err := sc.Scan(&k.agentID, &k.key, &id); err != nil {
 				return err
 			}
 			b.idem[k] = id
 			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch idempotency keys: %w", err)
-		}
+		}})
 	}
 
 	// 4. The budget counters of the windows named.
@@ -361,11 +355,11 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 		}
 		inA, sizeA := placeholders(len(agentIDs))
 		inW, sizeW := placeholders(len(wins))
-		err := t.each(s.q(`SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN `+inA+` AND win IN `+inW),
-			append(pad(agentIDs, sizeA), pad(wins, sizeW)...), func(rows *sql.Rows) error {
+		qs = append(qs, Query{SQL: `SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN ` + inA + ` AND win IN ` + inW,
+			Args: append(pad(agentIDs, sizeA), pad(wins, sizeW)...), Row: func(sc Scanner) error {
 				var k usageKey
 				var c string
-				if err := rows.Scan(&k.agentID, &k.win, &c); err != nil {
+				if err := sc.Scan(&k.agentID, &k.win, &c); err != nil {
 					return err
 				}
 				v, ok := new(big.Int).SetString(c, 10)
@@ -374,10 +368,15 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 				}
 				b.usageDB[k] = v
 				return nil
-			})
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: prefetch budget counters: %w", err)
-		}
+			}})
+	}
+	if err := t.run(qs); err != nil {
+		return nil, fmt.Errorf("sqlstore: prefetch nonces, idempotency keys and budget counters: %w", err)
+	}
+	for i, nr := range nrows {
+		nr.fresh = inserted[nr.key]
+		delete(inserted, nr.key) // a second caller of the same nonce is a replay
+		b.nonces[nreqs[i]] = nr
 	}
 	return b, nil
 }
@@ -400,56 +399,56 @@ func (t *txn) each(query string, args []any, scan func(rows *sql.Rows) error) er
 // flush writes the batch's buffered spends and counters.
 func (t *txn) flush(b *batchState) error {
 	defer b.invalidate()
-	if len(b.spends) > 0 {
-		if err := t.insertSpends(b.spends); err != nil {
-			return err
-		}
-		b.spends = nil
-		clear(b.spendByID)
-		clear(b.spendIdem)
+	qs, err := t.flushQueries(b)
+	if err != nil {
+		return err
 	}
-	if len(b.usageOrder) > 0 {
-		if err := t.upsertUsage(b.usageOrder, b.usage); err != nil {
-			return err
-		}
-		b.usageOrder = nil
-		clear(b.usage)
+	if err := t.run(qs); err != nil {
+		return fmt.Errorf("sqlstore: write buffered spends and counters: %w", err)
 	}
+	b.flushed()
 	return nil
 }
 
-// insertSpends inserts spends in multi-row statements.
-func (t *txn) insertSpends(list []*spend.Spend) error {
-	return eachChunk(len(list), func(off, n int) error {
+// flushQueries returns the multi-row statements that write the batch's
+// buffered spends and counters; b.flushed forgets them once they ran.
+func (t *txn) flushQueries(b *batchState) ([]Query, error) {
+	var qs []Query
+	err := eachChunk(len(b.spends), func(off, n int) error {
 		args := make([]any, 0, n*spendColCount)
-		for _, sp := range list[off : off+n] {
+		for _, sp := range b.spends[off : off+n] {
 			a, err := spendArgs(sp)
 			if err != nil {
-				return err
+				return fmt.Errorf("sqlstore: create spends: %w", err)
 			}
 			args = append(args, a...)
 		}
-		if _, err := t.rawExec(`INSERT INTO spends (`+spendCols+`) VALUES `+valuesList(n, spendColCount), args...); err != nil {
-			return fmt.Errorf("sqlstore: create spends: %w", err)
-		}
+		qs = append(qs, Query{SQL: `INSERT INTO spends (` + spendCols + `) VALUES ` + valuesList(n, spendColCount), Args: args})
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Each counter once: an upsert may not touch a row twice.
+	eachChunk(len(b.usageOrder), func(off, n int) error { //nolint:errcheck // fn never fails
+		args := make([]any, 0, 3*n)
+		for _, k := range b.usageOrder[off : off+n] {
+			args = append(args, k.agentID, k.win, b.usage[k].String())
+		}
+		qs = append(qs, Query{SQL: `INSERT INTO budget_usage (agent_id, win, committed) VALUES ` + valuesList(n, 3) + `
+			ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, Args: args})
+		return nil
+	})
+	return qs, nil
 }
 
-// upsertUsage sets counters in multi-row statements (each key once: an
-// upsert may not touch a row twice).
-func (t *txn) upsertUsage(order []usageKey, vals map[usageKey]*big.Int) error {
-	return eachChunk(len(order), func(off, n int) error {
-		args := make([]any, 0, 3*n)
-		for _, k := range order[off : off+n] {
-			args = append(args, k.agentID, k.win, vals[k].String())
-		}
-		if _, err := t.rawExec(`INSERT INTO budget_usage (agent_id, win, committed) VALUES `+valuesList(n, 3)+`
-			ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, args...); err != nil {
-			return fmt.Errorf("sqlstore: write budget counters: %w", err)
-		}
-		return nil
-	})
+// flushed forgets the buffered writes flushQueries wrote.
+func (b *batchState) flushed() {
+	b.spends = nil
+	clear(b.spendByID)
+	clear(b.spendIdem)
+	b.usageOrder = nil
+	clear(b.usage)
 }
 
 // flushAll writes what the batch and this caller buffered, before a

@@ -20,6 +20,7 @@ import (
 type txn struct {
 	s        *Store
 	tx       *sql.Tx
+	conn     *sql.Conn // the transaction's connection, where the dialect pipelines; else nil
 	ctx      context.Context
 	readOnly bool
 	events   []*audit.Event
@@ -56,6 +57,39 @@ func (t *txn) exec(query string, args ...any) (sql.Result, error) {
 		t.b.invalidate()
 	}
 	return res, err
+}
+
+// Query is one statement for txn.run: '?' SQL, its arguments, and a
+// function for each row it returns (nil if it returns none).
+type Query struct {
+	SQL  string
+	Args []any
+	Row  func(Scanner) error
+}
+
+// run runs the batch's own statements in order: in one round trip where
+// the dialect pipelines them (PostgreSQL; a batch's round trips, not its
+// work, were most of its time), else one by one. A statement starts only
+// after the one before it has finished, either way.
+func (t *txn) run(qs []Query) error {
+	if p := t.s.d.Pipeline; p != nil && t.conn != nil && len(qs) > 1 {
+		for i := range qs {
+			qs[i].SQL = t.s.q(qs[i].SQL)
+		}
+		return t.fail(t.conn.Raw(func(dc any) error { return p(t.ctx, dc, qs) }))
+	}
+	for _, q := range qs {
+		if q.Row == nil {
+			if _, err := t.rawExec(q.SQL, q.Args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := t.each(t.s.q(q.SQL), q.Args, func(rows *sql.Rows) error { return q.Row(rows) }); err != nil {
+			return t.fail(err)
+		}
+	}
+	return nil
 }
 
 // execSide runs a write to a table the batch neither buffers nor
@@ -134,9 +168,10 @@ func fromMicros(v int64) time.Time {
 
 const agentCols = "a.id, a.name, a.status, a.identity_address, a.wallet_index, a.mandate_version, a.rate_window_start, a.rate_count, a.created_at, a.updated_at"
 
-type scanner interface{ Scan(dest ...any) error }
+// Scanner is a row being read: a *sql.Rows, or a row of a pipeline.
+type Scanner interface{ Scan(dest ...any) error }
 
-func scanAgent(sc scanner, extra ...any) (*spend.Agent, error) {
+func scanAgent(sc Scanner, extra ...any) (*spend.Agent, error) {
 	var a spend.Agent
 	var status string
 	var idx, rc, created, updated int64
@@ -554,7 +589,14 @@ func (t *txn) SpendCreate(_ context.Context, sp *spend.Spend) error {
 		t.pend.spends = append(t.pend.spends, cloneSpend(sp))
 		return nil
 	}
-	return t.insertSpends([]*spend.Spend{sp})
+	a, err := spendArgs(sp)
+	if err != nil {
+		return fmt.Errorf("sqlstore: create spend: %w", err)
+	}
+	if _, err := t.rawExec(`INSERT INTO spends (`+spendCols+`) VALUES `+valuesList(1, spendColCount), a...); err != nil {
+		return fmt.Errorf("sqlstore: create spend: %w", err)
+	}
+	return nil
 }
 
 // spendOverlay finds a spend buffered by this caller or the batch.
@@ -597,7 +639,7 @@ func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
 	return mustAffect(res, "spend "+sp.ID)
 }
 
-func scanSpend(sc scanner) (*spend.Spend, error) {
+func scanSpend(sc Scanner) (*spend.Spend, error) {
 	var sp spend.Spend
 	var idem, captured, capturedUSD sql.NullString
 	var amount, amountUSD, status, reasons, railReq, railData string
