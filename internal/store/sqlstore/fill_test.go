@@ -16,7 +16,7 @@ func queued(s *Store, n int) {
 // linger; a quiet store, a full batch and a zero linger never wait.
 func TestFillLingersOnlyWhenACallerIsDue(t *testing.T) {
 	t.Parallel()
-	const linger = 20 * time.Millisecond
+	const linger = 200 * time.Millisecond // long, so a slow CI machine still delivers the late callers within it
 	newStore := func(l time.Duration) *Store {
 		return &Store{queue: make(chan *request, 256), d: Dialect{MaxBatch: 128, Linger: l}}
 	}
@@ -25,7 +25,7 @@ func TestFillLingersOnlyWhenACallerIsDue(t *testing.T) {
 	// Busy: the caller that arrives during the linger joins the batch.
 	s := newStore(linger)
 	go func() {
-		time.Sleep(linger / 4)
+		time.Sleep(linger / 20)
 		queued(s, 3)
 	}()
 	start := time.Now()
@@ -39,7 +39,7 @@ func TestFillLingersOnlyWhenACallerIsDue(t *testing.T) {
 	// Quiet (no caller due within the linger): no wait.
 	s = newStore(linger)
 	start = time.Now()
-	if b := s.fill(&request{}, &arrivalRate{perSec: 10, last: time.Now()}); len(b) != 1 {
+	if b := s.fill(&request{}, &arrivalRate{perSec: 1, last: time.Now()}); len(b) != 1 {
 		t.Fatalf("quiet store: batch of %d, want 1", len(b))
 	}
 	if d := time.Since(start); d >= linger {
