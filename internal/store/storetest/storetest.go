@@ -81,6 +81,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"CanceledCallerSkipped":  testCanceledCaller,
 		"PrefetchedBatch":        testPrefetchedBatch,
 		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
+		"FailedFinalWrite":       testFailedFinalWrite,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
@@ -847,4 +848,61 @@ func testPrefetchSeesPlainTx(t *testing.T, s spend.Store) {
 		}
 		wg.Wait()
 	}
+}
+
+// testFailedFinalWrite: when the batch's final multi-row writes fail (on
+// PostgreSQL, inside a pipeline, with statements queued behind the failing
+// one), nothing of the transaction is committed, the caller gets an error,
+// and the store goes on working on the same connections.
+func testFailedFinalWrite(t *testing.T, s spend.Store) {
+	a := createAgent(t, s, "agt_ff", "ff", 0)
+	mustTx(t, s, func(tx spend.Tx) error {
+		if err := tx.SpendCreate(ctx, newSpend("spd_ff_dup", a.ID, "", at, spend.StatusAuthorized)); err != nil {
+			return err
+		}
+		return appendEvent(tx, 0)
+	})
+	for range 3 { // more than once: a connection left in a bad state would show
+		err := s.InTx(ctx, func(tx spend.Tx) error {
+			if err := tx.SpendCreate(ctx, newSpend("spd_ff_new", a.ID, "k", at, spend.StatusAuthorized)); err != nil {
+				return err
+			}
+			if err := tx.UsagePut(ctx, a.ID, []string{"lifetime"}, []*big.Int{big.NewInt(777)}); err != nil {
+				return err
+			}
+			if err := appendEvent(tx, 1); err != nil {
+				return err
+			}
+			// A second spend under an id the database already has: only the
+			// final insert can find out.
+			return tx.SpendCreate(ctx, newSpend("spd_ff_dup", a.ID, "", at, spend.StatusAuthorized))
+		})
+		if err == nil {
+			t.Fatal("InTx with a duplicate spend id succeeded")
+		}
+	}
+	err := s.Read(ctx, func(tx spend.Tx) error {
+		if _, err := tx.SpendGet(ctx, "spd_ff_new"); !errors.Is(err, spend.ErrNotFound) {
+			return fmt.Errorf("a spend of the failed transaction is visible: %v", err)
+		}
+		u, err := tx.UsageGet(ctx, a.ID, []string{"lifetime"})
+		if err != nil {
+			return err
+		}
+		if u[0].Sign() != 0 {
+			return fmt.Errorf("counter of the failed transaction is visible: %s", u[0])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChain(t, s, 1)
+	mustTx(t, s, func(tx spend.Tx) error {
+		if err := tx.SpendCreate(ctx, newSpend("spd_ff_after", a.ID, "k", at, spend.StatusAuthorized)); err != nil {
+			return err
+		}
+		return appendEvent(tx, 2)
+	})
+	verifyChain(t, s, 2)
 }
