@@ -81,16 +81,24 @@ func TestArrivalRate(t *testing.T) {
 	if a.perSec != 0 {
 		t.Fatalf("rate after one batch = %v, want 0", a.perSec)
 	}
-	for i := 1; i <= 100; i++ {
-		a.observe(10, now.Add(time.Duration(i)*time.Millisecond)) // 10 per ms
+	for i := 1; i <= 500; i++ { // 10 callers a millisecond for half a second
+		now = now.Add(time.Millisecond)
+		a.observe(10, now)
 	}
-	if a.perSec < 9_000 || a.perSec > 10_001 {
+	if a.perSec < 9_900 || a.perSec > 10_001 {
 		t.Fatalf("rate = %.0f/s, want about 10,000/s", a.perSec)
 	}
-	for i := 1; i <= 100; i++ {
-		a.observe(1, now.Add(100*time.Millisecond+time.Duration(i)*time.Second)) // 1 per s
-	}
+	// One caller after a second of silence: the burst is forgotten at once,
+	// so the next small batch does not linger for callers that will not come.
+	now = now.Add(time.Second)
+	a.observe(1, now)
 	if a.perSec > 2 {
-		t.Fatalf("rate = %.1f/s after the load stopped, want about 1/s", a.perSec)
+		t.Fatalf("rate = %.1f/s after a second of silence, want about 1/s", a.perSec)
+	}
+	// A short gap under load barely moves it.
+	a = arrivalRate{perSec: 10_000, last: now}
+	a.observe(10, now.Add(time.Millisecond))
+	if a.perSec < 9_900 {
+		t.Fatalf("rate = %.0f/s after one more millisecond of load, want about 10,000/s", a.perSec)
 	}
 }

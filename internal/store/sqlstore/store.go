@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -410,16 +411,21 @@ func (s *Store) fill(first *request, rate *arrivalRate) []*request {
 }
 
 // arrivalRate estimates callers per second from the batches a committer
-// takes (a moving average; under load the throughput is the arrival rate).
+// takes: a moving average over about rateWindow of time (not of batches,
+// so that after a pause the first batch alone resets it; under load the
+// throughput is the arrival rate).
 type arrivalRate struct {
 	last   time.Time
 	perSec float64
 }
 
+const rateWindow = 50 * time.Millisecond
+
 func (a *arrivalRate) observe(n int, now time.Time) {
 	if !a.last.IsZero() {
-		if dt := now.Sub(a.last).Seconds(); dt > 0 {
-			a.perSec = 0.9*a.perSec + 0.1*float64(n)/dt
+		if dt := now.Sub(a.last); dt > 0 {
+			w := 1 - math.Exp(-float64(dt)/float64(rateWindow))
+			a.perSec += w * (float64(n)/dt.Seconds() - a.perSec)
 		}
 	}
 	a.last = now
