@@ -183,6 +183,7 @@ type checkpointer struct {
 func (c *checkpointer) loop(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	var warned time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,8 +207,17 @@ func (c *checkpointer) loop(ctx context.Context) {
 			continue
 		}
 		c.logPages.Store(logPages)
+		if logPages >= warnPages && time.Since(warned) >= time.Minute {
+			warned = time.Now()
+			c.log.Warn("sqlite: the WAL keeps growing: long-running reads (an audit export, say) keep it from starting over; it shrinks once they end",
+				"wal_mib", logPages*4096>>20)
+		}
 	}
 }
+
+// warnPages: a WAL this large (1 GiB of 4 KiB pages) means checkpoints
+// have not been able to finish for a while, which only long reads cause.
+const warnPages = 1 << 18
 
 // restartIfLarge runs on the committer between batches. Being the writer,
 // its PASSIVE checkpoint has nobody appending behind it, so it copies the
