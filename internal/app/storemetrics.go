@@ -1,8 +1,6 @@
 package app
 
 import (
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/purserhq/purser/internal/metrics"
@@ -24,9 +22,6 @@ func observeStore(reg *metrics.Registry, st *sqlstore.Store) {
 	sync := reg.NewHistogramVec("purser_store_sync_duration_seconds", "Duration of the fsync that makes committed batches durable before their callers are answered (SQLite).", storeBuckets)
 	st.SetObserver(sqlstore.Observer{
 		Batch: func(n int, w, r time.Duration) {
-			if xdbg != nil {
-				fmt.Fprintf(xdbg, "%d %d\n", n, r.Microseconds())
-			}
 			callers.ObserveValue(float64(n))
 			wait.Observe(w)
 			run.Observe(r)
@@ -34,10 +29,3 @@ func observeStore(reg *metrics.Registry, st *sqlstore.Store) {
 		Sync: func(_ int, d time.Duration) { sync.Observe(d) },
 	})
 }
-
-var xdbg, _ = func() (*os.File, error) {
-	if p := os.Getenv("XDBG"); p != "" {
-		return os.Create(p)
-	}
-	return nil, nil
-}()
