@@ -26,6 +26,6 @@ func observeStore(reg *metrics.Registry, st *sqlstore.Store) {
 			wait.Observe(w)
 			run.Observe(r)
 		},
-		Sync: func(_ int, d time.Duration) { sync.Observe(d) },
+		Sync: func(d time.Duration) { sync.Observe(d) },
 	})
 }

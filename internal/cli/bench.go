@@ -92,7 +92,7 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 	if b.duration <= 0 || b.warmup < 0 {
 		return usagef(o.path, "--duration must be positive and --warmup not negative")
 	}
-	if err := checkBenchRate(o.path, b.rate, b.agents); err != nil {
+	if err := checkBenchRate(o.path, b.rate); err != nil {
 		return err
 	}
 	tok, err := e.ownerToken(o)
@@ -267,7 +267,7 @@ func (w *benchWorker) record(s *client.Spend, err error, lat time.Duration) {
 
 // checkBenchRate validates --rate. (Its bound keeps every agent's
 // interval at 1µs or more whatever --agents is.)
-func checkBenchRate(path string, rate float64, agents int) error {
+func checkBenchRate(path string, rate float64) error {
 	if !(rate >= 0 && rate <= maxBenchRate) { // also rejects NaN
 		return usagef(path, "--rate must be 0 (closed loop) or a positive rate up to %d/s", maxBenchRate)
 	}

@@ -57,9 +57,6 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 	// fsyncs the WAL after every commit, while the writer runs the next
 	// batch, and answers the batch's callers only then (walSyncer). So
 	// an answered commit is durable, as with synchronous FULL.
-	//
-	// The writer's page cache is small on purpose (writerCache): every
-	// commit that rebalanced a b-tree walks the writer's whole page cache.
 	w, err := sql.Open("sqlite", base+writerCache+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -94,7 +91,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 		Dialect:        sqlstore.Dialect{Name: "sqlite", Committers: 1, MaxBatch: 128, Linger: 300 * time.Microsecond, Retryable: retryable, CacheStatements: true},
 		Maintain:       c.loop,
 		SyncCommit:     wl.sync,
-		BetweenBatches: c.restartIfLarge,
+		BetweenBatches: c.checkpointIfLarge,
 		OnClose:        func() error { return errors.Join(ck.Close(), wl.close()) },
 	})
 	if err != nil {
@@ -219,7 +216,7 @@ func (c *checkpointer) loop(ctx context.Context) {
 // have not been able to finish for a while, which only long reads cause.
 const warnPages = 1 << 18
 
-// restartIfLarge runs on the committer between batches. Being the writer,
+// checkpointIfLarge runs on the committer between batches. Being the writer,
 // its PASSIVE checkpoint has nobody appending behind it, so it copies the
 // WAL to its end (what the background checkpoints left: the frames of the
 // last few hundred milliseconds) unless a reader still reads an older
@@ -230,14 +227,13 @@ const warnPages = 1 << 18
 // under load (and a TRUNCATE from another connection, before that, for
 // 250-500 ms). If a reader kept the copy short, the next background
 // checkpoint re-arms it.
-func (c *checkpointer) restartIfLarge(ctx context.Context) {
+func (c *checkpointer) checkpointIfLarge(ctx context.Context) {
 	if c.logPages.Load() < restartPages || !c.mu.TryLock() {
 		return
 	}
 	defer c.mu.Unlock()
 	c.logPages.Store(0)
-	var busy, logPages, done int64
-	if err := c.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done); err != nil {
+	if _, err := c.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
 		c.log.Warn("sqlite: wal checkpoint failed", "err", err)
 	}
 }

@@ -92,7 +92,7 @@ func TestObserver(t *testing.T) {
 			batches++
 			slowest = max(slowest, wait, run)
 		},
-		Sync: func(n int, d time.Duration) {
+		Sync: func(time.Duration) {
 			mu.Lock()
 			defer mu.Unlock()
 			syncs++

@@ -4,8 +4,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"math/big"
 	"strings"
+	"sync"
 
 	"github.com/purserhq/purser/internal/spend"
 )
@@ -71,18 +73,16 @@ type batchState struct {
 	// Nonces the batch spent, per caller; permanent for the attempt.
 	nonces map[*request]nonceResult
 	// Writes of callers that succeeded, not yet in the database.
-	spends     []*spend.Spend
-	spendByID  map[string]*spend.Spend
-	spendIdem  map[idemKey]string
-	usage      map[usageKey]*big.Int
-	usageOrder []usageKey
+	spends    []*spend.Spend
+	spendByID map[string]*spend.Spend
+	spendIdem map[idemKey]string
+	usage     usageSet
 }
 
 func newBatchState() *batchState {
 	return &batchState{
 		keys: map[string]*lockedKey{}, idem: map[idemKey]string{}, usageDB: map[usageKey]*big.Int{},
 		nonces: map[*request]nonceResult{}, spendByID: map[string]*spend.Spend{}, spendIdem: map[idemKey]string{},
-		usage: map[usageKey]*big.Int{},
 	}
 }
 
@@ -99,20 +99,41 @@ func (b *batchState) invalidate() {
 // pending is one caller's buffered writes, merged into the batch when
 // its fn succeeds and dropped when it fails.
 type pending struct {
-	spends     []*spend.Spend
-	usage      map[usageKey]*big.Int
-	usageOrder []usageKey
+	spends []*spend.Spend
+	usage  usageSet
 }
 
-func (p *pending) empty() bool { return len(p.spends) == 0 && len(p.usage) == 0 }
+func (p *pending) empty() bool { return len(p.spends) == 0 && len(p.usage.order) == 0 }
+
+// usageSet is counter values in the order they were first set: each key
+// once, since a multi-row upsert may not touch a row twice.
+type usageSet struct {
+	vals  map[usageKey]*big.Int
+	order []usageKey
+}
+
+func (u *usageSet) put(k usageKey, v *big.Int) {
+	if u.vals == nil {
+		u.vals = map[usageKey]*big.Int{}
+	}
+	if _, ok := u.vals[k]; !ok {
+		u.order = append(u.order, k)
+	}
+	u.vals[k] = v
+}
+
+func (u *usageSet) reset() {
+	u.order = nil
+	clear(u.vals)
+}
 
 func (b *batchState) merge(t *txn) {
 	p := &t.pend
 	for _, sp := range p.spends {
 		b.addSpend(sp)
 	}
-	for _, k := range p.usageOrder {
-		b.putUsage(k, p.usage[k])
+	for _, k := range p.usage.order {
+		b.usage.put(k, p.usage.vals[k])
 	}
 	*p = pending{}
 }
@@ -123,23 +144,6 @@ func (b *batchState) addSpend(sp *spend.Spend) {
 	if sp.IdempotencyKey != "" {
 		b.spendIdem[idemKey{sp.AgentID, sp.IdempotencyKey}] = sp.ID
 	}
-}
-
-func (b *batchState) putUsage(k usageKey, v *big.Int) {
-	if _, ok := b.usage[k]; !ok {
-		b.usageOrder = append(b.usageOrder, k)
-	}
-	b.usage[k] = v
-}
-
-func (p *pending) putUsage(k usageKey, v *big.Int) {
-	if p.usage == nil {
-		p.usage = map[usageKey]*big.Int{}
-	}
-	if _, ok := p.usage[k]; !ok {
-		p.usageOrder = append(p.usageOrder, k)
-	}
-	p.usage[k] = v
 }
 
 func cloneSpend(sp *spend.Spend) *spend.Spend {
@@ -173,41 +177,53 @@ func pow2(n int) int {
 }
 
 // placeholders returns "(?,?,…)" for an IN list of n values padded to
-// pow2(n) marks, and that size; pad fills the extra marks by repeating
-// the last argument, which an IN list ignores.
+// pow2(n) marks, and that size; pad fills the extra marks.
 func placeholders(n int) (string, int) {
 	size := pow2(n)
 	return valuesList(1, size), size
 }
 
-func pad(args []any, size int) []any {
-	for len(args) < size {
-		args = append(args, args[len(args)-1])
+// pad extends args, rows of cols values, to size rows by repeating the
+// last row, which an IN list ignores.
+func pad(args []any, cols, size int) []any {
+	for len(args) < cols*size {
+		args = append(args, args[len(args)-cols:]...)
 	}
 	return args
 }
 
-// eachChunk splits n rows into power-of-two chunks (largest first, each
-// at most maxIn) for multi-row statements, which cannot be padded, and
-// calls fn with each chunk's offset and size.
-func eachChunk(n int, fn func(off, size int) error) error {
-	for off := 0; off < n; {
-		size := maxIn
-		for size > n-off {
-			size /= 2
+// chunks splits n rows into power-of-two chunks (largest first, each at
+// most maxIn) for multi-row statements, which cannot be padded, and
+// yields each chunk's offset and size.
+func chunks(n int) iter.Seq2[int, int] {
+	return func(yield func(off, size int) bool) {
+		for off := 0; off < n; {
+			size := maxIn
+			for size > n-off {
+				size /= 2
+			}
+			if !yield(off, size) {
+				return
+			}
+			off += size
 		}
-		if err := fn(off, size); err != nil {
-			return err
-		}
-		off += size
 	}
-	return nil
 }
 
+// valuesList returns rows "(?,…)" tuples of cols marks. Batches ask for a
+// handful of shapes (power-of-two row counts), each built once.
 func valuesList(rows, cols int) string {
+	k := [2]int{rows, cols}
+	if v, ok := valuesLists.Load(k); ok {
+		return v.(string)
+	}
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
-	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+	v := strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
+	valuesLists.Store(k, v)
+	return v
 }
+
+var valuesLists sync.Map // [2]int{rows, cols} → string
 
 // prefetch loads and locks what the batch's hints name. Requests without
 // a hint (or excluded) are left to read as usual.
@@ -236,7 +252,7 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 	var agentIDs []any
 	agentSeen := map[string]bool{}
 	err := t.each(s.q(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, size), func(rows *sql.Rows) error {
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, 1, size), func(rows *sql.Rows) error {
 		var k spend.AgentKey
 		var created int64
 		var revoked sql.NullInt64
@@ -284,7 +300,7 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 	// starts after the locks are held.
 	var qs []Query
 	inserted := map[nonceKey]bool{}
-	eachChunk(len(nrows), func(off, n int) error { //nolint:errcheck // fn never fails
+	for off, n := range chunks(len(nrows)) {
 		args := make([]any, 0, 3*n)
 		for _, nr := range nrows[off : off+n] {
 			args = append(args, nr.key.expires, nr.key.nonce, nr.agentID)
@@ -298,8 +314,7 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 			inserted[k] = true
 			return nil
 		}})
-		return nil
-	})
+	}
 
 	// 3. The spends under the callers' idempotency keys.
 	var idem []any
@@ -318,9 +333,7 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 	}
 	if nidem > 0 {
 		size := pow2(nidem)
-		for len(idem) < 2*size {
-			idem = append(idem, idem[len(idem)-2], idem[len(idem)-1])
-		}
+		idem = pad(idem, 2, size)
 		qs = append(qs, Query{SQL: `SELECT agent_id, idempotency_key, id FROM spends
 			WHERE idempotency_key IS NOT NULL AND (agent_id, idempotency_key) IN (VALUES ` + valuesList(size, 2) + `)`, Args: idem, Row: func(sc Scanner) error {
 			var k idemKey
@@ -356,7 +369,7 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 		inA, sizeA := placeholders(len(agentIDs))
 		inW, sizeW := placeholders(len(wins))
 		qs = append(qs, Query{SQL: `SELECT agent_id, win, committed FROM budget_usage WHERE agent_id IN ` + inA + ` AND win IN ` + inW,
-			Args: append(pad(agentIDs, sizeA), pad(wins, sizeW)...), Row: func(sc Scanner) error {
+			Args: append(pad(agentIDs, 1, sizeA), pad(wins, 1, sizeW)...), Row: func(sc Scanner) error {
 				var k usageKey
 				var c string
 				if err := sc.Scan(&k.agentID, &k.win, &c); err != nil {
@@ -414,31 +427,25 @@ func (t *txn) flush(b *batchState) error {
 // buffered spends and counters; b.flushed forgets them once they ran.
 func (t *txn) flushQueries(b *batchState) ([]Query, error) {
 	var qs []Query
-	err := eachChunk(len(b.spends), func(off, n int) error {
+	for off, n := range chunks(len(b.spends)) {
 		args := make([]any, 0, n*spendColCount)
 		for _, sp := range b.spends[off : off+n] {
 			a, err := spendArgs(sp)
 			if err != nil {
-				return fmt.Errorf("sqlstore: create spends: %w", err)
+				return nil, fmt.Errorf("sqlstore: create spends: %w", err)
 			}
 			args = append(args, a...)
 		}
 		qs = append(qs, Query{SQL: `INSERT INTO spends (` + spendCols + `) VALUES ` + valuesList(n, spendColCount), Args: args})
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	// Each counter once: an upsert may not touch a row twice.
-	eachChunk(len(b.usageOrder), func(off, n int) error { //nolint:errcheck // fn never fails
+	for off, n := range chunks(len(b.usage.order)) {
 		args := make([]any, 0, 3*n)
-		for _, k := range b.usageOrder[off : off+n] {
-			args = append(args, k.agentID, k.win, b.usage[k].String())
+		for _, k := range b.usage.order[off : off+n] {
+			args = append(args, k.agentID, k.win, b.usage.vals[k].String())
 		}
 		qs = append(qs, Query{SQL: `INSERT INTO budget_usage (agent_id, win, committed) VALUES ` + valuesList(n, 3) + `
 			ON CONFLICT (agent_id, win) DO UPDATE SET committed = excluded.committed`, Args: args})
-		return nil
-	})
+	}
 	return qs, nil
 }
 
@@ -447,8 +454,7 @@ func (b *batchState) flushed() {
 	b.spends = nil
 	clear(b.spendByID)
 	clear(b.spendIdem)
-	b.usageOrder = nil
-	clear(b.usage)
+	b.usage.reset()
 }
 
 // flushAll writes what the batch and this caller buffered, before a

@@ -88,9 +88,8 @@ type Observer struct {
 	// long the oldest of them waited in the queue, and how long the
 	// transaction took (re-runs and retries included).
 	Batch func(callers int, wait, run time.Duration)
-	// Sync reports each SyncCommit: how many committed batches it made
-	// durable and how long it took.
-	Sync func(batches int, d time.Duration)
+	// Sync reports how long each SyncCommit took.
+	Sync func(d time.Duration)
 }
 
 // SetObserver installs o (safe while the store runs).
@@ -469,7 +468,7 @@ func (s *Store) syncLoop() {
 		start := time.Now()
 		err := s.syncCommit()
 		if o := s.observer.Load(); o != nil && o.Sync != nil {
-			o.Sync(len(batches), time.Since(start))
+			o.Sync(time.Since(start))
 		}
 		if err != nil {
 			s.broken.Store(true)
@@ -667,15 +666,14 @@ func (s *Store) appendEvents(t *txn, h chainHead, events []*audit.Event) error {
 	}
 	const cols = 9
 	var qs []Query
-	eachChunk(len(events), func(off, n int) error { //nolint:errcheck // fn never fails
+	for off, n := range chunks(len(events)) {
 		args := make([]any, 0, n*cols)
 		for _, e := range events[off : off+n] {
 			args = append(args, e.Seq, e.Time.UnixMicro(), e.Actor.Type, e.Actor.ID, e.Action, e.Subject,
 				string(e.Details), hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(e.Hash[:]))
 		}
 		qs = append(qs, Query{SQL: "INSERT INTO audit_events (seq, at, actor_type, actor_id, action, subject, details, prev_hash, hash) VALUES " + valuesList(n, cols), Args: args})
-		return nil
-	})
+	}
 	qs = append(qs, Query{SQL: "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", Args: []any{seq, hex.EncodeToString(prev[:])}})
 	if err := t.run(qs); err != nil {
 		return fmt.Errorf("sqlstore: append audit events: %w", err)

@@ -420,10 +420,8 @@ func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*
 			return nil, fmt.Errorf("sqlstore: budget counter %s/%s is not a number", agentID, w)
 		}
 		for i, want := range windows {
-			if want == w {
-				if _, ok := t.usageOverlay(usageKey{agentID, w}); !ok {
-					out[i] = v
-				}
+			if want == w { // only missing windows were asked for
+				out[i] = v
 			}
 		}
 	}
@@ -433,14 +431,14 @@ func (t *txn) UsageGet(_ context.Context, agentID string, windows []string) ([]*
 // usageOverlay is a counter as this caller, the batch or the prefetch
 // last saw it.
 func (t *txn) usageOverlay(k usageKey) (*big.Int, bool) {
-	if v, ok := t.pend.usage[k]; ok {
+	if v, ok := t.pend.usage.vals[k]; ok {
 		return v, true
 	}
 	b := t.b
 	if b == nil {
 		return nil, false
 	}
-	if v, ok := b.usage[k]; ok {
+	if v, ok := b.usage.vals[k]; ok {
 		return v, true
 	}
 	if b.valid {
@@ -477,7 +475,7 @@ func (t *txn) UsagePut(_ context.Context, agentID string, windows []string, valu
 	}
 	if t.b != nil {
 		for i, w := range windows {
-			t.pend.putUsage(usageKey{agentID, w}, new(big.Int).Set(values[i]))
+			t.pend.usage.put(usageKey{agentID, w}, new(big.Int).Set(values[i]))
 		}
 		return nil
 	}
@@ -555,7 +553,7 @@ func bigOrNil(v *big.Int) any {
 	return v.String()
 }
 
-const spendColCount = 25
+var spendColCount = strings.Count(spendCols, ",") + 1
 
 func spendArgs(sp *spend.Spend) ([]any, error) {
 	reasons, err := json.Marshal(sp.Reasons)
