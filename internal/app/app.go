@@ -254,9 +254,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var svc *spend.Service
 	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
-		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients}
+		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
-	payout := &rails.Payout{Common: common, Relayers: chains.relayers}
+	payout := &rails.Payout{Common: common}
 	svc, err = spend.NewService(spend.Config{
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
