@@ -117,8 +117,8 @@ type spendJSON struct {
 	Amount         string   `json:"amount"`
 	AmountUSD      string   `json:"amount_usd"`
 	HeldUSD        string   `json:"held_usd"`
-	Captured       *string  `json:"captured"`
-	CapturedUSD    *string  `json:"captured_usd"`
+	Captured       *string  `json:"captured,omitempty"`
+	CapturedUSD    *string  `json:"captured_usd,omitempty"`
 	MandateVersion int64    `json:"mandate_version"`
 	IdempotencyKey string   `json:"idempotency_key,omitempty"`
 	Memo           string   `json:"memo,omitempty"`

@@ -220,9 +220,10 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 					WithDetails(map[string]any{"field": f, "spend_id": prev.ID})
 			}
 			out = Outcome{Spend: prev, Replayed: true}
-			if a.Status != AgentActive && prev.Status.Holding() {
+			if a.Status != AgentActive {
 				// A replay must not carry out for a frozen agent what its
-				// first request started (sign, execute).
+				// first request started (sign, execute), and answers as any
+				// request of a frozen agent does.
 				refused = deniedErr(prev, []string{statusReason(a.Status)})
 			}
 			return nil
