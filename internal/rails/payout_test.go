@@ -173,4 +173,3 @@ func TestCancelUsedAuthorization(t *testing.T) {
 		t.Fatalf("cancel of a used authorization: %+v %v; want captured 400000", res, err)
 	}
 }
-
