@@ -53,6 +53,9 @@ type Outcome struct {
 	Spend    *Spend
 	Replayed bool
 	DryRun   bool
+	// unstored: the refusal of a frozen or revoked agent, counted in the
+	// agent's aggregated refusals instead of stored (gate.go).
+	unstored bool
 }
 
 var (
@@ -61,6 +64,10 @@ var (
 	hostRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$`)
 	payeRE = regexp.MustCompile(`^[A-Za-z0-9:._@-]{1,128}$`)
 )
+
+// maxRailRequest bounds the rail data an agent signs into an intent (an
+// x402 offer is well under 2 KiB); it is stored with the spend.
+const maxRailRequest = 8 << 10
 
 // prepared is a validated AuthorizeRequest.
 type prepared struct {
@@ -86,6 +93,9 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	}
 	if r.Network == "" {
 		r.Network = s.cfg.DefaultNetwork
+	}
+	if len(r.RailRequest) > maxRailRequest {
+		return nil, Errorf(CodeInvalidRequest, "rail_request is larger than %d bytes", maxRailRequest).WithDetails(map[string]any{"field": "rail_request"})
 	}
 	if pr, ok := rail.(Preparer); ok {
 		if err := pr.Prepare(ctx, &r); err != nil {
@@ -236,6 +246,10 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 	if refused != nil {
 		return nil, refused
 	}
+	if out.unstored {
+		s.countRefusal(agentActor(&Agent{ID: out.Spend.AgentID}), c, out.Spend.Reasons[0], s.clock.Now())
+		return &out, nil
+	}
 	sp := out.Spend
 	if out.DryRun || sp.Status != StatusAuthorized || sp.RailRef != "" {
 		return &out, nil
@@ -267,10 +281,15 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	var dec mandate.Decision
 	var used []*big.Int // the day and lifetime counters, when read
 	switch a.Status {
-	case AgentFrozen:
-		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_frozen"}}
-	case AgentRevoked:
-		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_revoked"}}
+	case AgentFrozen, AgentRevoked:
+		// Not stored one by one: a frozen agent's requests must not fill
+		// the database (invariant 12). Counted per minute instead.
+		out.Spend = &Spend{AgentID: a.ID, Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, Asset: p.req.Asset,
+			Network: p.req.Network, Amount: p.amount, AmountUSD: p.amountUSD, Status: StatusDenied,
+			Reasons: []string{statusReason(a.Status)}, MandateVersion: a.MandateVersion, DayKey: dayKey, Memo: p.req.Memo,
+			CreatedAt: now, UpdatedAt: now, RailRequest: p.req.RailRequest}
+		out.DryRun, out.unstored = p.req.DryRun, !p.req.DryRun
+		return nil
 	default:
 		u := mandate.Usage{}
 		if m != nil && m.Bounded() {

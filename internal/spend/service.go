@@ -152,6 +152,9 @@ type Config struct {
 	ApprovalTTL    time.Duration
 	TxTimeout      time.Duration // deadline of every store transaction
 	ExecTimeout    time.Duration // deadline of a rail execution
+	// RequestRate bounds every agent's requests before anything is
+	// written (Admit); zero disables it.
+	RequestRate RequestRate
 }
 
 // Service is the spend pipeline and the agent and mandate administration
@@ -165,6 +168,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	mandates map[string]*mandate.Mandate // agentID/version → decoded; versions are immutable
+
+	gate gate // per-agent request rates and aggregated refusals
 }
 
 // NewService checks cfg and builds a Service.
