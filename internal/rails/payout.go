@@ -69,6 +69,23 @@ func (p *Payout) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMes
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
+	// Run the transfer as the relayer would, before anyone can see the
+	// signature: a token that refuses it (a paused token, a blocked payee,
+	// a balance that moved) refuses the payout, and this signature, never
+	// recorded, is dropped.
+	if a, err := rec.authorization(); err == nil {
+		sig := common.FromHex(rec.Signature)
+		if err := p.Chains[sp.Network].SimulateTransferWithAuthorization(ctx, p.Relayers[sp.Network].Address(), common.HexToAddress(rec.Token), a, sig); err != nil {
+			if !evm.IsRevert(err) {
+				return "", nil, time.Time{}, err
+			}
+			reason := "transfer_reverted"
+			if strings.Contains(strings.ToLower(err.Error()), "exceeds balance") {
+				reason = "insufficient_funds"
+			}
+			return "", nil, time.Time{}, &spend.SignRefused{Reasons: []string{reason}}
+		}
+	}
 	data, err := json.Marshal(rec)
 	return rec.Nonce, data, validBefore, err
 }
