@@ -35,6 +35,7 @@ func RunPipeline(t *testing.T, newStore storetest.NewStore) {
 		"DryRunChangesNothing":    testDryRun,
 		"PinnedPayees":            testPinnedPayees,
 		"RefusalsAggregated":      testRefusalsAggregated,
+		"SigningRechecks":         testSignRechecks,
 		"RequestRateBeforeWrites": testRequestRate,
 	}
 	storetest.RunParallel(t, tests, func(t *testing.T) *Env {
