@@ -228,8 +228,11 @@ func TestBenchAgainstVerifyingServer(t *testing.T) {
 	if revoked.Load() != 3 {
 		t.Errorf("bench revoked %d of its 3 agents", revoked.Load())
 	}
-	if code, _, errOut := runCLI(t, envv, "bench", "--agents", "2", "--duration", "100ms", "--warmup", "0s", "--json", "--keep"); code != 0 || revoked.Load() != 3 {
-		t.Errorf("bench --keep: exit %d, %d revoked (%s)", code, revoked.Load()-3, errOut)
+	var created2, revoked2 atomic.Int32
+	srv2 := benchServer(t, &created2, &revoked2)
+	env2 := map[string]string{"PURSER_SERVER": srv2.URL, "PURSER_OWNER_TOKEN": "tok"}
+	if code, _, errOut := runCLI(t, env2, "bench", "--agents", "2", "--duration", "100ms", "--warmup", "0s", "--json", "--keep"); code != 0 || created2.Load() != 2 || revoked2.Load() != 0 {
+		t.Errorf("bench --keep: exit %d, %d revoked (%s)", code, revoked2.Load(), errOut)
 	}
 	var res benchResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
