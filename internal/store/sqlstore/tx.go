@@ -253,7 +253,7 @@ func (t *txn) agentLockByKey(address, idempotencyKey string) (*spend.Agent, *spe
 	var prevID sql.NullString
 	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at,
 		(SELECT s.id FROM spends s WHERE s.agent_id = a.id AND s.idempotency_key = ?)
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentOf, idempotencyKey, address),
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentAndKey, idempotencyKey, address),
 		&k.Address, &created, &revoked, &prevID)
 	if err != nil {
 		return nil, nil, "", t.scanErr(err)

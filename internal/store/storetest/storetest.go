@@ -61,7 +61,9 @@ func PostgresDSN(t testing.TB) string {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", schema) // lets the suite find the test's sessions (awaitLockWaiter)
 	u.RawQuery = q.Encode()
+	registerLockProbe(t, base, schema)
 	return u.String()
 }
 
@@ -82,6 +84,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"PrefetchedBatch":        testPrefetchedBatch,
 		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
 		"FailedFinalWrite":       testFailedFinalWrite,
+		"KeyRevokedWhileWaiting": testKeyRevokedWhileWaiting,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
