@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/purserhq/purser/internal/audit"
@@ -101,7 +100,9 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	if r.Host != "" && !hostRE.MatchString(r.Host) {
 		return nil, Errorf(CodeInvalidRequest, "host %q is malformed: a DNS name with an optional :port", r.Host).WithDetails(map[string]any{"field": "host"})
 	}
-	r.Host = strings.ToLower(r.Host)
+	if err := normalizeRequestHost(&r); err != nil {
+		return nil, err
+	}
 	if r.IdempotencyKey != "" && !keyRE.MatchString(r.IdempotencyKey) {
 		return nil, Errorf(CodeInvalidRequest, "idempotency_key must be 1-255 printable ASCII characters").WithDetails(map[string]any{"field": "idempotency_key"})
 	}
