@@ -369,7 +369,9 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 		}
 	})
 	loop(time.Minute, "prune-nonces", func(ctx context.Context) error {
-		_, err := s.svc.PruneNonces(ctx, agentauth.ClockSkew)
+		// Kept for MaxTTL after expiry by the database's clock: safe while
+		// no server's clock lags the database's by that much.
+		_, err := s.svc.PruneNonces(ctx, agentauth.MaxTTL)
 		return err
 	})
 	loop(10*time.Second, "checkpoint", func(ctx context.Context) error {

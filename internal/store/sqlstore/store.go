@@ -39,6 +39,9 @@ type Dialect struct {
 	// Agents first, in every statement, so that two batches never take
 	// the two in opposite orders.
 	LockAgentAndKey string
+	// NowMicros is a query for the database's clock in Unix
+	// microseconds.
+	NowMicros string
 	// Committers is how many batches may run at once.
 	Committers int
 	// MaxBatch bounds the callers grouped into one transaction.

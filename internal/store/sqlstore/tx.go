@@ -527,6 +527,14 @@ func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Ti
 	return n == 1, err
 }
 
+func (t *txn) DBNow(_ context.Context) (time.Time, error) {
+	var us int64
+	if err := t.queryRow(t.s.d.NowMicros).Scan(&us); err != nil {
+		return time.Time{}, t.fail(err)
+	}
+	return fromMicros(us), nil
+}
+
 func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
 	res, err := t.execSide(`DELETE FROM nonces WHERE expires_at < ?`, micros(before))
 	if err != nil {

@@ -317,6 +317,13 @@ func testNonces(t *testing.T, s spend.Store) {
 		if err != nil || fresh {
 			return fmt.Errorf("unexpired nonce was pruned: fresh=%v err=%v", fresh, err)
 		}
+		// The database's clock (the test's database runs on this
+		// machine: it reads this machine's time, to a margin).
+		before := time.Now()
+		now, err := tx.DBNow(ctx)
+		if err != nil || now.Before(before.Add(-time.Minute)) || now.After(time.Now().Add(time.Minute)) {
+			return fmt.Errorf("DBNow = %v, %v; want about %v", now, err, before)
+		}
 		return nil
 	})
 }
