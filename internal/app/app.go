@@ -380,9 +380,11 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 	})
 	loop(5*time.Second, "holds-gauge", holds.refresh)
 	// Signed authorizations and unknown outcomes: at start, then every
-	// few seconds, ask the chains what became of them.
+	// few seconds, ask the chains what became of those due: a few at a
+	// time, each spend backing off while it has no news.
+	recon := s.svc.NewReconcileScheduler(spend.ReconcileOptions{})
 	loop(5*time.Second, "reconcile", func(ctx context.Context) error {
-		_, err := s.svc.ReconcileDue(ctx, 200)
+		_, err := recon.Pass(ctx, 200)
 		return err
 	})
 }
