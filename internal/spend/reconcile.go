@@ -169,6 +169,7 @@ func (r *ReconcileScheduler) forget(open map[string]bool) {
 		}
 	}
 }
+
 // Reconcile asks sp's rail now (an agent reported a settlement, or an
 // owner wants an answer) and returns the spend as it then stands.
 func (s *Service) Reconcile(ctx context.Context, id string) (*Spend, error) {
