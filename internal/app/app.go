@@ -381,7 +381,9 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 		}
 	})
 	loop(time.Minute, "prune-nonces", func(ctx context.Context) error {
-		_, err := s.svc.PruneNonces(ctx, agentauth.ClockSkew)
+		// Kept for MaxTTL after expiry by the database's clock: safe while
+		// no server's clock lags the database's by that much.
+		_, err := s.svc.PruneNonces(ctx, agentauth.MaxTTL)
 		return err
 	})
 	loop(10*time.Second, "checkpoint", func(ctx context.Context) error {
@@ -391,9 +393,11 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 	loop(5*time.Second, "holds-gauge", holds.refresh)
 	loop(5*time.Second, "refusals", func(ctx context.Context) error { return s.svc.FlushRefusals(ctx, false) })
 	// Signed authorizations and unknown outcomes: at start, then every
-	// few seconds, ask the chains what became of them.
+	// few seconds, ask the chains what became of those due: a few at a
+	// time, each spend backing off while it has no news.
+	recon := s.svc.NewReconcileScheduler(spend.ReconcileOptions{})
 	loop(5*time.Second, "reconcile", func(ctx context.Context) error {
-		_, err := s.svc.ReconcileDue(ctx, 200)
+		_, err := recon.Pass(ctx, 200)
 		return err
 	})
 }

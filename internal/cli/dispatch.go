@@ -87,6 +87,7 @@ type opts struct {
 	serve        serveOpts
 	bench        benchOpts
 	x402         x402Opts
+	resolve      resolveOpts
 	fac          facilitatorOpts
 	demo         demoOpts
 }

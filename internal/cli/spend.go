@@ -24,6 +24,7 @@ func spendCommand() *command {
 			run: runSpendCapture},
 		{name: "release", args: "SPEND_ID", summary: "release an authorized spend's hold unspent",
 			kind: kindAgent, run: spendAction((*client.Client).Release)},
+		spendResolveCommand(),
 	}
 	c := &command{
 		name:    "spend",
@@ -71,7 +72,7 @@ func statusExit(status string) int {
 
 func runSpend(ctx context.Context, e *env, o *opts, args []string) error {
 	if len(args) > 0 {
-		return usagef(o.path, "unexpected argument %q (subcommands: status, confirm, capture, release)", args[0])
+		return usagef(o.path, "unexpected argument %q (subcommands: status, confirm, capture, release, resolve)", args[0])
 	}
 	if o.amount == "" || o.payee == "" {
 		return usagef(o.path, "--amount and --payee are required")

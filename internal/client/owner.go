@@ -214,3 +214,18 @@ func (c *Client) AuditKey(ctx context.Context) (*AuditKey, error) {
 	}
 	return &k, nil
 }
+
+// ResolveRequest is an owner's resolution of a spend whose outcome is
+// unknown: CapturedTx (it was paid in this transaction) or Released with
+// a Reason (nothing moved, and nothing can move any more).
+type ResolveRequest struct {
+	CapturedTx string `json:"captured_tx,omitempty"`
+	Released   bool   `json:"released,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// Resolve settles an unknown spend (POST /v1/spends/{id}/resolve); the
+// server checks it against the chain where one is connected.
+func (c *Client) Resolve(ctx context.Context, id string, r ResolveRequest) (*Spend, error) {
+	return c.spendCall(ctx, http.MethodPost, "/v1/spends/"+escape(id)+"/resolve", r, authOwner)
+}

@@ -31,6 +31,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{ref}/limits", s.owner(s.ownerLimits))
 	s.handle("GET /v1/spends", s.owner(s.listSpends))
 	s.handle("GET /v1/spends/{id}", s.owner(s.getSpend))
+	s.handle("POST /v1/spends/{id}/resolve", s.owner(s.resolveSpend))
 	s.handle("GET /v1/approvals", s.owner(s.listApprovals))
 	s.handle("POST /v1/approvals/{id}/approve", s.owner(s.approve))
 	s.handle("POST /v1/approvals/{id}/deny", s.owner(s.deny))
@@ -618,4 +619,22 @@ func (s *Server) agentLimits(w http.ResponseWriter, r *http.Request, c spend.Cal
 		return err
 	}
 	return writeJSON(w, http.StatusOK, limitsView(l))
+}
+
+// resolveSpend settles an unknown spend on the owner's word, checked
+// against the chain where one is connected (spend.Service.Resolve).
+func (s *Server) resolveSpend(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		CapturedTx string `json:"captured_tx"`
+		Released   bool   `json:"released"`
+		Reason     string `json:"reason"`
+	}
+	if err := bindJSON(r, &req); err != nil {
+		return err
+	}
+	sp, err := s.svc.Resolve(r.Context(), r.PathValue("id"), spend.ResolveRequest{CapturedTx: req.CapturedTx, Released: req.Released, Reason: req.Reason})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
 }

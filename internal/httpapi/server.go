@@ -251,7 +251,7 @@ var statusOf = map[string]int{
 	"wrong_credential": 403, spend.CodeSpendDenied: 403,
 	spend.CodeAgentNotFound: 404, spend.CodeSpendNotFound: 404, "not_found": 404, "method_not_allowed": 405,
 	spend.CodeAgentExists: 409, spend.CodeIdempotencyConflict: 409, spend.CodeInvalidState: 409, spend.CodeMandateConflict: 409,
-	spend.CodeCaptureExceedsHold: 409, "audit_chain_broken": 409,
+	spend.CodeCaptureExceedsHold: 409, "audit_chain_broken": 409, spend.CodeChainDisagrees: 409,
 	spend.CodeTooManyRequests: 429,
 	spend.CodeUnavailable:     503, spend.CodeRailFailed: 502, spend.CodeChainUnavailable: 503,
 }

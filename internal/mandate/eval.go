@@ -190,10 +190,11 @@ func containsPayee(list []string, payee string) bool {
 	return false
 }
 
-// hostAllowed matches the intent's host, ignoring case and any ":port",
-// against exact names and "*." wildcards (which match subdomains only).
+// hostAllowed matches the intent's host, ignoring case, any ":port" and
+// one trailing dot (the DNS root: "api.x.com." is "api.x.com"), against
+// exact names and "*." wildcards (which match subdomains only).
 func hostAllowed(patterns []string, host string) bool {
-	host = stripPort(host)
+	host = strings.TrimSuffix(stripPort(host), ".")
 	if host == "" {
 		return false
 	}

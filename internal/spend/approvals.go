@@ -219,18 +219,6 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 	return n, nil
 }
 
-// PruneNonces forgets request nonces whose signatures can no longer be
-// valid (their expiry plus the allowed clock skew has passed).
-func (s *Service) PruneNonces(ctx context.Context, skew time.Duration) (int64, error) {
-	var n int64
-	err := s.inTx(ctx, func(tx Tx) error {
-		var err error
-		n, err = tx.NoncesPrune(ctx, s.now().Add(-skew))
-		return err
-	})
-	return n, err
-}
-
 // Limits is what an agent may still spend.
 type Limits struct {
 	Agent             *Agent

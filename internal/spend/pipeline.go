@@ -111,7 +111,9 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	if r.Host != "" && !hostRE.MatchString(r.Host) {
 		return nil, Errorf(CodeInvalidRequest, "host %q is malformed: a DNS name with an optional :port", r.Host).WithDetails(map[string]any{"field": "host"})
 	}
-	r.Host = strings.ToLower(r.Host)
+	if err := normalizeRequestHost(&r); err != nil {
+		return nil, err
+	}
 	if r.IdempotencyKey != "" && !keyRE.MatchString(r.IdempotencyKey) {
 		return nil, Errorf(CodeInvalidRequest, "idempotency_key must be 1-255 printable ASCII characters").WithDetails(map[string]any{"field": "idempotency_key"})
 	}

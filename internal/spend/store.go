@@ -96,6 +96,9 @@ type Tx interface {
 	// repeats both, since the signature covers both).
 	NonceUse(ctx context.Context, agentID, nonce string, expires time.Time) (fresh bool, err error)
 	NoncesPrune(ctx context.Context, before time.Time) (int64, error)
+	// DBNow returns the database's clock: one clock for every process
+	// sharing the database, whatever their own clocks say.
+	DBNow(ctx context.Context) (time.Time, error)
 
 	SpendCreate(ctx context.Context, s *Spend) error
 	SpendGet(ctx context.Context, id string) (*Spend, error)

@@ -60,7 +60,8 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 		Writer: db, Reader: db, Logger: log, Migrations: Migrations(),
 		Dialect: sqlstore.Dialect{
 			Name: "postgres", Numbered: true,
-			LockRows: " FOR UPDATE", LockAgentOf: " FOR UPDATE OF a",
+			LockRows: " FOR UPDATE", LockAgentAndKey: " FOR UPDATE OF a, k",
+			NowMicros:  "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
 			Committers: 2, MaxBatch: 64, Retryable: retryable, Pipeline: pipeline,
 			LockMigrations: func(ctx context.Context, c *sql.Conn) (func(), error) {
 				if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {

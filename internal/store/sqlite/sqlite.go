@@ -88,7 +88,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*sqlstore.Store, 
 	c := &checkpointer{w: w, ck: ck, log: log}
 	s, err := sqlstore.New(ctx, sqlstore.Options{
 		Writer: w, Reader: r, Logger: log, Migrations: Migrations(),
-		Dialect:        sqlstore.Dialect{Name: "sqlite", Committers: 1, MaxBatch: 128, Linger: 300 * time.Microsecond, Retryable: retryable, CacheStatements: true},
+		Dialect:        sqlstore.Dialect{Name: "sqlite", NowMicros: "SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER)", Committers: 1, MaxBatch: 128, Linger: 300 * time.Microsecond, Retryable: retryable, CacheStatements: true},
 		Maintain:       c.loop,
 		SyncCommit:     wl.sync,
 		BetweenBatches: c.checkpointIfLarge,

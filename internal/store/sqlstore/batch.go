@@ -247,12 +247,13 @@ func (t *txn) prefetch(batch []*request) (*batchState, error) {
 		b.keys[a.(string)] = nil
 	}
 
-	// 1. Lock the agents, in id order.
+	// 1. Lock the agents, in id order, and their keys named (each after
+	// its agent: Dialect.LockAgentAndKey says why the key rows too).
 	in, size := placeholders(len(addrs))
 	var agentIDs []any
 	agentSeen := map[string]bool{}
 	err := t.each(s.q(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id`+s.d.LockAgentOf), pad(addrs, 1, size), func(rows *sql.Rows) error {
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address IN `+in+` ORDER BY a.id, k.address`+s.d.LockAgentAndKey), pad(addrs, 1, size), func(rows *sql.Rows) error {
 		var k spend.AgentKey
 		var created int64
 		var revoked sql.NullInt64

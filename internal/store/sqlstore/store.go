@@ -29,8 +29,19 @@ type Dialect struct {
 	// (" FOR UPDATE"); empty where the single writer already excludes
 	// every other writer (SQLite).
 	LockRows string
-	// LockAgentOf locks only the agents row of a join.
-	LockAgentOf string
+	// LockAgentAndKey locks the agents row (a) and then the agent_keys
+	// row (k) of a join of the two. The key row is locked too, not only
+	// read: on PostgreSQL (READ COMMITTED) a row that is read but not
+	// locked comes from the statement's snapshot, taken before the agent's
+	// lock was granted, so a request that waited on the lock while a
+	// rotation revoked its key would still see the key active. A locked
+	// row is re-read at its newest version once the lock is granted.
+	// Agents first, in every statement, so that two batches never take
+	// the two in opposite orders.
+	LockAgentAndKey string
+	// NowMicros is a query for the database's clock in Unix
+	// microseconds.
+	NowMicros string
 	// Committers is how many batches may run at once.
 	Committers int
 	// MaxBatch bounds the callers grouped into one transaction.

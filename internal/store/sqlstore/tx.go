@@ -253,7 +253,7 @@ func (t *txn) agentLockByKey(address, idempotencyKey string) (*spend.Agent, *spe
 	var prevID sql.NullString
 	a, err := scanAgent(t.queryRow(`SELECT `+agentCols+`, k.address, k.created_at, k.revoked_at,
 		(SELECT s.id FROM spends s WHERE s.agent_id = a.id AND s.idempotency_key = ?)
-		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentOf, idempotencyKey, address),
+		FROM agent_keys k JOIN agents a ON a.id = k.agent_id WHERE k.address = ?`+t.s.d.LockAgentAndKey, idempotencyKey, address),
 		&k.Address, &created, &revoked, &prevID)
 	if err != nil {
 		return nil, nil, "", t.scanErr(err)
@@ -525,6 +525,14 @@ func (t *txn) NonceUse(_ context.Context, agentID, nonce string, expires time.Ti
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+func (t *txn) DBNow(_ context.Context) (time.Time, error) {
+	var us int64
+	if err := t.queryRow(t.s.d.NowMicros).Scan(&us); err != nil {
+		return time.Time{}, t.fail(err)
+	}
+	return fromMicros(us), nil
 }
 
 func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {

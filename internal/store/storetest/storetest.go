@@ -61,7 +61,9 @@ func PostgresDSN(t testing.TB) string {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	q.Set("application_name", schema) // lets the suite find the test's sessions (awaitLockWaiter)
 	u.RawQuery = q.Encode()
+	registerLockProbe(t, base, schema)
 	return u.String()
 }
 
@@ -82,6 +84,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"PrefetchedBatch":        testPrefetchedBatch,
 		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
 		"FailedFinalWrite":       testFailedFinalWrite,
+		"KeyRevokedWhileWaiting": testKeyRevokedWhileWaiting,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
@@ -313,6 +316,13 @@ func testNonces(t *testing.T, s spend.Store) {
 		fresh, err := tx.NonceUse(ctx, "agt_n", "0x02", at.Add(time.Hour))
 		if err != nil || fresh {
 			return fmt.Errorf("unexpired nonce was pruned: fresh=%v err=%v", fresh, err)
+		}
+		// The database's clock (the test's database runs on this
+		// machine: it reads this machine's time, to a margin).
+		before := time.Now()
+		now, err := tx.DBNow(ctx)
+		if err != nil || now.Before(before.Add(-time.Minute)) || now.After(time.Now().Add(time.Minute)) {
+			return fmt.Errorf("DBNow = %v, %v; want about %v", now, err, before)
 		}
 		return nil
 	})
