@@ -81,10 +81,10 @@ type sim struct {
 	payees   []string
 
 	mu       sync.Mutex
-	spends   []simSpend            // every spend an answer named
-	answered map[string]string     // agent id + "/" + idempotency key → spend id
-	stats    map[string]int        // outcomes, for the log
-	broken   []string              // violations clients saw in answers
+	spends   []simSpend        // every spend an answer named
+	answered map[string]string // agent id + "/" + idempotency key → spend id
+	stats    map[string]int    // outcomes, for the log
+	broken   []string          // violations clients saw in answers
 	restarts int
 }
 
