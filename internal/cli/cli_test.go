@@ -121,6 +121,9 @@ func TestStatusExit(t *testing.T) {
 	}
 }
 
+// fakeDomain is the fake servers' deployment.
+var fakeDomain = agentauth.DeploymentDomain([32]byte{0xfa, 0xce, 31: 1})
+
 // fakeServer plays the API for the CLI: agent requests must carry a
 // signature agentauth verifies, owner requests the token "tok".
 type fakeServer struct {
@@ -134,10 +137,14 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "application/json")
 	reply := func(status int, v string) { w.WriteHeader(status); io.WriteString(w, v) }
+	if r.URL.Path == "/v1/deployment" {
+		reply(200, `{"deployment_id":"`+fakeDomain.DeploymentHex()+`","auth_versions":[2]}`)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
 		s, err := agentauth.Parse(r.Header)
 		if err == nil {
-			err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+			err = s.Verify(fakeDomain, r.Method, r.RequestURI, body, time.Now())
 		}
 		if err != nil {
 			reply(401, `{"code":"signature_invalid","message":"bad signature"}`)

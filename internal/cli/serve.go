@@ -17,6 +17,23 @@ type serveOpts struct {
 	rpc                                 rpcFlags
 	devChain                            bool
 	devChainListen, assets              string
+	hostNames                           listFlag
+	metricsAuth                         string
+	acceptUnbound                       bool
+}
+
+// listFlag collects comma-separated values, the flag repeatable.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
 }
 
 // rpcFlags collects repeated --rpc CAIP2=URL flags.
@@ -59,6 +76,9 @@ func serveCommand() *command {
 			fs.BoolVar(&s.devChain, "dev-chain", false, "run the embedded EVM dev chain (eip155:1337) with its USDC token; state is lost at exit")
 			fs.StringVar(&s.devChainListen, "dev-chain-listen", "127.0.0.1:0", "the dev chain's JSON-RPC `ADDR`ess")
 			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
+			fs.Var(&s.hostNames, "host-names", "further `NAMES` (comma-separated) to answer to in the Host header, e.g. the proxy's public name; localhost, IP literals and the listen host always work; * turns the check off")
+			fs.StringVar(&s.metricsAuth, "metrics-auth", "none", "`none` (open /metrics) or owner (/metrics needs the owner token)")
+			fs.BoolVar(&s.acceptUnbound, "accept-unbound-signatures", false, "also accept version 1 agent signatures, which bind no deployment, while agents upgrade (replayable to other Pursers that know the key)")
 		},
 		run: runServe,
 	}
@@ -88,7 +108,11 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		DevChain:       s.devChain,
 		DevChainListen: s.devChainListen,
 		AssetsFile:     s.assets,
-		Stdout:         e.stdio.Out,
-		Stderr:         e.stdio.Err,
+		HostNames:      s.hostNames,
+		MetricsAuth:    s.metricsAuth,
+
+		AcceptUnboundSignatures: s.acceptUnbound,
+		Stdout:                  e.stdio.Out,
+		Stderr:                  e.stdio.Err,
 	})
 }

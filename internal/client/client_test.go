@@ -14,15 +14,26 @@ import (
 	"github.com/purserhq/purser/internal/agentauth"
 )
 
+var testDomain = agentauth.DeploymentDomain([32]byte{0xde, 0x91, 31: 7})
+
+func serveDeployment(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"deployment_id": testDomain.DeploymentHex(), "auth_versions": []int{2}})
+}
+
 // verifyingServer answers agent requests only when agentauth verifies
 // their signature over the request as received; answer writes the reply.
 func verifyingServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/deployment" {
+			serveDeployment(w)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		s, err := agentauth.Parse(r.Header)
 		if err == nil {
-			err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+			err = s.Verify(testDomain, r.Method, r.RequestURI, body, time.Now())
 		}
 		if err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
