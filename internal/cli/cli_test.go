@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/client"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -368,5 +370,50 @@ func TestApprovalsListJSON(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, map[string]string{"PURSER_SERVER": envv["PURSER_SERVER"], "PURSER_OWNER_TOKEN": "bad"}, "approvals", "list"); code != 1 || errOut != "error: bad token (unauthorized)\n" {
 		t.Errorf("bad token: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestOwnerTokenPlainHTTPWarning: before an owner command sends the
+// token over http:// to a host that is not loopback, stderr says so.
+func TestOwnerTokenPlainHTTPWarning(t *testing.T) {
+	t.Parallel()
+	f := &fakeServer{t: t}
+	var sawRequest atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawRequest.Store(true)
+		f.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// Every name dials the fake server, so a remote-looking URL works.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+	}}}
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	for _, tc := range []struct {
+		server string
+		warn   bool
+	}{
+		{"http://purser.example.com:" + port, true},
+		{"http://192.0.2.10:" + port, true},
+		{"http://127.0.0.1:" + port, false},
+		{"http://localhost:" + port, false},
+		{"http://[::1]:" + port, false},
+	} {
+		var out, errb bytes.Buffer
+		e := &env{stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &errb},
+			getenv:     func(k string) string { return map[string]string{"PURSER_SERVER": tc.server, "PURSER_OWNER_TOKEN": "tok"}[k] },
+			clientOpts: []client.Option{client.WithHTTPClient(hc)}}
+		sawRequest.Store(false)
+		if code := e.run(context.Background(), []string{"approvals"}); code != 0 || !sawRequest.Load() {
+			t.Fatalf("%s: exit %d, request sent %v, stderr %q", tc.server, code, sawRequest.Load(), errb.String())
+		}
+		if got := strings.Contains(errb.String(), "warning: sending the owner token over plain http://"); got != tc.warn {
+			t.Errorf("%s: warning %v, want %v (stderr %q)", tc.server, got, tc.warn, errb.String())
+		}
+	}
+	for _, u := range []string{"https://purser.example.com", "http://127.0.0.2:1", "http://[::ffff:127.0.0.1]:1"} {
+		if _, warn := plainHTTPRemote(u); warn {
+			t.Errorf("%s: warned", u)
+		}
 	}
 }

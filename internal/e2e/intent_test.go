@@ -247,6 +247,7 @@ func TestSignedBodiesAreUnambiguous(t *testing.T) {
 		{"case-only field name", spends, `{"rail":"custom","payee":"` + payee + `","Amount":"0.01"}`, "key_case_mismatch"},
 		{"duplicate in rail_request", spends, `{"rail":"custom","payee":"` + payee + `","amount":"0.01","rail_request":{"offer":{"payTo":"a","payTo":"b"}}}`, "duplicate_key"},
 		{"case variant in rail_request", spends, `{"rail":"custom","payee":"` + payee + `","amount":"0.01","rail_request":{"url":"a","URL":"b"}}`, "case_variant_key"},
+		{"case-only key in an x402 rail_request", spends, `{"rail":"x402","rail_request":{"URL":"https://seller.example/item","x402_version":2,"offer":{}}}`, "key_case_mismatch"},
 		{"capture duplicate", spends + "/" + good.SpendID + "/capture", `{"amount":"0.001","amount":"0.01"}`, "duplicate_key"},
 		{"capture case", spends + "/" + good.SpendID + "/capture", `{"Amount":"0.001"}`, "key_case_mismatch"},
 		{"release invalid utf8", spends + "/" + good.SpendID + "/release", "{\"\xfe\":1}", "invalid_utf8"},
