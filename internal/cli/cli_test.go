@@ -401,7 +401,9 @@ func TestOwnerTokenPlainHTTPWarning(t *testing.T) {
 	} {
 		var out, errb bytes.Buffer
 		e := &env{stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &errb},
-			getenv:     func(k string) string { return map[string]string{"PURSER_SERVER": tc.server, "PURSER_OWNER_TOKEN": "tok"}[k] },
+			getenv: func(k string) string {
+				return map[string]string{"PURSER_SERVER": tc.server, "PURSER_OWNER_TOKEN": "tok"}[k]
+			},
 			clientOpts: []client.Option{client.WithHTTPClient(hc)}}
 		sawRequest.Store(false)
 		if code := e.run(context.Background(), []string{"approvals"}); code != 0 || !sawRequest.Load() {
