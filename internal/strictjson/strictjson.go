@@ -96,15 +96,37 @@ func walk(data []byte, sc *schema) error {
 type walker struct {
 	data  []byte
 	pos   int
-	path  []string
+	path  []pathElem // built into a string only for an error
 	depth int
+}
+
+// pathElem is an object key or, when key is nil, an array index.
+type pathElem struct {
+	key []byte
+	idx int
+}
+
+func (w *walker) field() string {
+	var b strings.Builder
+	for i, p := range w.path {
+		switch {
+		case p.key == nil:
+			b.WriteString("[" + strconv.Itoa(p.idx) + "]")
+		case i > 0:
+			b.WriteByte('.')
+			b.Write(p.key)
+		default:
+			b.Write(p.key)
+		}
+	}
+	return b.String()
 }
 
 // maxDepth bounds recursion; encoding/json refuses deeper input too.
 const maxDepth = 10000
 
 func (w *walker) fail(reason, msg string) *Error {
-	return &Error{Reason: reason, Field: strings.Join(w.path, ""), Offset: w.pos, msg: msg}
+	return &Error{Reason: reason, Field: w.field(), Offset: w.pos, msg: msg}
 }
 
 func (w *walker) syntax() *Error {
@@ -142,7 +164,7 @@ func (w *walker) value(sc *schema) error {
 	case c == '[':
 		return w.array(sc)
 	case c == '"':
-		_, _, err := w.str(false)
+		_, err := w.str(false)
 		return err
 	case c == 't':
 		return w.literal("true")
@@ -228,7 +250,7 @@ func (w *walker) array(sc *schema) error {
 		elem = sc.elem
 	}
 	for i := 0; ; i++ {
-		w.path = append(w.path, "["+strconv.Itoa(i)+"]")
+		w.path = append(w.path, pathElem{idx: i})
 		w.space()
 		if err := w.value(elem); err != nil {
 			return err
@@ -265,10 +287,9 @@ func (w *walker) object(sc *schema) error {
 		return nil
 	}
 	var (
-		folded [smallObject]string // the first keys, case-folded
-		n      int
-		seen   map[string]string // folded → key as written, past smallObject
-		keys   [smallObject]string
+		keys [smallObject][]byte // the first keys, as unescaped
+		n    int
+		seen map[string][]byte // folded → key as written, past smallObject
 	)
 	for {
 		w.space()
@@ -276,36 +297,40 @@ func (w *walker) object(sc *schema) error {
 			return w.syntax()
 		}
 		keyAt := w.pos
-		key, _, err := w.str(true)
+		key, err := w.str(true)
 		if err != nil {
 			return err
 		}
-		f := fold(key)
-		prev, dup := "", false
+		var prev []byte
+		dup := false
 		if seen == nil {
 			for i := 0; i < n; i++ {
-				if folded[i] == f {
+				if bytes.EqualFold(keys[i], key) {
 					prev, dup = keys[i], true
 					break
 				}
 			}
 			if !dup && n < smallObject {
-				folded[n], keys[n] = f, key
+				keys[n] = key
 				n++
 			} else if !dup {
-				seen = make(map[string]string, 2*smallObject)
+				seen = make(map[string][]byte, 2*smallObject)
 				for i := 0; i < n; i++ {
-					seen[folded[i]] = keys[i]
+					seen[fold(string(keys[i]))] = keys[i]
 				}
+				seen[fold(string(key))] = key
+			}
+		} else {
+			f := fold(string(key))
+			if prev, dup = seen[f]; !dup {
 				seen[f] = key
 			}
-		} else if prev, dup = seen[f]; !dup {
-			seen[f] = key
 		}
-		field := w.fieldName(key)
 		if dup {
 			w.pos = keyAt
-			if prev == key {
+			w.path = append(w.path, pathElem{key: key})
+			field := w.field()
+			if bytes.Equal(prev, key) {
 				return &Error{Reason: ReasonDuplicateKey, Field: field, Offset: keyAt, msg: fmt.Sprintf("duplicate key %q", key)}
 			}
 			return &Error{Reason: ReasonCaseVariant, Field: field, Offset: keyAt, msg: fmt.Sprintf("keys %q and %q differ only in case", prev, key)}
@@ -314,10 +339,11 @@ func (w *walker) object(sc *schema) error {
 		if sc != nil {
 			switch sc.kind {
 			case kindStruct:
-				if fs, ok := sc.fields[key]; ok {
+				if fs, ok := sc.fields[string(key)]; ok {
 					sub = fs
-				} else if name, ok := sc.folded[f]; ok {
-					return &Error{Reason: ReasonKeyCase, Field: field, Offset: keyAt, msg: fmt.Sprintf("key %q must be spelled %q", key, name)}
+				} else if name, ok := sc.folded[fold(string(key))]; ok {
+					w.path = append(w.path, pathElem{key: key})
+					return &Error{Reason: ReasonKeyCase, Field: w.field(), Offset: keyAt, msg: fmt.Sprintf("key %q must be spelled %q", key, name)}
 				}
 			case kindMap:
 				sub = sc.elem
@@ -329,7 +355,7 @@ func (w *walker) object(sc *schema) error {
 		}
 		w.pos++
 		w.space()
-		w.path = append(w.path, w.pathPart(key))
+		w.path = append(w.path, pathElem{key: key})
 		if err := w.value(sub); err != nil {
 			return err
 		}
@@ -350,20 +376,9 @@ func (w *walker) object(sc *schema) error {
 	}
 }
 
-func (w *walker) pathPart(key string) string {
-	if len(w.path) == 0 {
-		return key
-	}
-	return "." + key
-}
-
-func (w *walker) fieldName(key string) string {
-	return strings.Join(w.path, "") + w.pathPart(key)
-}
-
 // str reads a string at w.pos (which is '"'). With wantValue it returns
-// the unescaped value; escaped reports whether it had escapes.
-func (w *walker) str(wantValue bool) (string, bool, error) {
+// the unescaped value (a slice of the input when it has no escapes).
+func (w *walker) str(wantValue bool) ([]byte, error) {
 	d := w.data
 	w.pos++
 	start := w.pos
@@ -371,23 +386,23 @@ func (w *walker) str(wantValue bool) (string, bool, error) {
 	escaped := false
 	for {
 		if w.pos >= len(d) {
-			return "", false, w.syntax()
+			return nil, w.syntax()
 		}
 		c := d[w.pos]
 		switch {
 		case c == '"':
-			var v string
+			var v []byte
 			if wantValue {
 				if escaped {
-					v = string(buf)
+					v = buf
 				} else {
-					v = string(d[start:w.pos])
+					v = d[start:w.pos:w.pos]
 				}
 			}
 			w.pos++
-			return v, escaped, nil
+			return v, nil
 		case c < 0x20:
-			return "", false, w.fail(ReasonSyntax, fmt.Sprintf("malformed JSON: control character 0x%02x in a string at offset %d", c, w.pos))
+			return nil, w.fail(ReasonSyntax, fmt.Sprintf("malformed JSON: control character 0x%02x in a string at offset %d", c, w.pos))
 		case c == '\\':
 			if !escaped && wantValue {
 				buf = append(buf, d[start:w.pos]...)
@@ -395,7 +410,7 @@ func (w *walker) str(wantValue bool) (string, bool, error) {
 			escaped = true
 			r, err := w.escape()
 			if err != nil {
-				return "", false, err
+				return nil, err
 			}
 			if wantValue {
 				buf = utf8.AppendRune(buf, r)
@@ -408,7 +423,7 @@ func (w *walker) str(wantValue bool) (string, bool, error) {
 		default:
 			r, size := utf8.DecodeRune(d[w.pos:])
 			if r == utf8.RuneError && size <= 1 {
-				return "", false, w.fail(ReasonInvalidUTF8, fmt.Sprintf("invalid UTF-8 at offset %d", w.pos))
+				return nil, w.fail(ReasonInvalidUTF8, fmt.Sprintf("invalid UTF-8 at offset %d", w.pos))
 			}
 			if escaped && wantValue {
 				buf = append(buf, d[w.pos:w.pos+size]...)

@@ -249,3 +249,52 @@ func countKeys(b []byte) int {
 		}
 	}
 }
+
+var benchBody = []byte(`{"rail":"custom","host":"api.example.com","payee":"0x000000000000000000000000000000000000dEaD","asset":"USDC","network":"eip155:8453","amount":"0.05","idempotency_key":"k-123456","memo":"a short memo"}`)
+
+func BenchmarkCheck(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := strictjson.Check(benchBody); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		var r struct {
+			Rail           string `json:"rail"`
+			Host           string `json:"host"`
+			Payee          string `json:"payee"`
+			Asset          string `json:"asset"`
+			Network        string `json:"network"`
+			Amount         string `json:"amount"`
+			IdempotencyKey string `json:"idempotency_key"`
+			Memo           string `json:"memo"`
+		}
+		if err := strictjson.Decode(benchBody, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodingJSON(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		var r struct {
+			Rail           string `json:"rail"`
+			Host           string `json:"host"`
+			Payee          string `json:"payee"`
+			Asset          string `json:"asset"`
+			Network        string `json:"network"`
+			Amount         string `json:"amount"`
+			IdempotencyKey string `json:"idempotency_key"`
+			Memo           string `json:"memo"`
+		}
+		if err := json.Unmarshal(benchBody, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
