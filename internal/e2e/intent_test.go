@@ -463,6 +463,15 @@ func TestDataDirModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("fresh start")
+	deployment := func() string {
+		t.Helper()
+		var d client.Deployment
+		if err := json.Unmarshal(send(t, "GET", "http://"+srv.Addr()+"/v1/deployment", nil, nil).body, &d); err != nil || d.DeploymentID == "" {
+			t.Fatalf("deployment: %+v %v", d, err)
+		}
+		return d.DeploymentID
+	}
+	first := deployment()
 	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -479,6 +488,11 @@ func TestDataDirModes(t *testing.T) {
 	}
 	defer srv.Shutdown(context.Background())
 	check("restart over loose modes")
+	// The id comes from the seed: the same data directory (or a second
+	// node given a copy of it) is the same deployment.
+	if again := deployment(); again != first {
+		t.Errorf("deployment id changed across a restart: %s → %s", first, again)
+	}
 	if !bytes.Contains(logs.Bytes(), []byte(`"fixed file mode"`)) {
 		t.Error("fixing the modes left no log line")
 	}
