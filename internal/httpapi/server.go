@@ -173,8 +173,6 @@ func isIPLiteral(h string) bool {
 	return err == nil && !strings.Contains(h, "%") // no zone: a zone names an interface, not a host
 }
 
-// Domain is the agent-signature domain of this server.
-func (s *Server) Domain() agentauth.Domain { return s.domain }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
