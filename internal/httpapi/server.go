@@ -173,7 +173,6 @@ func isIPLiteral(h string) bool {
 	return err == nil && !strings.Contains(h, "%") // no zone: a zone names an interface, not a host
 }
 
-
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // handle registers a route with request ids, panic recovery, the body
