@@ -419,3 +419,28 @@ func TestOwnerTokenPlainHTTPWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestPinnedDeployment: PURSER_DEPLOYMENT pins the id agent commands sign
+// for; a server of another deployment refuses them.
+func TestPinnedDeployment(t *testing.T) {
+	t.Parallel()
+	envv, _ := startFake(t, &fakeServer{})
+	pin := func(id string) map[string]string {
+		m := map[string]string{}
+		for k, v := range envv {
+			m[k] = v
+		}
+		m["PURSER_DEPLOYMENT"] = id
+		return m
+	}
+	if code, out, errOut := runCLI(t, pin(fakeDomain.DeploymentHex()), "spend", "--amount", "0.05", "--payee", "0xdead"); code != 0 || !strings.Contains(out, "sp_ok") {
+		t.Errorf("pinned to the server's deployment: exit %d, %q %q", code, out, errOut)
+	}
+	other := agentauth.DeploymentDomain([32]byte{9}).DeploymentHex()
+	if code, _, errOut := runCLI(t, pin(other), "spend", "--amount", "0.05", "--payee", "0xdead"); code == 0 || !strings.Contains(errOut, "bad signature") {
+		t.Errorf("pinned to another deployment: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, pin("0x12"), "spend", "--amount", "0.05", "--payee", "0xdead"); code == 0 || !strings.Contains(errOut, "PURSER_DEPLOYMENT") {
+		t.Errorf("a malformed pin: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -326,7 +326,17 @@ func (e *env) agentClient(o *opts) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.newClient(o, client.WithAgentKey(key))
+	opts := []client.Option{client.WithAgentKey(key)}
+	// A pinned deployment id: signatures are valid there only, whatever
+	// the server at --server claims to be.
+	if v := strings.TrimSpace(e.getenv("PURSER_DEPLOYMENT")); v != "" {
+		id, err := agentauth.ParseDeployment(v)
+		if err != nil {
+			return nil, fmt.Errorf("PURSER_DEPLOYMENT: %w", err)
+		}
+		opts = append(opts, client.WithDeployment(id))
+	}
+	return e.newClient(o, opts...)
 }
 
 func (e *env) newClient(o *opts, extra ...client.Option) (*client.Client, error) {
