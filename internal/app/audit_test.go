@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -226,11 +227,27 @@ func TestAuditAttackTruncate(t *testing.T) {
 		wantBroken(t, "checkpoint after the cut", err, keep.Seq+1)
 		_, err = b.srv.svc.VerifyAudit(bg)
 		wantBroken(t, "verify after the cut", err, keep.Seq+1)
-		var out bytes.Buffer
-		if err := b.srv.svc.ExportAudit(bg, &out, "jsonl"); err == nil {
-			if _, verr := audit.VerifyExport(&out, b.srv.svc.AuditPublicKey()); verr == nil {
-				t.Fatal("an export of the cut chain verifies")
-			}
+		// The export, which signs the head first, is refused with the seq.
+		req, _ := http.NewRequest("GET", "http://"+b.srv.Addr()+"/v1/audit/export", nil)
+		tok, err := os.ReadFile(filepath.Join(b.cfg.DataDir, "owner.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Code    string `json:"code"`
+			Details struct {
+				Seq int64 `json:"seq"`
+			} `json:"details"`
+		}
+		json.NewDecoder(resp.Body).Decode(&body) //nolint:errcheck // checked below
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || body.Code != "audit_chain_broken" || body.Details.Seq != keep.Seq+1 {
+			t.Fatalf("export of the cut chain: HTTP %d %+v; want 409 audit_chain_broken at seq %d", resp.StatusCode, body, keep.Seq+1)
 		}
 		b.wantRestartRefused(keep.Seq + 1)
 	})
