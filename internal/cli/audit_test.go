@@ -2,16 +2,20 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/purserhq/purser/internal/app"
 	"github.com/purserhq/purser/internal/audit"
 )
 
@@ -119,4 +123,83 @@ func TestAuditVerifyTrusted(t *testing.T) {
 	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.OK || res.Seq != 3 {
 		t.Errorf("--json: exit %d, %s; want ok false, seq 3", code, out)
 	}
+}
+
+// TestAuditVerifyOnlineCut: after a database writer cut the server's chain
+// back behind its last signed head, the online `audit verify` fails and
+// names the first missing sequence number, and `--trusted` an export made
+// before the cut fails too.
+func TestAuditVerifyOnlineCut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, err := app.Start(ctx, app.Config{DataDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(ctx) //nolint:errcheck // the test is over
+	base := []string{"--server", "http://" + srv.Addr(), "--data", dir}
+	cli := func(args ...string) (int, string) {
+		code, out, errOut := runCLI(t, nil, append(args, base...)...)
+		return code, out + errOut
+	}
+	for _, name := range []string{"ann", "bob"} {
+		if code, out := cli("agent", "create", name, "--key-out", filepath.Join(dir, name+".key"), "--daily", "5"); code != 0 {
+			t.Fatalf("agent create %s: %d %s", name, code, out)
+		}
+	}
+	e1 := filepath.Join(dir, "e1.jsonl")
+	if code, out := cli("audit", "export", "--out", e1); code != 0 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	keep, err := audit.VerifyExport(mustOpen(t, e1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ann", "bob"} {
+		if code, out := cli("agent", "freeze", name); code != 0 {
+			t.Fatalf("freeze: %d %s", code, out)
+		}
+	}
+	e2 := filepath.Join(dir, "e2.jsonl")
+	if code, out := cli("audit", "export", "--out", e2); code != 0 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	if code, out := cli("audit", "verify", "--trusted", e1); code != 0 || !strings.Contains(out, "extends") {
+		t.Fatalf("online verify --trusted of the honest chain: %d %s", code, out)
+	}
+
+	raw, err := sql.Open("sqlite", "file:"+url.PathEscape(filepath.Join(dir, "purser.db"))+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{"DELETE FROM audit_events WHERE seq > ?", "DELETE FROM audit_checkpoints WHERE seq > ?"} {
+		if _, err := raw.ExecContext(ctx, q, keep.HeadSeq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.ExecContext(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", keep.HeadSeq, hex.EncodeToString(keep.HeadHash[:])); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("BROKEN at seq %d", keep.HeadSeq+1)
+	if code, out := cli("audit", "verify"); code != 1 || !strings.Contains(out, want) {
+		t.Errorf("online verify of the cut chain: exit %d, %s; want 1 and %q", code, out, want)
+	}
+	if code, out := cli("audit", "verify", "--trusted", e2); code != 1 || !strings.Contains(out, want) {
+		t.Errorf("online verify --trusted of the cut chain: exit %d, %s; want 1 and %q", code, out, want)
+	}
+	if code, out := cli("audit", "export", "--out", filepath.Join(dir, "e3.jsonl")); code == 0 {
+		t.Errorf("the cut chain was exported: %s", out)
+	}
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
