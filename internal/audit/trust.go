@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"fmt"
 	"io"
@@ -127,7 +128,7 @@ func NewExtension(marks ...*Trusted) *Extension {
 			x.marks = append(x.marks, m)
 		}
 	}
-	slices.SortFunc(x.marks, func(a, b *Trusted) int { return int(a.Checkpoint.Seq - b.Checkpoint.Seq) })
+	slices.SortFunc(x.marks, func(a, b *Trusted) int { return cmp.Compare(a.Checkpoint.Seq, b.Checkpoint.Seq) })
 	if len(x.marks) > 0 {
 		x.from = x.marks[0].Checkpoint.Seq
 	}
