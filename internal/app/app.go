@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/httpapi"
 	"github.com/purserhq/purser/internal/keystore"
@@ -300,13 +301,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
 	payout := &rails.Payout{Common: common}
+	anchor := audit.NewAnchorFile(filepath.Join(cfg.DataDir, "audit.checkpoints"), auditSigner.Public())
 	svc, err = spend.NewService(spend.Config{
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
-		Checkpoints: auditSigner, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
+		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
 		RequestRate: requestRate(cfg.AgentRate),
 	})
 	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
+	if err := checkAuditAtStart(ctx, svc, anchor.Path()); err != nil {
 		chains.close()
 		st.Close()
 		return nil, err
@@ -364,6 +371,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) Checkpoint(ctx context.Context) error {
 	_, err := s.svc.Checkpoint(ctx)
 	return err
+}
+
+// checkAuditAtStart refuses to serve on a chain that no longer extends
+// the last head signed (kept in the database and in the data directory's
+// anchor file): the first checkpoint re-hashes what was appended since.
+func checkAuditAtStart(ctx context.Context, svc *spend.Service, anchorPath string) error {
+	_, err := svc.Checkpoint(ctx)
+	if _, broken := spend.IsChainBroken(err); broken {
+		return fmt.Errorf("audit chain check at start (the last signed checkpoint is kept in the database and in %s): %w; "+
+			"if the database was restored from a backup on purpose, see \"Restoring a backup\" in docs/security.md", anchorPath, err)
+	}
+	if err != nil {
+		return fmt.Errorf("audit chain check at start: %w", err)
+	}
+	return nil
 }
 
 // DevChain is the embedded dev chain, nil unless Config.DevChain.

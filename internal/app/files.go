@@ -15,7 +15,7 @@ import (
 // privateFiles are the data directory's files that only the server may
 // read: the database (it names every agent, payee and spend) with its
 // WAL, the owner token and the sealed keys. audit.pub is public.
-var privateFiles = []string{"purser.db", "purser.db-wal", "purser.db-shm", "purser.db-journal", "owner.token", "kek", "seed.enc"}
+var privateFiles = []string{"purser.db", "purser.db-wal", "purser.db-shm", "purser.db-journal", "owner.token", "kek", "seed.enc", "audit.checkpoints"}
 
 // secureDataDir makes the data directory 0700 and its private files 0600,
 // fixing (and logging) what an older version, a restore from backup or a

@@ -5,8 +5,9 @@
 // JSON Lines export that `purser audit verify FILE` checks offline.
 //
 // The package does no storage and no I/O beyond the readers and writers it
-// is given; the store appends events inside the same transaction as the
-// change they record.
+// is given, except AnchorFile: the copy of the last signed checkpoint kept
+// outside the database. The store appends events inside the same
+// transaction as the change they record.
 package audit
 
 import (
@@ -220,10 +221,12 @@ type Result struct {
 // always the first bad one. It keeps every event hash (32 bytes an event)
 // so that a checkpoint may cover any event already seen.
 type Verifier struct {
-	pub    ed25519.PublicKey
-	res    Result
-	hashes [][32]byte // hashes[i] is the hash of seq i+1
-	err    error
+	pub     ed25519.PublicKey
+	res     Result
+	hashes  [][32]byte // hashes[i] is the hash of seq i+1
+	last    Checkpoint // the last checkpoint verified
+	trusted *Trusted   // a head the chain must extend (Trust)
+	err     error
 }
 
 // NewVerifier verifies checkpoints with pub. pub may be nil only for a
@@ -265,6 +268,9 @@ func (v *Verifier) Event(e *Event) error {
 	if h != e.Hash {
 		return v.fail(e.Seq, "hash mismatch")
 	}
+	if err := v.checkTrusted(e.Seq, h); err != nil {
+		return err
+	}
 	v.hashes = append(v.hashes, h)
 	v.res.HeadSeq, v.res.HeadHash = e.Seq, e.Hash
 	v.res.Events++
@@ -291,13 +297,16 @@ func (v *Verifier) Checkpoint(c Checkpoint) error {
 		return v.fail(c.Seq, err.Error())
 	}
 	v.res.Checkpoints++
-	v.res.SignedSeq = max(v.res.SignedSeq, c.Seq)
+	if c.Seq >= v.res.SignedSeq {
+		v.res.SignedSeq, v.last = c.Seq, c
+	}
 	return nil
 }
 
-// Finish returns what was verified, or the first failure. It does not
-// require the head to be signed; VerifyExport does.
-func (v *Verifier) Finish() (Result, error) { return v.res, v.err }
+// Finish returns what was verified, or the first failure: also a chain
+// that ends before the trusted head (Trust). It does not require the head
+// to be signed; VerifyExport does.
+func (v *Verifier) Finish() (Result, error) { return v.res, v.checkReached() }
 
 // IdentifierHMAC makes an identifier traceable without storing it.
 func IdentifierHMAC(key []byte, id string) string {

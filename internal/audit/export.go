@@ -86,9 +86,17 @@ func (w *Writer) WriteEvent(e *Event) error {
 }
 
 // WriteCheckpoint writes one checkpoint line.
-func (w *Writer) WriteCheckpoint(c Checkpoint) error {
-	return w.line(checkpointLine{Type: "checkpoint", Seq: c.Seq, Hash: hex.EncodeToString(c.Hash[:]), Time: c.Time.UTC().Format(timeLayout),
-		KeyID: c.KeyID, Signature: hex.EncodeToString(c.Signature)})
+func (w *Writer) WriteCheckpoint(c Checkpoint) error { return w.line(lineOf(c)) }
+
+func lineOf(c Checkpoint) checkpointLine {
+	return checkpointLine{Type: "checkpoint", Seq: c.Seq, Hash: hex.EncodeToString(c.Hash[:]), Time: c.Time.UTC().Format(timeLayout),
+		KeyID: c.KeyID, Signature: hex.EncodeToString(c.Signature)}
+}
+
+// checkpointJSON is c as one export line, newline included.
+func checkpointJSON(c Checkpoint) ([]byte, error) {
+	b, err := json.Marshal(lineOf(c))
+	return append(b, '\n'), err
 }
 
 // Flush writes buffered lines through.
@@ -190,8 +198,19 @@ func atLine(err error, n int) error {
 // <data>/audit.pub) makes such a rewrite detectable. An export cut back to
 // an earlier checkpoint verifies; compare HeadSeq with what you expect.
 func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
+	v, err := verifyExport(r, trusted, nil)
+	if v == nil {
+		return Result{}, err
+	}
+	return v.res, err
+}
+
+// verifyExport verifies an export and returns its verifier (nil when it
+// failed before the header was read), which must also extend t when t is
+// not nil.
+func verifyExport(r io.Reader, trusted ed25519.PublicKey, t *Trusted) (*Verifier, error) {
 	if trusted != nil && len(trusted) != ed25519.PublicKeySize {
-		return Result{}, errors.New("audit: the pinned audit key is not an Ed25519 public key")
+		return nil, errors.New("audit: the pinned audit key is not an Ed25519 public key")
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
@@ -201,89 +220,97 @@ func VerifyExport(r io.Reader, trusted ed25519.PublicKey) (Result, error) {
 		n++
 		line := sc.Bytes()
 		if len(bytes.TrimSpace(line)) == 0 {
-			return Result{}, &LineError{Line: n, Reason: "empty line"}
+			return v, &LineError{Line: n, Reason: "empty line"}
 		}
 		var peek struct {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(line, &peek); err != nil {
-			return Result{}, &LineError{Line: n, Reason: "not JSON: " + err.Error()}
+			return v, &LineError{Line: n, Reason: "not JSON: " + err.Error()}
 		}
 		if n == 1 {
 			if peek.Type != "header" {
-				return Result{}, &LineError{Line: 1, Reason: "the export must start with its header"}
+				return v, &LineError{Line: 1, Reason: "the export must start with its header"}
 			}
 			var h headerLine
 			if err := strict(line, &h); err != nil {
-				return Result{}, &LineError{Line: n, Reason: err.Error()}
+				return v, &LineError{Line: n, Reason: err.Error()}
 			}
 			if h.Format != Format {
-				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("format %q, want %q", h.Format, Format)}
+				return v, &LineError{Line: n, Reason: fmt.Sprintf("format %q, want %q", h.Format, Format)}
 			}
 			if _, err := time.Parse(time.RFC3339Nano, h.ExportedAt); err != nil {
-				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("exported_at %q is not an RFC 3339 time", h.ExportedAt)}
+				return v, &LineError{Line: n, Reason: fmt.Sprintf("exported_at %q is not an RFC 3339 time", h.ExportedAt)}
 			}
 			pub, ok := hexCanonical(h.AuditKey)
 			if !ok || len(pub) != ed25519.PublicKeySize {
-				return Result{}, &LineError{Line: n, Reason: "audit_key is not an Ed25519 public key"}
+				return v, &LineError{Line: n, Reason: "audit_key is not an Ed25519 public key"}
 			}
 			if trusted != nil && !bytes.Equal(trusted, pub) {
-				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("the export is signed by key %s, not the pinned key %s", KeyID(pub), KeyID(trusted))}
+				return v, &LineError{Line: n, Reason: fmt.Sprintf("the export is signed by key %s, not the pinned key %s", KeyID(pub), KeyID(trusted))}
 			}
 			if h.KeyID != KeyID(pub) {
-				return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("key_id %q does not match audit_key (%s)", h.KeyID, KeyID(pub))}
+				return v, &LineError{Line: n, Reason: fmt.Sprintf("key_id %q does not match audit_key (%s)", h.KeyID, KeyID(pub))}
 			}
 			v = NewVerifier(pub)
+			if t != nil {
+				if err := v.Trust(t); err != nil {
+					return v, err
+				}
+			}
 			continue
 		}
 		switch peek.Type {
 		case "event":
 			var el eventLine
 			if err := strict(line, &el); err != nil {
-				return Result{}, &LineError{Line: n, Reason: err.Error()}
+				return v, &LineError{Line: n, Reason: err.Error()}
 			}
 			e, err := el.event()
 			if err != nil {
 				// The line's own seq may be what was corrupted.
-				head, _ := v.Finish()
-				return Result{}, &VerifyError{Seq: head.HeadSeq + 1, Reason: fmt.Sprintf("%v (line %d)", err, n)}
+				head := v.res
+				return v, &VerifyError{Seq: head.HeadSeq + 1, Reason: fmt.Sprintf("%v (line %d)", err, n)}
 			}
 			if err := v.Event(e); err != nil {
-				return Result{}, atLine(err, n)
+				return v, atLine(err, n)
 			}
 		case "checkpoint":
 			var cl checkpointLine
 			if err := strict(line, &cl); err != nil {
-				return Result{}, &LineError{Line: n, Reason: err.Error()}
+				return v, &LineError{Line: n, Reason: err.Error()}
 			}
 			c, err := cl.checkpoint()
 			if err != nil {
-				head, _ := v.Finish()
-				return Result{}, &VerifyError{Seq: max(head.HeadSeq, 1), Reason: fmt.Sprintf("checkpoint: %v (line %d)", err, n)}
+				head := v.res
+				return v, &VerifyError{Seq: max(head.HeadSeq, 1), Reason: fmt.Sprintf("checkpoint: %v (line %d)", err, n)}
 			}
 			// The writer puts each checkpoint right after its event, and the
 			// store keeps one per seq: anything else was moved or copied.
-			if head, _ := v.Finish(); c.Seq != head.HeadSeq || c.Seq <= head.SignedSeq {
-				return Result{}, &VerifyError{Seq: max(c.Seq, 1), Reason: fmt.Sprintf("checkpoint for seq %d is out of place after event %d (line %d)", c.Seq, head.HeadSeq, n)}
+			if head := v.res; c.Seq != head.HeadSeq || c.Seq <= head.SignedSeq {
+				return v, &VerifyError{Seq: max(c.Seq, 1), Reason: fmt.Sprintf("checkpoint for seq %d is out of place after event %d (line %d)", c.Seq, head.HeadSeq, n)}
 			}
 			if err := v.Checkpoint(c); err != nil {
-				return Result{}, atLine(err, n)
+				return v, atLine(err, n)
 			}
 		default:
-			return Result{}, &LineError{Line: n, Reason: fmt.Sprintf("unknown line type %q", peek.Type)}
+			return v, &LineError{Line: n, Reason: fmt.Sprintf("unknown line type %q", peek.Type)}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return Result{}, &LineError{Line: n + 1, Reason: err.Error()}
+		return v, &LineError{Line: n + 1, Reason: err.Error()}
 	}
 	if v == nil {
-		return Result{}, &LineError{Line: 1, Reason: "empty export"}
+		return v, &LineError{Line: 1, Reason: "empty export"}
 	}
-	res, _ := v.Finish()
+	res, err := v.Finish()
+	if err != nil {
+		return v, err
+	}
 	if res.SignedSeq != res.HeadSeq {
-		return res, &VerifyError{Seq: res.SignedSeq + 1, Reason: fmt.Sprintf("events after seq %d are not covered by a signed checkpoint: the export was cut or extended", res.SignedSeq)}
+		return v, &VerifyError{Seq: res.SignedSeq + 1, Reason: fmt.Sprintf("events after seq %d are not covered by a signed checkpoint: the export was cut or extended", res.SignedSeq)}
 	}
-	return res, nil
+	return v, nil
 }
 
 func (el *eventLine) event() (*Event, error) {

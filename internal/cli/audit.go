@@ -34,11 +34,12 @@ func auditCommand() *command {
 					fs.StringVar(&o.out, "out", "", "write to `FILE` instead of stdout")
 				},
 				run: runAuditExport},
-			{name: "verify", args: "[FILE] [--audit-key HEX]",
+			{name: "verify", args: "[FILE] [--audit-key HEX] [--trusted EARLIER_EXPORT]",
 				summary: "verify an export offline (FILE) or the server's chain; exit 0 only if it verifies",
 				kind:    kindOwner,
 				flags: func(fs *flag.FlagSet, o *opts) {
 					fs.StringVar(&o.auditKey, "audit-key", "", "trust only this ed25519 audit public `KEY` (hex; default <data>/audit.pub)")
+					fs.StringVar(&o.trusted, "trusted", "", "fail unless the chain extends the signed head of this earlier export `FILE`")
 				},
 				run: runAuditVerify},
 		},
@@ -167,6 +168,24 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
+	// An earlier export the owner kept is the anchor a database writer
+	// cannot reach: it must verify on its own, and pins its key when none
+	// is pinned.
+	var anchor *audit.Trusted
+	if o.trusted != "" {
+		f, err := os.Open(o.trusted)
+		if err != nil {
+			return usagef(o.path, "--trusted: %s", err)
+		}
+		anchor, err = audit.ReadTrustedExport(f, key, o.trusted)
+		f.Close()
+		if err != nil {
+			return verifyFailed(e, o, fmt.Errorf("the trusted export %s does not verify: %v", o.trusted, err))
+		}
+		if key == nil {
+			key, from = anchor.Key(), "--trusted "+o.trusted
+		}
+	}
 	var r io.ReadCloser
 	if len(args) == 1 {
 		// Offline: no server involved.
@@ -180,6 +199,17 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The server checks what an export cannot show: checkpoints beyond
+		// the head and the copy of the last one in its data directory.
+		if _, err := c.AuditVerify(ctx); err != nil {
+			var ae *client.APIError
+			if errors.As(err, &ae) && ae.Code == "audit_chain_broken" {
+				seq, _ := ae.Details["seq"].(float64)
+				reason, _ := ae.Details["reason"].(string)
+				return verifyFailed(e, o, &audit.VerifyError{Seq: int64(seq), Reason: reason})
+			}
+			return err
+		}
 		if r, err = c.AuditExport(ctx, "jsonl"); err != nil {
 			return err
 		}
@@ -189,25 +219,22 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 		fmt.Fprintf(e.stdio.Err, "note: the audit key is not pinned (no --audit-key, no %s): trusting the key in the export's own header\n",
 			filepath.Join(e.dataDir(o), "audit.pub"))
 	}
-	res, err := audit.VerifyExport(r, key)
+	var res audit.Result
+	if anchor != nil {
+		res, err = audit.VerifyExportExtending(r, key, anchor)
+	} else {
+		res, err = audit.VerifyExport(r, key)
+	}
 	if err != nil {
-		var ve *audit.VerifyError
-		if o.json {
-			out := map[string]any{"ok": false, "error": err.Error()}
-			if errors.As(err, &ve) {
-				out["seq"], out["reason"] = ve.Seq, ve.Reason
-			}
-			writeJSON(e.stdio.Out, out)
-		} else if errors.As(err, &ve) {
-			fmt.Fprintf(e.stdio.Out, "audit chain BROKEN at seq %d: %s\n", ve.Seq, ve.Reason)
-		} else {
-			fmt.Fprintf(e.stdio.Out, "audit chain NOT verified: %s\n", err)
-		}
-		return exitCode(ExitFailure)
+		return verifyFailed(e, o, err)
 	}
 	if o.json {
-		return writeJSON(e.stdio.Out, map[string]any{"ok": true, "events": res.Events, "head_seq": res.HeadSeq,
-			"checkpoints": res.Checkpoints, "key_id": res.KeyID, "pinned": key != nil})
+		out := map[string]any{"ok": true, "events": res.Events, "head_seq": res.HeadSeq,
+			"checkpoints": res.Checkpoints, "key_id": res.KeyID, "pinned": key != nil}
+		if anchor != nil {
+			out["trusted_seq"] = anchor.Checkpoint.Seq
+		}
+		return writeJSON(e.stdio.Out, out)
 	}
 	pinned := "not pinned"
 	if key != nil {
@@ -215,5 +242,25 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	fmt.Fprintf(e.stdio.Out, "audit chain OK: %v events, head seq %v, %v checkpoints, key %v (%s)\n",
 		res.Events, res.HeadSeq, res.Checkpoints, res.KeyID, pinned)
+	if anchor != nil {
+		fmt.Fprintf(e.stdio.Out, "extends %s (signed head seq %d)\n", o.trusted, anchor.Checkpoint.Seq)
+	}
 	return nil
+}
+
+// verifyFailed reports a chain that does not verify and exits 1.
+func verifyFailed(e *env, o *opts, err error) error {
+	var ve *audit.VerifyError
+	if o.json {
+		out := map[string]any{"ok": false, "error": err.Error()}
+		if errors.As(err, &ve) {
+			out["seq"], out["reason"] = ve.Seq, ve.Reason
+		}
+		writeJSON(e.stdio.Out, out) //nolint:errcheck // the exit code says it
+	} else if errors.As(err, &ve) {
+		fmt.Fprintf(e.stdio.Out, "audit chain BROKEN at seq %d: %s\n", ve.Seq, ve.Reason)
+	} else {
+		fmt.Fprintf(e.stdio.Out, "audit chain NOT verified: %s\n", err)
+	}
+	return exitCode(ExitFailure)
 }

@@ -75,6 +75,7 @@ type opts struct {
 	format       string
 	out          string
 	auditKey     string
+	trusted      string // audit verify --trusted
 	amount       string
 	payee        string
 	host         string

@@ -522,12 +522,30 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "format must be jsonl or csv", Details: map[string]any{"field": "format"}}
 	}
-	// Once bytes are out, an error can only cut the stream short; the
-	// verifier then fails on the missing signed tail, never silently.
-	if err := s.svc.ExportAudit(r.Context(), w, format); err != nil {
+	// Before any byte is out (a chain the checkpointer refuses to sign),
+	// the error is a proper answer. Once bytes are out, an error can only
+	// cut the stream short; the verifier then fails on the missing signed
+	// tail, never silently.
+	cw := &countingWriter{w: w}
+	if err := s.svc.ExportAudit(r.Context(), cw, format); err != nil {
+		if cw.n == 0 {
+			return err
+		}
 		s.log.Error("audit export failed", "request_id", requestID(r), "err", err)
 	}
 	return nil
+}
+
+// countingWriter tells whether anything was written yet.
+type countingWriter struct {
+	w http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (s *Server) auditTail(w http.ResponseWriter, r *http.Request) error {

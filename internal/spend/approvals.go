@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/mandate"
 )
 
@@ -295,33 +294,6 @@ func nonNeg(v *big.Int) *big.Int {
 		v.SetInt64(0)
 	}
 	return v
-}
-
-// Checkpoint signs the current audit chain head, if it moved since the
-// last checkpoint, and returns the checkpoint that covers the head.
-func (s *Service) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
-	if s.cfg.Checkpoints == nil {
-		return nil, errors.New("spend: no checkpoint signer configured")
-	}
-	seq, hash, err := s.store.AuditHead(ctx)
-	if err != nil || seq == 0 {
-		return nil, err
-	}
-	cps, err := s.store.Checkpoints(ctx, seq)
-	if err != nil {
-		return nil, err
-	}
-	if n := len(cps); n > 0 && cps[n-1].Seq == seq {
-		return &cps[n-1], nil
-	}
-	cp, err := audit.SignCheckpoint(s.cfg.Checkpoints, seq, hash, s.now())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store.CheckpointAdd(ctx, cp); err != nil {
-		return nil, err
-	}
-	return &cp, nil
 }
 
 // CountHolding returns how many spends hold budget right now.

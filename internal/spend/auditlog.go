@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/purserhq/purser/internal/audit"
 )
@@ -94,26 +95,42 @@ func (s *Service) AuditTail(ctx context.Context, n int) ([]*audit.Event, error) 
 }
 
 // VerifyAudit checks the stored chain from genesis: every link, every
-// hash, every checkpoint signature, and that the stored head matches the
-// last event. It returns an *audit.VerifyError naming the first bad
-// sequence number when something was altered or deleted.
+// hash, every checkpoint signature (also of checkpoints beyond the head: a
+// signed head the chain no longer reaches means events were cut), that the
+// stored head matches the last event, and that the chain extends the
+// checkpoint kept in the anchor. It returns an *audit.VerifyError naming
+// the first bad sequence number when something was altered or deleted.
 func (s *Service) VerifyAudit(ctx context.Context) (audit.Result, error) {
-	headSeq, headHash, err := s.store.AuditHead(ctx)
-	if err != nil {
-		return audit.Result{}, err
-	}
-	cps, err := s.store.Checkpoints(ctx, headSeq)
-	if err != nil {
-		return audit.Result{}, err
-	}
 	var pub ed25519.PublicKey
 	if s.cfg.Checkpoints != nil {
 		pub = s.cfg.Checkpoints.Public()
 	}
+	// Checkpoints and the anchor first: read before the head, an honest
+	// one cannot be beyond it (see Checkpoint).
+	cps, err := s.store.Checkpoints(ctx, math.MaxInt64)
+	if err != nil {
+		return audit.Result{}, err
+	}
 	v := audit.NewVerifier(pub)
+	if s.cfg.Anchor != nil {
+		c, err := s.cfg.Anchor.Last()
+		if err != nil {
+			return audit.Result{}, err
+		}
+		if c != nil {
+			if err := v.Trust(audit.TrustCheckpoint(*c, s.cfg.Anchor.Path())); err != nil {
+				return audit.Result{}, err
+			}
+		}
+	}
+	headSeq, headHash, err := s.store.AuditHead(ctx)
+	if err != nil {
+		return audit.Result{}, err
+	}
 	var after int64
 	for after < headSeq {
-		evs, err := s.store.AuditEvents(ctx, after, auditPage)
+		// Up to the head read above: later events are not this check's.
+		evs, err := s.store.AuditEvents(ctx, after, int(min(auditPage, headSeq-after)))
 		if err != nil {
 			return audit.Result{}, err
 		}
@@ -141,8 +158,13 @@ func (s *Service) VerifyAudit(ctx context.Context) (audit.Result, error) {
 		bad := res.HeadSeq + 1
 		return res, &audit.VerifyError{Seq: bad, Reason: fmt.Sprintf("the chain head is seq %d but events end at seq %d: events were deleted", headSeq, res.HeadSeq)}
 	}
-	if len(cps) > 0 {
-		return res, &audit.VerifyError{Seq: cps[0].Seq, Reason: "a checkpoint refers to an event that is missing"}
+	if len(cps) > 0 { // signed heads the chain does not reach
+		c := cps[len(cps)-1]
+		reason := fmt.Sprintf("the chain head is seq %d, but a checkpoint is signed at seq %d: events %d to %d were cut", headSeq, c.Seq, headSeq+1, c.Seq)
+		if err := c.Verify(pub); err != nil {
+			reason = fmt.Sprintf("a checkpoint beyond the chain head %d does not verify: %v", headSeq, err)
+		}
+		return res, &audit.VerifyError{Seq: min(cps[0].Seq, headSeq+1), Reason: reason}
 	}
 	return res, nil
 }

@@ -144,6 +144,7 @@ type Config struct {
 	Assets         *money.Registry
 	Wallets        WalletProvider
 	Checkpoints    audit.CheckpointSigner
+	Anchor         CheckpointAnchor // optional: the last checkpoint kept outside the database
 	Clock          Clock
 	Logger         *slog.Logger
 	Rails          []Rail // "custom" is always present

@@ -41,6 +41,9 @@ type Store interface {
 	CheckpointAdd(ctx context.Context, c audit.Checkpoint) error
 	// Checkpoints returns the checkpoints with seq <= uptoSeq, in order.
 	Checkpoints(ctx context.Context, uptoSeq int64) ([]audit.Checkpoint, error)
+	// CheckpointLast returns the checkpoint with the highest seq, also one
+	// beyond the chain head (nil when there is none).
+	CheckpointLast(ctx context.Context) (*audit.Checkpoint, error)
 	Close() error
 }
 

@@ -212,5 +212,14 @@ func (c *CrashStore) Checkpoints(ctx context.Context, uptoSeq int64) ([]audit.Ch
 	return st.Checkpoints(ctx, uptoSeq)
 }
 
+// CheckpointLast reads through to the live store.
+func (c *CrashStore) CheckpointLast(ctx context.Context) (*audit.Checkpoint, error) {
+	st, err := c.live()
+	if err != nil {
+		return nil, err
+	}
+	return st.CheckpointLast(ctx)
+}
+
 // Close closes the wrapped store.
 func (c *CrashStore) Close() error { return c.Inner().Close() }

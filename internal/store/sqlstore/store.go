@@ -772,18 +772,40 @@ func (s *Store) Checkpoints(ctx context.Context, uptoSeq int64) ([]audit.Checkpo
 	defer rows.Close()
 	var out []audit.Checkpoint
 	for rows.Next() {
-		var c audit.Checkpoint
-		var h, sig string
-		var at int64
-		if err := rows.Scan(&c.Seq, &h, &at, &c.KeyID, &sig); err != nil {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
 			return nil, err
 		}
-		c.Hash, _ = decodeHash(h)
-		c.Time = time.UnixMicro(at).UTC()
-		c.Signature, _ = hex.DecodeString(sig)
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// CheckpointLast implements spend.Store.
+func (s *Store) CheckpointLast(ctx context.Context) (*audit.Checkpoint, error) {
+	c, err := scanCheckpoint(s.r.QueryRowContext(ctx, `SELECT seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: last checkpoint: %w", err)
+	}
+	return &c, nil
+}
+
+// scanCheckpoint reads one checkpoint row. A stored hash or signature that
+// does not decode is tampering: the verifier reports it at its seq.
+func scanCheckpoint(sc Scanner) (audit.Checkpoint, error) {
+	var c audit.Checkpoint
+	var h, sig string
+	var at int64
+	if err := sc.Scan(&c.Seq, &h, &at, &c.KeyID, &sig); err != nil {
+		return c, err
+	}
+	c.Hash, _ = decodeHash(h)
+	c.Time = time.UnixMicro(at).UTC()
+	c.Signature, _ = hex.DecodeString(sig)
+	return c, nil
 }
 
 // migrate applies the embedded NNNN_name.up.sql files that are newer than

@@ -80,6 +80,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"ConcurrentTxs":          testConcurrentTxs,
 		"FailedCallerIsIsolated": testFailedCallerIsolated,
 		"Checkpoints":            testCheckpoints,
+		"CheckpointLastEmpty":    testCheckpointLastEmpty,
 		"CanceledCallerSkipped":  testCanceledCaller,
 		"PrefetchedBatch":        testPrefetchedBatch,
 		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
@@ -643,6 +644,24 @@ func testCheckpoints(t *testing.T, s spend.Store) {
 	}
 	if got, _ := s.Checkpoints(ctx, 0); len(got) != 0 {
 		t.Fatalf("Checkpoints(0) = %v", got)
+	}
+	if last, err := s.CheckpointLast(ctx); err != nil || last == nil || last.Seq != seq || last.Hash != hash || string(last.Signature) != string([]byte{1, 2, 3}) {
+		t.Fatalf("CheckpointLast = %+v, %v; want the one at seq %d", last, err, seq)
+	}
+	// A checkpoint beyond the head (only a database writer makes one) is
+	// still the last: the checkpointer must see it to notice the cut.
+	beyond := audit.Checkpoint{Seq: seq + 5, Hash: hash, Time: at, KeyID: "ed25519:test", Signature: []byte{4}}
+	if err := s.CheckpointAdd(ctx, beyond); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.CheckpointLast(ctx); err != nil || last == nil || last.Seq != seq+5 {
+		t.Fatalf("CheckpointLast = %+v, %v; want the one at seq %d", last, err, seq+5)
+	}
+}
+
+func testCheckpointLastEmpty(t *testing.T, s spend.Store) {
+	if last, err := s.CheckpointLast(ctx); last != nil || err != nil {
+		t.Fatalf("CheckpointLast of an empty store = %+v, %v; want nil, nil", last, err)
 	}
 }
 
