@@ -52,9 +52,10 @@ type Config struct {
 	// ApprovalTTL is how long a spend waits for an owner's decision.
 	ApprovalTTL time.Duration
 	// AgentRate bounds each agent's requests before anything is written
-	// (default 200 per second, bursts of twice that; a zero Count
-	// disables it). "--agent-rate N/DURATION".
-	AgentRate mandate.Rate
+	// (default 200 per second, bursts of twice that). "--agent-rate
+	// N/DURATION"; NoAgentRate ("--agent-rate 0") turns it off.
+	AgentRate   mandate.Rate
+	NoAgentRate bool
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// Passphrase, when set, derives the key-encryption key with argon2id
@@ -306,7 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
-		RequestRate: requestRate(cfg.AgentRate),
+		RequestRate: requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
 	if err != nil {
 		chains.close()
@@ -517,8 +518,8 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // requestRate turns "N per DURATION" into the service's token bucket:
 // the rate, and bursts of twice N (at least 1).
-func requestRate(r mandate.Rate) spend.RequestRate {
-	if r.Count <= 0 || r.Per <= 0 {
+func requestRate(r mandate.Rate, off bool) spend.RequestRate {
+	if off || r.Count <= 0 || r.Per <= 0 {
 		return spend.RequestRate{}
 	}
 	return spend.RequestRate{PerSecond: float64(r.Count) / r.Per.Seconds(), Burst: max(2*r.Count, 1)}

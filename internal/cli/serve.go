@@ -101,8 +101,6 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 			return usagef(o.path, "--agent-rate: %v", err)
 		}
 		agentRate = r
-	} else {
-		agentRate = mandate.Rate{Count: -1, Per: time.Second} // disabled, not the default
 	}
 	if e.getenv("GOGC") == "" {
 		// The server's heap is small and short-lived (requests, batches);
@@ -129,6 +127,7 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		HoldTTL:        s.holdTTL,
 		ApprovalTTL:    s.approvalTTL,
 		AgentRate:      agentRate,
+		NoAgentRate:    s.agentRate == "0",
 		LogLevel:       s.logLevel,
 		Passphrase:     e.getenv("PURSER_PASSPHRASE"),
 		DefaultNetwork: s.network,

@@ -85,8 +85,8 @@ func TestCodeRegistryIsWellFormed(t *testing.T) {
 }
 
 // TestCodeRegistryMatchesSource scans the Go source (tests and *test
-// helper packages aside) for the codes it uses — constants named Code*
-// and Reason*, string literals given to an error constructor (a function
+// helper packages aside) for the codes it uses — constants named code*
+// and reason* (either case), string literals given to an error constructor (a function
 // whose name contains "err"), Code fields and Code() methods, Reasons
 // fields, and variables named code or reason — and checks each is
 // registered. The other way round, every registered code must still
@@ -282,10 +282,10 @@ func scanSource(t *testing.T) (errs, reasons map[string]string, quoted map[strin
 					if i >= len(n.Values) {
 						break
 					}
-					switch {
-					case strings.HasPrefix(nm.Name, "Code"):
+					switch name := strings.ToLower(nm.Name); {
+					case strings.HasPrefix(name, "code"):
 						add(errs, n.Values[i])
-					case strings.HasPrefix(nm.Name, "Reason"):
+					case strings.HasPrefix(name, "reason"):
 						add(reasons, n.Values[i])
 					}
 				}
