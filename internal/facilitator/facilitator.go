@@ -2,7 +2,10 @@
 // scheme, v1 and v2: it verifies EIP-3009 payment payloads with the
 // reference implementation's checks, order and reason strings, and
 // settles them on chain with its own gas key. It never holds the payer's
-// funds; replay protection is the token's own authorizationState.
+// funds. It settles an authorization once: concurrent and later settles
+// of it fail as the chain would (invalid_exact_evm_nonce_already_used),
+// from its own record of claims in flight and, across processes and
+// restarts, from the token's authorizationState.
 package facilitator
 
 import (

@@ -6,10 +6,12 @@
 // the handler succeeded. Paid content never leaves when settlement fails.
 //
 // One payment buys one service: while a payment (an EIP-3009
-// authorization: network, asset, payer, nonce) is being served, another
-// request carrying it is refused with a 402 before the facilitator or the
-// handler sees it; once settled it is refused again until it expires, and
-// after that the facilitator's check of the chain refuses it.
+// authorization: network, asset, payer, nonce) is being served by this
+// process, another request carrying it is refused with a 402 before the
+// facilitator or the handler sees it; once settled it is refused again
+// until it expires (at most an hour), and after that, or in another
+// process, the facilitator refuses it (Purser's settles an authorization
+// once and checks the chain).
 package middleware
 
 import (
