@@ -318,7 +318,17 @@ func TestRateLimits(t *testing.T) {
 		srv := httptest.NewServer(r.f.Handler())
 		defer srv.Close()
 		req := r.offer(t, 2, "10000", nil)
-		b := body(r.pay(t, req, nil), req)
+		p := r.pay(t, req, nil)
+		// Forged payments in the payer's name do not spend its allowance.
+		forged := *p
+		forged.Payload.Signature = "0x" + strings.Repeat("11", 64) + "1b"
+		forgedReq, _ := x402.NewPaymentPayload(req, nil, forged.Payload)
+		for i := range 3 {
+			if code, out := post(t, srv.URL+"/verify", "application/json", body(forgedReq, req)); code != 200 || out["invalidReason"] != ReasonSignature {
+				t.Fatalf("forged verify %d: %d %v", i, code, out)
+			}
+		}
+		b := body(p, req)
 		for i := range 2 {
 			if code, out := post(t, srv.URL+"/verify", "application/json", b); code != 200 || out["isValid"] != true {
 				t.Fatalf("verify %d: %d %v", i, code, out)

@@ -84,7 +84,7 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// admit runs the checks that come before a payment is looked at, in
+// admit runs the checks that come before a payment is verified, in
 // order of cost: source rate, secret, media type, body, payer rate. It
 // answers the refusals itself.
 func (f *Facilitator) admit(w http.ResponseWriter, r *http.Request, settle bool) (*x402.PaymentPayload, *x402.Requirements, bool) {
@@ -112,7 +112,10 @@ func (f *Facilitator) admit(w http.ResponseWriter, r *http.Request, settle bool)
 		}
 		return refuse(http.StatusBadRequest, CodeInvalidPayload, err.Error())
 	}
-	if f.payers != nil {
+	// The payer is counted only once its signature checks out (off-chain,
+	// cheap): anyone can write a victim's address into a forged payment,
+	// and must not spend the victim's allowance with it.
+	if _, reason, _ := f.verify(r.Context(), p, req, false); f.payers != nil && reason == "" {
 		if ok, wait := f.payers.allow(strings.ToLower(p.Payload.Authorization.From)); !ok {
 			w.Header().Set("Retry-After", retryAfter(wait))
 			return refuse(http.StatusTooManyRequests, CodeRateLimited, "too many requests for this payer")
