@@ -290,6 +290,10 @@ type SupportedResponse struct {
 type FacilitatorClient struct {
 	URL  string
 	HTTP *http.Client
+	// Secret, when set, is sent as "Authorization: Bearer SECRET": the
+	// shared secret of a facilitator that requires one (purser
+	// facilitator --secret-file).
+	Secret string
 }
 
 const maxFacilitatorReply = 1 << 20
@@ -313,6 +317,9 @@ func (c *FacilitatorClient) call(ctx context.Context, method, path string, in, o
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Secret != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Secret)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -2,7 +2,10 @@
 // scheme, v1 and v2: it verifies EIP-3009 payment payloads with the
 // reference implementation's checks, order and reason strings, and
 // settles them on chain with its own gas key. It never holds the payer's
-// funds; replay protection is the token's own authorizationState.
+// funds. It settles an authorization once: concurrent and later settles
+// of it fail as the chain would (invalid_exact_evm_nonce_already_used),
+// from its own record of claims in flight and, across processes and
+// restarts, from the token's authorizationState.
 package facilitator
 
 import (
@@ -15,7 +18,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -47,6 +49,14 @@ const (
 	ReasonSettlementPending = "settlement_pending"
 	ReasonUnsupportedNet    = "invalid_network"
 	ReasonInvalidPayload    = "invalid_payload"
+	ReasonRequiredAmount    = "invalid_exact_evm_required_amount"
+)
+
+// Purser's own reasons, for what the reference has no name for.
+const (
+	// ReasonPayToNotAllowed: the facilitator settles only for its
+	// configured sellers (Config.Sellers), and payTo is none of them.
+	ReasonPayToNotAllowed = "payto_not_allowed"
 )
 
 // Network is one chain the facilitator settles on.
@@ -60,14 +70,11 @@ type Facilitator struct {
 	networks map[string]Network // CAIP-2
 	now      func() time.Time
 	log      *slog.Logger
-
-	mu       sync.Mutex
-	inflight map[string]*settlement // by payer+nonce: concurrent settles of one authorization share one transaction
-}
-
-type settlement struct {
-	done chan struct{}
-	res  *x402.SettleResponse
+	sellers  map[common.Address]bool // nil: any payTo
+	secret   []byte                  // nil: no authentication
+	payers   *limiter                // nil: unlimited
+	sources  *limiter                // nil: unlimited
+	claims   *claims
 }
 
 // Config configures a Facilitator.
@@ -75,6 +82,17 @@ type Config struct {
 	Networks map[string]Network
 	Now      func() time.Time // default time.Now
 	Logger   *slog.Logger
+	// Sellers, when not empty, are the only payTo addresses verified and
+	// settled; any other is refused with payto_not_allowed before a chain
+	// is asked anything, so the gas key serves only these sellers.
+	Sellers []common.Address
+	// Secret, when not empty, must come as "Authorization: Bearer SECRET"
+	// on /verify and /settle (401 otherwise).
+	Secret string
+	// PayerRate and SourceRate bound /verify and /settle calls per second
+	// for each payer (the authorization's from) and each source IP, with
+	// bursts of the same size; 0 is unlimited. Excess calls get 429.
+	PayerRate, SourceRate int
 }
 
 // New builds a facilitator.
@@ -87,13 +105,35 @@ func New(cfg Config) (*Facilitator, error) {
 			return nil, fmt.Errorf("facilitator: network %q needs a CAIP-2 id, a client and a relayer", n)
 		}
 	}
+	if cfg.PayerRate < 0 || cfg.SourceRate < 0 {
+		return nil, errors.New("facilitator: rates must not be negative")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Facilitator{networks: cfg.Networks, now: cfg.Now, log: cfg.Logger, inflight: map[string]*settlement{}}, nil
+	f := &Facilitator{networks: cfg.Networks, now: cfg.Now, log: cfg.Logger, claims: newClaims()}
+	if len(cfg.Sellers) > 0 {
+		f.sellers = map[common.Address]bool{}
+		for _, a := range cfg.Sellers {
+			if a == (common.Address{}) {
+				return nil, errors.New("facilitator: a seller address is zero")
+			}
+			f.sellers[a] = true
+		}
+	}
+	if cfg.Secret != "" {
+		f.secret = []byte(cfg.Secret)
+	}
+	if cfg.PayerRate > 0 {
+		f.payers = newLimiter(cfg.PayerRate, cfg.Now)
+	}
+	if cfg.SourceRate > 0 {
+		f.sources = newLimiter(cfg.SourceRate, cfg.Now)
+	}
+	return f, nil
 }
 
 // Supported lists every (version, scheme, network) the facilitator
@@ -124,6 +164,7 @@ func (f *Facilitator) Supported() *x402.SupportedResponse {
 // checked is a payment that passed the off-chain checks.
 type checked struct {
 	net     Network
+	chainID string // CAIP-2
 	network string // as the response names it: CAIP-2 (v2) or the v1 name
 	auth    evm.Authorization
 	sig     []byte
@@ -157,12 +198,20 @@ func (f *Facilitator) verify(ctx context.Context, p *x402.PaymentPayload, req *x
 	if !common.IsHexAddress(a.From) || !common.IsHexAddress(a.To) || a.Value == nil || a.ValidAfter == nil || a.ValidBefore == nil {
 		return nil, ReasonInvalidPayload, ""
 	}
-	if !common.IsHexAddress(req.Asset) {
-		return nil, ReasonInvalidPayload, "the requirements' asset is not an address"
+	if !common.IsHexAddress(req.Asset) || !common.IsHexAddress(req.PayTo) {
+		return nil, ReasonInvalidPayload, "the requirements' asset and payTo must be addresses"
 	}
 	auth := evm.Authorization{From: common.HexToAddress(a.From), To: common.HexToAddress(a.To), Value: a.Value,
 		ValidAfter: a.ValidAfter, ValidBefore: a.ValidBefore, Nonce: a.Nonce}
-	c := &checked{net: net, network: req.Network, auth: auth, token: common.HexToAddress(req.Asset), name: name, version: version}
+	if f.sellers != nil && !f.sellers[common.HexToAddress(req.PayTo)] {
+		return nil, ReasonPayToNotAllowed, "this facilitator settles only for its configured sellers"
+	}
+	// Nothing is worth gas for nothing: a zero price would let anyone
+	// with any key make the relayer pay for empty transfers.
+	if req.Amount == nil || req.Amount.Sign() <= 0 {
+		return nil, ReasonRequiredAmount, "the required amount must be positive"
+	}
+	c := &checked{net: net, chainID: caip2, network: req.Network, auth: auth, token: common.HexToAddress(req.Asset), name: name, version: version}
 	sig, err := hex.DecodeString(strings.TrimPrefix(strings.TrimPrefix(p.Payload.Signature, "0x"), "0X"))
 	if err != nil || len(sig) != 65 {
 		return nil, ReasonSignature, "the signature must be 65 bytes of hex"
@@ -192,6 +241,9 @@ func (f *Facilitator) verify(ctx context.Context, p *x402.PaymentPayload, req *x
 	}
 	if !simulate {
 		return c, "", ""
+	}
+	if f.claims.held(c.key(), f.now()) {
+		return nil, ReasonNonceUsed, msgNonceUsed
 	}
 	if has, err := net.Client.HasCode(ctx, c.token); err != nil || !has {
 		return nil, ReasonAssetNotDeployed, ""
@@ -256,59 +308,77 @@ func reasonOfRevert(err error) string {
 	return ReasonTxFailed
 }
 
-// Settle verifies (without simulation) and submits the transfer, then
-// waits for its receipt. Concurrent settles of one authorization share
-// one submission.
-func (f *Facilitator) Settle(ctx context.Context, p *x402.PaymentPayload, req *x402.Requirements) *x402.SettleResponse {
-	a := p.Payload.Authorization
-	key := strings.ToLower(a.From) + "/" + hex.EncodeToString(a.Nonce[:])
-	f.mu.Lock()
-	if s, ok := f.inflight[key]; ok {
-		f.mu.Unlock()
-		select {
-		case <-s.done:
-			return s.res
-		case <-ctx.Done():
-			return &x402.SettleResponse{Success: false, ErrorReason: ReasonSettlementPending, Payer: a.From, Network: req.Network}
-		}
-	}
-	s := &settlement{done: make(chan struct{})}
-	f.inflight[key] = s
-	f.mu.Unlock()
-	s.res = f.settle(ctx, p, req)
-	close(s.done)
-	go func() { // late duplicates still share the answer for a while
-		time.Sleep(time.Minute)
-		f.mu.Lock()
-		delete(f.inflight, key)
-		f.mu.Unlock()
-	}()
-	return s.res
-}
+const msgNonceUsed = "this authorization was settled, or is being settled"
 
-func (f *Facilitator) settle(ctx context.Context, p *x402.PaymentPayload, req *x402.Requirements) *x402.SettleResponse {
+// maxKeep bounds how long a settled authorization is remembered. Past
+// it, the token's authorizationState (checked before every send) is
+// what refuses it again.
+const maxKeep = time.Hour
+
+// Settle verifies (without simulation) and submits the transfer, then
+// waits for its receipt. One authorization is settled once: of
+// concurrent settles, the first to pass verification sends and the
+// others fail at once with invalid_exact_evm_nonce_already_used, as the
+// chain would fail them; so does any settle after a success.
+func (f *Facilitator) Settle(ctx context.Context, p *x402.PaymentPayload, req *x402.Requirements) *x402.SettleResponse {
 	payer := p.Payload.Authorization.From
-	fail := func(reason, msg, tx string) *x402.SettleResponse {
-		return &x402.SettleResponse{Success: false, ErrorReason: reason, ErrorMessage: msg, Payer: payer, Transaction: tx, Network: req.Network}
+	// answer is a success when reason is "".
+	answer := func(reason, msg, tx string) *x402.SettleResponse {
+		return &x402.SettleResponse{Success: reason == "", ErrorReason: reason, ErrorMessage: msg, Payer: payer, Transaction: tx, Network: req.Network}
 	}
 	c, reason, msg := f.verify(ctx, p, req, false)
 	if reason != "" {
-		return fail(reason, msg, "")
+		return answer(reason, msg, "")
+	}
+	// Claimed only once verified: the signature binds the key's parts,
+	// so a forged request cannot hold a genuine payment's claim.
+	key := c.key()
+	if !f.claims.take(key, f.now()) {
+		return answer(ReasonNonceUsed, msgNonceUsed, "")
+	}
+	res, spent := f.settle(ctx, c, answer)
+	if spent {
+		f.claims.keep(key, keepUntil(c.auth.ValidBefore, f.now()))
+	} else {
+		f.claims.drop(key)
+	}
+	return res
+}
+
+// keepUntil is when a spent authorization may be forgotten: when it
+// expires on its own, or after maxKeep.
+func keepUntil(validBefore *big.Int, now time.Time) time.Time {
+	limit := now.Add(maxKeep)
+	if validBefore.IsInt64() && validBefore.Int64() < limit.Unix() {
+		return time.Unix(validBefore.Int64(), 0)
+	}
+	return limit
+}
+
+// settle sends c; spent says whether the authorization is used or may
+// be (a transaction went out), so that it must not be sent again.
+func (f *Facilitator) settle(ctx context.Context, c *checked, answer func(reason, msg, tx string) *x402.SettleResponse) (*x402.SettleResponse, bool) {
+	cl := c.net.Client
+	// Used already (by another facilitator, or before this one started):
+	// refuse as the chain would, without paying gas to hear it.
+	if used, err := cl.AuthorizationState(ctx, c.token, c.auth.From, c.auth.Nonce); err == nil && used {
+		return answer(ReasonNonceUsed, msgNonceUsed, ""), true
 	}
 	tx, err := c.net.Relayer.TransferWithAuthorization(ctx, c.token, c.auth, c.sig)
 	if err != nil {
-		f.log.Warn("settle: send failed", "payer", payer, "err", err)
-		return fail(reasonOfRevert(err), err.Error(), "")
+		f.log.Warn("settle: send failed", "payer", c.auth.From.Hex(), "err", err)
+		reason := reasonOfRevert(err)
+		return answer(reason, err.Error(), ""), reason == ReasonNonceUsed
 	}
-	rcpt, err := c.net.Client.WaitReceipt(ctx, tx)
+	rcpt, err := cl.WaitReceipt(ctx, tx)
 	if err != nil {
-		return fail(ReasonSettlementPending, err.Error(), tx.Hex())
+		return answer(ReasonSettlementPending, err.Error(), tx.Hex()), true
 	}
 	if rcpt.Status != 1 {
-		return fail(ReasonTxFailed, "", tx.Hex())
+		return answer(ReasonTxFailed, "", tx.Hex()), false
 	}
 	if !evm.TransferLogged(rcpt, c.token, c.auth.From, c.auth.To, c.auth.Value) {
-		return fail(ReasonTransferMismatch, "", tx.Hex())
+		return answer(ReasonTransferMismatch, "", tx.Hex()), true
 	}
-	return &x402.SettleResponse{Success: true, Payer: payer, Transaction: tx.Hex(), Network: req.Network}
+	return answer("", "", tx.Hex()), true
 }

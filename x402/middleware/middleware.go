@@ -4,11 +4,20 @@
 // network has a v1 name, a v1 JSON body); a paid request is verified with
 // the facilitator, served with its response buffered, and settled only if
 // the handler succeeded. Paid content never leaves when settlement fails.
+//
+// One payment buys one service: while a payment (an EIP-3009
+// authorization: network, asset, payer, nonce) is being served by this
+// process, another request carrying it is refused with a 402 before the
+// facilitator or the handler sees it; once settled it is refused again
+// until it expires (at most an hour), and after that, or in another
+// process, the facilitator refuses it (Purser's settles an authorization
+// once and checks the chain).
 package middleware
 
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +25,8 @@ import (
 	"math/big"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -100,7 +111,7 @@ func New(cfg Config) (func(http.Handler) http.Handler, error) {
 			return nil, err
 		}
 	}
-	m := &mw{cfg: cfg, routes: routes, mux: mux}
+	m := &mw{cfg: cfg, routes: routes, mux: mux, spent: &payments{m: map[string]time.Time{}}}
 	return m.wrap, nil
 }
 
@@ -108,6 +119,68 @@ type mw struct {
 	cfg    Config
 	routes []*route
 	mux    *http.ServeMux
+	spent  *payments
+}
+
+// reasonNonceUsed is the facilitator's reason for a used authorization,
+// the answer to a payment already served or being served.
+const reasonNonceUsed = "invalid_exact_evm_nonce_already_used"
+
+// payments holds the payments being served (until zero) and those that
+// may have been settled (until they may be forgotten).
+type payments struct {
+	mu        sync.Mutex
+	m         map[string]time.Time
+	nextSweep time.Time
+}
+
+// maxKeep bounds how long a settled payment is remembered here; past it,
+// verification (the chain's authorizationState) refuses it.
+const maxKeep = time.Hour
+
+func live(until, now time.Time) bool { return until.IsZero() || now.Before(until) }
+
+// take claims key for this request; false if another holds it or it
+// was settled.
+func (s *payments) take(key string) bool {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.After(s.nextSweep) {
+		for k, until := range s.m {
+			if !live(until, now) {
+				delete(s.m, k)
+			}
+		}
+		s.nextSweep = now.Add(time.Minute)
+	}
+	if until, ok := s.m[key]; ok && live(until, now) {
+		return false
+	}
+	s.m[key] = time.Time{}
+	return true
+}
+
+// release ends a claim: kept as spent until the authorization expires
+// (at most maxKeep), or dropped when nothing could have been charged.
+func (s *payments) release(key string, spent bool, validBefore *big.Int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !spent {
+		delete(s.m, key)
+		return
+	}
+	until := time.Now().Add(maxKeep)
+	if validBefore != nil && validBefore.IsInt64() && validBefore.Int64() < until.Unix() {
+		until = time.Unix(validBefore.Int64(), 0)
+	}
+	s.m[key] = until
+}
+
+// paymentKey names the authorization a payment carries: the token's
+// authorizationState is per (chain, token, payer, nonce).
+func paymentKey(rt *route, a x402.Authorization) string {
+	return rt.Network + "/" + strings.ToLower(rt.Asset) + "/" + strings.ToLower(a.From) + "/" + hex.EncodeToString(a.Nonce[:])
 }
 
 // match finds the priced route of r, if any.
@@ -190,6 +263,15 @@ func (m *mw) wrap(next http.Handler) http.Handler {
 			m.paymentRequired(w, v2, v1, resource, "No matching payment requirements")
 			return
 		}
+		// Claimed before verification, so that a concurrent copy never
+		// reaches the handler; released when this request ends.
+		key := paymentKey(rt, p.Payload.Authorization)
+		if !m.spent.take(key) {
+			m.paymentRequired(w, v2, v1, resource, reasonNonceUsed)
+			return
+		}
+		spent := false
+		defer func() { m.spent.release(key, spent, p.Payload.Authorization.ValidBefore) }()
 		ctx := r.Context()
 		vr, err := m.cfg.Facilitator.Verify(ctx, p, req)
 		if err != nil {
@@ -217,6 +299,9 @@ func (m *mw) wrap(next http.Handler) http.Handler {
 		// Settle even if the buyer hung up: the service was rendered.
 		sctx := context.WithoutCancel(ctx)
 		sr, err := m.cfg.Facilitator.Settle(sctx, p, req)
+		// Spent unless the facilitator says no transaction went out for
+		// a reason other than the authorization being used.
+		spent = err != nil || sr.Success || sr.Transaction != "" || sr.ErrorReason == "settlement_pending" || sr.ErrorReason == reasonNonceUsed
 		name := x402.HeaderPaymentResponse
 		if p.Version == 1 {
 			name = x402.HeaderXPaymentResponse
