@@ -17,6 +17,7 @@ type serveOpts struct {
 	rpc                                 rpcFlags
 	devChain                            bool
 	devChainListen, assets              string
+	maxOpenSpends                       int
 }
 
 // rpcFlags collects repeated --rpc CAIP2=URL flags.
@@ -59,6 +60,7 @@ func serveCommand() *command {
 			fs.BoolVar(&s.devChain, "dev-chain", false, "run the embedded EVM dev chain (eip155:1337) with its USDC token; state is lost at exit")
 			fs.StringVar(&s.devChainListen, "dev-chain-listen", "127.0.0.1:0", "the dev chain's JSON-RPC `ADDR`ess")
 			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
+			fs.IntVar(&s.maxOpenSpends, "max-open-spends", 100, "an agent's signed, unsettled spends (x402, payout) before it is refused too_many_open_spends; `N` 0: no cap")
 		},
 		run: runServe,
 	}
@@ -88,7 +90,17 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		DevChain:       s.devChain,
 		DevChainListen: s.devChainListen,
 		AssetsFile:     s.assets,
+		MaxOpenSpends:  openSpendsCap(s.maxOpenSpends),
 		Stdout:         e.stdio.Out,
 		Stderr:         e.stdio.Err,
 	})
+}
+
+// openSpendsCap maps --max-open-spends (0: no cap) to app.Config's
+// MaxOpenSpends (0: the default, negative: no cap).
+func openSpendsCap(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
