@@ -23,6 +23,7 @@ import (
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/httpapi"
 	"github.com/purserhq/purser/internal/keystore"
+	"github.com/purserhq/purser/internal/mandate"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/rails"
@@ -49,6 +50,10 @@ type Config struct {
 	HoldTTL time.Duration
 	// ApprovalTTL is how long a spend waits for an owner's decision.
 	ApprovalTTL time.Duration
+	// AgentRate bounds each agent's requests before anything is written
+	// (default 200 per second, bursts of twice that; a zero Count
+	// disables it). "--agent-rate N/DURATION".
+	AgentRate mandate.Rate
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// Passphrase, when set, derives the key-encryption key with argon2id
@@ -93,6 +98,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ApprovalTTL == 0 {
 		c.ApprovalTTL = time.Hour
+	}
+	if c.AgentRate == (mandate.Rate{}) {
+		c.AgentRate = mandate.Rate{Count: 200, Per: time.Second}
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
@@ -259,14 +267,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var svc *spend.Service
 	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
-		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients}
+		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
-	payout := &rails.Payout{Common: common, Relayers: chains.relayers}
+	payout := &rails.Payout{Common: common}
 	svc, err = spend.NewService(spend.Config{
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
 		MaxOpenSigned: cfg.MaxOpenSpends,
+		RequestRate:   requestRate(cfg.AgentRate),
 	})
 	if err != nil {
 		chains.close()
@@ -337,6 +346,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	s.stopBG()
 	s.bgWG.Wait()
+	if ferr := s.svc.FlushRefusals(ctx, true); ferr != nil {
+		s.log.Warn("refusal counts not written", "err", ferr)
+	}
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -385,6 +397,7 @@ func (s *Server) background(ctx context.Context, holds *holdsGauge) {
 		return err
 	})
 	loop(5*time.Second, "holds-gauge", holds.refresh)
+	loop(5*time.Second, "refusals", func(ctx context.Context) error { return s.svc.FlushRefusals(ctx, false) })
 	// Signed authorizations and unknown outcomes: at start, then every
 	// few seconds, ask the chains what became of those due: a few at a
 	// time, each spend backing off while it has no news.
@@ -444,4 +457,13 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// requestRate turns "N per DURATION" into the service's token bucket:
+// the rate, and bursts of twice N (at least 1).
+func requestRate(r mandate.Rate) spend.RequestRate {
+	if r.Count <= 0 || r.Per <= 0 {
+		return spend.RequestRate{}
+	}
+	return spend.RequestRate{PerSecond: float64(r.Count) / r.Per.Seconds(), Burst: max(2*r.Count, 1)}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/client"
@@ -38,12 +39,19 @@ func agentCommand() *command {
 				run: runAgentCreate},
 			{name: "list", summary: "list agents", kind: kindOwner, run: runAgentList},
 			{name: "show", args: "NAME", summary: "show an agent", kind: kindOwner, run: runAgentShow},
-			status("freeze", "freeze an agent: its spends are refused until unfrozen", (*client.Client).FreezeAgent),
+			{name: "freeze", args: "NAME [--cancel-signed]", kind: kindOwner,
+				summary: "freeze an agent: nothing more of it is authorized, signed or executed until unfrozen",
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.BoolVar(&o.cancelSigned, "cancel-signed", false, "also cancel on chain every authorization signed for the agent and not used yet; each hold is released once its cancellation is mined")
+				},
+				run: runAgentFreeze},
 			status("unfreeze", "unfreeze an agent", (*client.Client).UnfreezeAgent),
 			status("revoke", "revoke an agent for good", (*client.Client).RevokeAgent),
 			{name: "rotate-key", args: "NAME --key-out FILE", kind: kindOwner,
 				summary: "give an agent a new identity key; the old one stops working",
 				flags:   keyOut, run: runAgentRotateKey},
+			agentLimitsCommand(),
+			agentBalancesCommand(),
 		},
 	}
 }
@@ -215,5 +223,44 @@ func runAgentRotateKey(ctx context.Context, e *env, o *opts, args []string) erro
 		return writeRaw(e.stdio.Out, a.Raw)
 	}
 	fmt.Fprintf(e.stdio.Out, "agent %s now has identity address %s\nnew identity key written to %s; the old key no longer works\n", a.Name, a.IdentityAddress, o.keyOut)
+	return nil
+}
+
+func runAgentFreeze(ctx context.Context, e *env, o *opts, args []string) error {
+	if !o.cancelSigned {
+		return runAgentStatus(ctx, e, o, args, (*client.Client).FreezeAgent)
+	}
+	if err := wantArgs(o, args, "NAME"); err != nil {
+		return err
+	}
+	c, err := e.ownerClient(o)
+	if err != nil {
+		return err
+	}
+	a, cs, err := c.FreezeAgentCancelSigned(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, a.Raw)
+	}
+	fmt.Fprintf(e.stdio.Out, "agent %s is %s\n", a.Name, a.Status)
+	if len(cs) == 0 {
+		fmt.Fprintln(e.stdio.Out, "no signed authorization was open")
+		return nil
+	}
+	t := newTable(e.stdio.Out)
+	fmt.Fprintln(t, "SPEND_ID\tSTATUS\tREASONS\tNOTE")
+	pending := false
+	for _, x := range cs {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", x.SpendID, x.Status, orDash(strings.Join(x.Reasons, ",")), orDash(x.Error))
+		pending = pending || x.Error != ""
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	if pending {
+		return fmt.Errorf("some authorizations could not be cancelled yet; their holds stay until the chain shows them unusable")
+	}
 	return nil
 }

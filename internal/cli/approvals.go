@@ -76,6 +76,18 @@ func runApprove(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
+	if s.Status == client.StatusDenied {
+		// The current mandate (or a freeze) refuses what the owner approved:
+		// nothing was authorized, and the owner must be told so.
+		if o.json {
+			if err := writeRaw(e.stdio.Out, s.Raw); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(e.stdio.Out, "not approved: the current mandate refuses spend %s: %s\n", s.SpendID, orDash(strings.Join(s.Reasons, ", ")))
+		}
+		return exitCode(ExitRefused)
+	}
 	return printDecided(e, o, s, "approved")
 }
 

@@ -23,6 +23,7 @@ type benchOpts struct {
 	duration, warmup time.Duration
 	amount           string
 	rate             float64 // open loop: authorizations/s offered in total; 0 = closed loop
+	keep             bool    // leave the bench agents active
 }
 
 // maxBenchRate bounds --rate (authorizations per second, all agents together).
@@ -38,8 +39,8 @@ const benchPayee = "0x000000000000000000000000000000000000dEaD"
 func benchCommand() *command {
 	return &command{
 		name:    "bench",
-		args:    "[--agents 64] [--rate R] [--duration 10s] [--warmup 2s] [--amount 0.01]",
-		summary: "measure authorizations per second against a running server (creates bench agents)",
+		args:    "[--agents 64] [--rate R] [--duration 10s] [--warmup 2s] [--amount 0.01] [--keep]",
+		summary: "measure authorizations per second against a running server (creates bench agents, revoked afterwards unless --keep; the server's --agent-rate applies to each)",
 		kind:    kindOwner,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			b := &o.bench
@@ -47,6 +48,7 @@ func benchCommand() *command {
 			fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long to measure")
 			fs.DurationVar(&b.warmup, "warmup", 2*time.Second, "how long to run before measuring")
 			fs.StringVar(&b.amount, "amount", "0.01", "`AMOUNT` of each spend")
+			fs.BoolVar(&b.keep, "keep", false, "leave the bench agents active afterwards (default: revoke them)")
 			fs.Float64Var(&b.rate, "rate", 0, "open loop: offer `R` authorizations per second in total, spread evenly over the agents, "+
 				"latency measured from each request's scheduled send time (0: closed loop, each agent sends as soon as its previous request is answered)")
 		},
@@ -114,6 +116,10 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 	run := hex.EncodeToString(rb[:])
 	mandate := json.RawMessage(`{"per_tx_max":"1","daily":"1000000","lifetime":"1000000"}`)
 	workers := make([]*benchWorker, b.agents)
+	var created []string
+	if !b.keep {
+		defer func() { revokeBenchAgents(e, owner, created) }()
+	}
 	for i := range workers {
 		key, err := agentauth.GenerateKey()
 		if err != nil {
@@ -123,6 +129,7 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		if _, err := owner.CreateAgent(ctx, client.CreateAgentRequest{Name: name, IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate}); err != nil {
 			return fmt.Errorf("create agent %s: %w", name, err)
 		}
+		created = append(created, name)
 		c, err := e.newClient(o, client.WithHTTPClient(hc), client.WithAgentKey(key))
 		if err != nil {
 			return err
@@ -180,6 +187,23 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		return exitCode(ExitFailure)
 	}
 	return nil
+}
+
+// revokeBenchAgents revokes the agents a bench run created, also when it
+// was interrupted: a bench agent's key lives only in this process, so
+// nothing could use it again, and revoked it cannot be misused either.
+func revokeBenchAgents(e *env, owner *client.Client, names []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	failed := 0
+	for _, name := range names {
+		if _, err := owner.RevokeAgent(ctx, name); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(e.stdio.Err, "bench: %d of %d bench agents could not be revoked; revoke them with purser agent revoke\n", failed, len(names))
+	}
 }
 
 // authorize sends agent i's request seq of the run.

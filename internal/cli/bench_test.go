@@ -172,10 +172,18 @@ func TestParseAuditKey(t *testing.T) {
 // benchServer is a stand-in for purser serve that checks the owner token,
 // the bench mandate and each agent signature, and denies every agent's
 // fourth spend.
-func benchServer(t *testing.T, created *atomic.Int32) *httptest.Server {
+func benchServer(t *testing.T, created *atomic.Int32, revoked ...*atomic.Int32) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if strings.HasPrefix(r.URL.Path, "/v1/agents/bench-") && strings.HasSuffix(r.URL.Path, "/revoke") && r.Method == "POST" &&
+			r.Header.Get("Authorization") == "Bearer tok" {
+			for _, n := range revoked {
+				n.Add(1)
+			}
+			io.WriteString(w, `{"id":"ag","name":"x","status":"revoked"}`)
+			return
+		}
 		switch r.URL.Path {
 		case "/v1/agents":
 			if r.Header.Get("Authorization") != "Bearer tok" || !strings.Contains(string(body), `"per_tx_max":"1"`) {
@@ -210,12 +218,21 @@ func benchServer(t *testing.T, created *atomic.Int32) *httptest.Server {
 
 func TestBenchAgainstVerifyingServer(t *testing.T) {
 	t.Parallel()
-	var created atomic.Int32
-	srv := benchServer(t, &created)
+	var created, revoked atomic.Int32
+	srv := benchServer(t, &created, &revoked)
 	envv := map[string]string{"PURSER_SERVER": srv.URL, "PURSER_OWNER_TOKEN": "tok"}
 	code, out, errOut := runCLI(t, envv, "bench", "--agents", "3", "--duration", "300ms", "--warmup", "0s", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if revoked.Load() != 3 {
+		t.Errorf("bench revoked %d of its 3 agents", revoked.Load())
+	}
+	var created2, revoked2 atomic.Int32
+	srv2 := benchServer(t, &created2, &revoked2)
+	env2 := map[string]string{"PURSER_SERVER": srv2.URL, "PURSER_OWNER_TOKEN": "tok"}
+	if code, _, errOut := runCLI(t, env2, "bench", "--agents", "2", "--duration", "100ms", "--warmup", "0s", "--json", "--keep"); code != 0 || created2.Load() != 2 || revoked2.Load() != 0 {
+		t.Errorf("bench --keep: exit %d, %d revoked (%s)", code, revoked2.Load(), errOut)
 	}
 	var res benchResult
 	if err := json.Unmarshal([]byte(out), &res); err != nil {

@@ -82,6 +82,13 @@ func (e *env) exit(err error) int {
 		fmt.Fprintln(e.stdio.Err, "error: interrupted")
 		return ExitFailure
 	}
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Code == "spend_denied" {
+		// A refusal is an answer, not a failure: exit 4 whichever command
+		// met it (confirm after a freeze, a replay, ...).
+		fmt.Fprintf(e.stdio.Err, "refused: %s (%s)\n", strings.TrimSpace(ae.Message), strings.Join(ae.Reasons(), ", "))
+		return ExitRefused
+	}
 	fmt.Fprintf(e.stdio.Err, "error: %s\n", errorText(err))
 	return ExitFailure
 }

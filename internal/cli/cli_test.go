@@ -112,7 +112,7 @@ func TestStatusExit(t *testing.T) {
 	t.Parallel()
 	tests := map[string]int{
 		"authorized": 0, "captured": 0, "pending_approval": 3,
-		"denied": 4, "expired": 4, "released": 4, "unknown": 1, "": 1,
+		"denied": 4, "expired": 4, "released": 4, "unknown": 5, "": 1,
 	}
 	for status, want := range tests {
 		if got := statusExit(status); got != want {

@@ -66,27 +66,30 @@ type opts struct {
 	agentKey string
 
 	// command flags
-	keyOut   string
-	mandate  *mandateFlags
-	reason   string
-	n        int
-	format   string
-	out      string
-	auditKey string
-	amount   string
-	payee    string
-	host     string
-	rail     string
-	asset    string
-	network  string
-	idemKey  string
-	memo     string
-	serve    serveOpts
-	bench    benchOpts
-	x402     x402Opts
-	resolve  resolveOpts
-	fac      facilitatorOpts
-	demo     demoOpts
+	keyOut       string
+	mandate      *mandateFlags
+	reason       string
+	n            int
+	format       string
+	out          string
+	auditKey     string
+	amount       string
+	payee        string
+	host         string
+	rail         string
+	asset        string
+	network      string
+	idemKey      string
+	memo         string
+	agent        string
+	status       string
+	cancelSigned bool
+	serve        serveOpts
+	bench        benchOpts
+	x402         x402Opts
+	resolve      resolveOpts
+	fac          facilitatorOpts
+	demo         demoOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -100,11 +103,13 @@ func commands() []*command {
 		denyCommand(),
 		auditCommand(),
 		spendCommand(),
+		spendsCommand(),
 		limitsCommand(),
 		x402Command(),
 		payCommand(),
 		balanceCommand(),
 		fundCommand(),
+		chainsCommand(),
 		facilitatorCommand(),
 		demoCommand(),
 		benchCommand(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/app"
+	"github.com/purserhq/purser/internal/mandate"
 )
 
 type serveOpts struct {
@@ -18,6 +19,7 @@ type serveOpts struct {
 	devChain                            bool
 	devChainListen, assets              string
 	maxOpenSpends                       int
+	agentRate                           string
 }
 
 // rpcFlags collects repeated --rpc CAIP2=URL flags.
@@ -61,6 +63,7 @@ func serveCommand() *command {
 			fs.StringVar(&s.devChainListen, "dev-chain-listen", "127.0.0.1:0", "the dev chain's JSON-RPC `ADDR`ess")
 			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
 			fs.IntVar(&s.maxOpenSpends, "max-open-spends", 100, "an agent's signed, unsettled spends (x402, payout) before it is refused too_many_open_spends; `N` 0: no cap")
+			fs.StringVar(&s.agentRate, "agent-rate", "200/1s", "each agent's request `RATE` N/DURATION, checked before anything is written (bursts of 2N; 0 disables)")
 		},
 		run: runServe,
 	}
@@ -71,6 +74,16 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		return err
 	}
 	s := o.serve
+	var agentRate mandate.Rate
+	if s.agentRate != "0" {
+		r, err := mandate.ParseRate(s.agentRate)
+		if err != nil {
+			return usagef(o.path, "--agent-rate: %v", err)
+		}
+		agentRate = r
+	} else {
+		agentRate = mandate.Rate{Count: -1, Per: time.Second} // disabled, not the default
+	}
 	if e.getenv("GOGC") == "" {
 		// The server's heap is small and short-lived (requests, batches);
 		// collecting less often bought ~12% authorizations/s on 2 cores
@@ -83,6 +96,7 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		DB:             s.db,
 		HoldTTL:        s.holdTTL,
 		ApprovalTTL:    s.approvalTTL,
+		AgentRate:      agentRate,
 		LogLevel:       s.logLevel,
 		Passphrase:     e.getenv("PURSER_PASSPHRASE"),
 		DefaultNetwork: s.network,

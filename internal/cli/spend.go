@@ -12,10 +12,10 @@ import (
 
 func spendCommand() *command {
 	subs := []*command{
-		{name: "status", args: "SPEND_ID", summary: "show a spend; exit 0 authorized/captured, 3 pending, 4 denied/expired/released",
+		{name: "status", args: "SPEND_ID", summary: "show a spend; exit 0 authorized/captured, 3 pending, 4 denied/expired/released, 5 unknown",
 			kind: kindAgent, run: runSpendStatus},
-		{name: "confirm", args: "SPEND_ID", summary: "execute an authorized spend on a rail Purser executes",
-			kind: kindAgent, run: spendAction((*client.Client).Confirm)},
+		{name: "confirm", args: "SPEND_ID", summary: "execute an authorized spend on a rail Purser executes; exit as status, 4 when refused (e.g. the agent was frozen)",
+			kind: kindAgent, run: runSpendConfirm},
 		{name: "capture", args: "SPEND_ID [--amount A]", summary: "capture an authorized spend (the rest of the hold is released)",
 			kind: kindAgent,
 			flags: func(fs *flag.FlagSet, o *opts) {
@@ -64,6 +64,8 @@ func statusExit(status string) int {
 		return ExitPending
 	case client.StatusDenied, client.StatusExpired, client.StatusReleased:
 		return ExitRefused
+	case client.StatusUnknown:
+		return ExitSellerFailed // money may have moved; the reconciler settles it from the chain
 	}
 	return ExitFailure
 }
@@ -186,4 +188,24 @@ func runSpendCapture(ctx context.Context, e *env, o *opts, args []string) error 
 		return err
 	}
 	return printSpend(e, o, s)
+}
+
+// runSpendConfirm carries out an approved spend; its exit code says how
+// it ended, as spend status does.
+func runSpendConfirm(ctx context.Context, e *env, o *opts, args []string) error {
+	if err := wantArgs(o, args, "SPEND_ID"); err != nil {
+		return err
+	}
+	c, err := e.agentClient(o)
+	if err != nil {
+		return err
+	}
+	s, err := c.Confirm(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if err := printSpend(e, o, s); err != nil {
+		return err
+	}
+	return exitCode(statusExit(s.Status))
 }

@@ -56,6 +56,32 @@ func (c *Client) RotateKey(ctx context.Context, ref, identityAddress string) (*A
 	return c.agentCall(ctx, http.MethodPost, ref, "/rotate-key", map[string]string{"identity_address": identityAddress})
 }
 
+// Cancellation is what `freeze --cancel-signed` did to one signed spend.
+type Cancellation struct {
+	SpendID string   `json:"spend_id"`
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	RailRef string   `json:"rail_ref,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// FreezeAgentCancelSigned freezes an agent and cancels on chain every
+// authorization signed for it that is not used yet.
+func (c *Client) FreezeAgentCancelSigned(ctx context.Context, ref string) (*Agent, []Cancellation, error) {
+	var out struct {
+		Cancellations []Cancellation `json:"cancellations"`
+	}
+	_, raw, err := c.do(ctx, http.MethodPost, "/v1/agents/"+escape(ref)+"/freeze", nil, map[string]bool{"cancel_signed": true}, authOwner, &out)
+	if err != nil {
+		return nil, nil, err
+	}
+	var a Agent
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, nil, err
+	}
+	return &a, out.Cancellations, nil
+}
+
 func (c *Client) agentCall(ctx context.Context, method, ref, suffix string, in any) (*Agent, error) {
 	var a Agent
 	if _, _, err := c.do(ctx, method, "/v1/agents/"+escape(ref)+suffix, nil, in, authOwner, &a); err != nil {

@@ -75,6 +75,12 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 			return send(t, "POST", ownerPath("/v1/agents"), raw(`{"name":"x",`), bearer(n.token))
 		}, 400, "invalid_request", nil},
 		{"body over 1 MiB", spendBy(huge), 413, "body_too_large", nil},
+		// The reproduced attack: one request padded with whitespace left a
+		// 1 MB audit event. An agent request is at most 16 KiB.
+		{"agent body padded past 16 KiB", spendBy(append(append([]byte(`{"rail":"custom","payee":"`+payee+`",`),
+			[]byte(strings.Repeat(" ", 16<<10))...), `"amount":"0.01"}`...)), 413, "body_too_large", nil},
+		{"rail_request over 8 KiB", spendBy([]byte(`{"rail":"custom","payee":"` + payee + `","amount":"0.01","rail_request":"` +
+			strings.Repeat("x", 9<<10) + `"}`)), 400, "invalid_request", nil},
 		{"body over 1 MiB owner", func() answer {
 			b := append([]byte(`{"name":"zed","identity_address":"`), []byte(strings.Repeat("0", 1<<20))...)
 			return send(t, "POST", ownerPath("/v1/agents"), append(b, `"}`...), bearer(n.token))

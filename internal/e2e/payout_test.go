@@ -9,6 +9,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/internal/evm"
 )
 
 // TestPayout: a payout is signed from the agent's wallet, relayed with
@@ -48,9 +49,14 @@ func TestPayout(t *testing.T) {
 	if got := m.balance(t, wallet); got.Int64() != 1_250_000 {
 		t.Fatalf("agent wallet holds %s", got)
 	}
-	used, err := m.dev.Client().AuthorizationState(ctx, m.dev.Token(), wallet, nonceOf(t, sp))
-	if err != nil || !used {
-		t.Fatalf("authorizationState = %v, %v", used, err)
+	// The payout's authorization is never shown (anyone holding it could
+	// submit it); its transaction is the spend's rail_ref.
+	if len(sp.RailData) != 0 {
+		t.Fatalf("payout answer carries its signed authorization: %s", sp.RailData)
+	}
+	rcpt, err := m.dev.Client().WaitReceipt(ctx, common.HexToHash(sp.RailRef))
+	if err != nil || rcpt.Status != 1 || !evm.TransferLogged(rcpt, m.dev.Token(), wallet, to, big.NewInt(750_000)) {
+		t.Fatalf("payout tx %s: %+v %v", sp.RailRef, rcpt, err)
 	}
 	// More than the wallet holds: nothing moves, the hold is released.
 	poor, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "1.50"})

@@ -224,11 +224,17 @@ const logWindow = 5000
 // of token from fromBlock to the head and returns the transaction that
 // emitted it.
 func (c *Client) FindAuthorizationUsed(ctx context.Context, token, authorizer common.Address, nonce [32]byte, fromBlock uint64) (common.Hash, bool, error) {
+	return c.findAuthorizationEvent(ctx, authorizationUsedTopic, token, authorizer, nonce, fromBlock)
+}
+
+// findAuthorizationEvent finds the first event with topic (indexed:
+// authorizer, nonce) of token from fromBlock to the head.
+func (c *Client) findAuthorizationEvent(ctx context.Context, topic common.Hash, token, authorizer common.Address, nonce [32]byte, fromBlock uint64) (common.Hash, bool, error) {
 	head, err := c.BlockNumber(ctx)
 	if err != nil {
 		return common.Hash{}, false, err
 	}
-	topics := [][]common.Hash{{authorizationUsedTopic}, {common.BytesToHash(authorizer[:])}, {common.Hash(nonce)}}
+	topics := [][]common.Hash{{topic}, {common.BytesToHash(authorizer[:])}, {common.Hash(nonce)}}
 	for from := fromBlock; from <= head; from += logWindow {
 		to := min(from+logWindow-1, head)
 		logs, err := c.b.FilterLogs(ctx, ethereum.FilterQuery{

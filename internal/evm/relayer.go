@@ -181,3 +181,20 @@ func isNonceConflict(err error) bool {
 	}
 	return false
 }
+
+// GasFunded reports whether the relayer can pay for a transaction of gas
+// units at the fee cap it would offer now: checked before Purser signs a
+// payout, so an unfunded relayer refuses the payout instead of leaving a
+// signed authorization that nobody submits.
+func (r *Relayer) GasFunded(ctx context.Context, gas uint64) (bool, error) {
+	_, feeCap, err := r.fees(ctx)
+	if err != nil {
+		return false, err
+	}
+	bal, err := r.c.ETHBalance(ctx, r.addr)
+	if err != nil {
+		return false, err
+	}
+	need := new(big.Int).Mul(feeCap, new(big.Int).SetUint64(gas))
+	return bal.Cmp(need) >= 0, nil
+}

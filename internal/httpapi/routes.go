@@ -22,7 +22,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/agents", s.owner(s.createAgent))
 	s.handle("GET /v1/agents", s.owner(s.listAgents))
 	s.handle("GET /v1/agents/{ref}", s.owner(s.getAgent))
-	s.handle("POST /v1/agents/{ref}/freeze", s.owner(s.agentStatus(s.svc.Freeze)))
+	s.handle("POST /v1/agents/{ref}/freeze", s.owner(s.freeze))
 	s.handle("POST /v1/agents/{ref}/unfreeze", s.owner(s.agentStatus(s.svc.Unfreeze)))
 	s.handle("POST /v1/agents/{ref}/revoke", s.owner(s.agentStatus(s.svc.Revoke)))
 	s.handle("POST /v1/agents/{ref}/rotate-key", s.owner(s.rotateKey))
@@ -118,8 +118,8 @@ type spendJSON struct {
 	Amount         string   `json:"amount"`
 	AmountUSD      string   `json:"amount_usd"`
 	HeldUSD        string   `json:"held_usd"`
-	Captured       *string  `json:"captured"`
-	CapturedUSD    *string  `json:"captured_usd"`
+	Captured       *string  `json:"captured,omitempty"`
+	CapturedUSD    *string  `json:"captured_usd,omitempty"`
 	MandateVersion int64    `json:"mandate_version"`
 	IdempotencyKey string   `json:"idempotency_key,omitempty"`
 	Memo           string   `json:"memo,omitempty"`
@@ -170,7 +170,13 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) spendJSON {
 		Reasons: sp.Reasons, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, Asset: sp.Asset, Network: sp.Network,
 		Amount: money.FormatAmount(sp.Amount, dec), AmountUSD: usdString(sp.AmountUSD), HeldUSD: usdString(sp.Held()),
 		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, RailRef: sp.RailRef,
-		RailRequest: sp.RailRequest, RailData: sp.RailData, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
+		RailRequest: sp.RailRequest, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
+	}
+	if sp.Rail == "x402" {
+		// The x402 payment header is the agent's to send to its seller. A
+		// payout's signed authorization is Purser's to relay, and whoever
+		// held it could submit it: it is never shown.
+		v.RailData = sp.RailData
 	}
 	if v.Reasons == nil {
 		v.Reasons = []string{}
@@ -235,6 +241,51 @@ func (s *Server) agentStatus(fn func(ctx context.Context, ref string) (*spend.Ag
 		}
 		return writeJSON(w, http.StatusOK, agentView(a))
 	}
+}
+
+// freezeJSON is the answer of a freeze: the agent, and with
+// cancel_signed what became of each signed authorization.
+type freezeJSON struct {
+	agentJSON
+	Cancellations []cancellationJSON `json:"cancellations,omitempty"`
+}
+
+type cancellationJSON struct {
+	SpendID string   `json:"spend_id"`
+	Status  string   `json:"status"`
+	Reasons []string `json:"reasons"`
+	RailRef string   `json:"rail_ref,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+func (s *Server) freeze(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		CancelSigned bool `json:"cancel_signed"`
+	}
+	if err := bindJSON(r, &req); err != nil {
+		return err
+	}
+	if !req.CancelSigned {
+		a, err := s.svc.Freeze(r.Context(), r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, freezeJSON{agentJSON: agentView(a)})
+	}
+	a, results, err := s.svc.FreezeCancelSigned(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		return err
+	}
+	out := freezeJSON{agentJSON: agentView(a), Cancellations: make([]cancellationJSON, len(results))}
+	for i, c := range results {
+		reasons := c.Spend.Reasons
+		if reasons == nil {
+			reasons = []string{}
+		}
+		out.Cancellations[i] = cancellationJSON{SpendID: c.Spend.ID, Status: string(c.Spend.Status), Reasons: reasons,
+			RailRef: c.Spend.RailRef, Error: c.Err}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {

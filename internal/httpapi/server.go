@@ -252,7 +252,8 @@ var statusOf = map[string]int{
 	spend.CodeAgentNotFound: 404, spend.CodeSpendNotFound: 404, "not_found": 404, "method_not_allowed": 405,
 	spend.CodeAgentExists: 409, spend.CodeIdempotencyConflict: 409, spend.CodeInvalidState: 409, spend.CodeMandateConflict: 409,
 	spend.CodeCaptureExceedsHold: 409, "audit_chain_broken": 409, spend.CodeChainDisagrees: 409,
-	spend.CodeUnavailable: 503, spend.CodeRailFailed: 502, spend.CodeChainUnavailable: 503,
+	spend.CodeTooManyRequests: 429,
+	spend.CodeUnavailable:     503, spend.CodeRailFailed: 502, spend.CodeChainUnavailable: 503,
 }
 
 // writeError is the one place errors become responses. An error without
@@ -339,6 +340,10 @@ func (s *Server) owner(h handlerFunc) handlerFunc {
 
 type agentHandler func(w http.ResponseWriter, r *http.Request, c spend.Caller) error
 
+// maxAgentBody bounds an agent request: a spend with an x402 offer is
+// about 2 KiB.
+const maxAgentBody = 16 << 10
+
 // agent verifies the request's EIP-712 signature and passes the caller on;
 // the service resolves the key and spends the nonce in its transaction.
 func (s *Server) agent(h agentHandler) handlerFunc {
@@ -351,6 +356,11 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 		if err != nil {
 			return err
 		}
+		if len(body) > maxAgentBody {
+			// Its exact bytes go into the audit trail: an agent request is
+			// small, and an agent cannot make Purser store more.
+			return &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("an agent request body is at most %d bytes", maxAgentBody)}
+		}
 		signed, err := agentauth.Parse(r.Header)
 		if err != nil {
 			s.authFailed.Inc(spend.CodeOf(err))
@@ -360,12 +370,17 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 			s.authFailed.Inc(spend.CodeOf(err))
 			return err
 		}
-		return h(w, r, spend.Caller{
+		c := spend.Caller{
 			Address:   signed.Agent.Hex(),
 			Nonce:     "0x" + hex.EncodeToString(signed.Nonce[:]),
 			Expires:   signed.Expires,
 			Signature: "0x" + hex.EncodeToString(signed.Signature[:]),
 			Body:      body,
-		})
+		}
+		if err := s.svc.Admit(c); err != nil {
+			w.Header().Set("Retry-After", "1")
+			return err
+		}
+		return h(w, r, c)
 	}
 }

@@ -32,6 +32,9 @@ type Common struct {
 	Wallet   WalletFunc
 	NonceKey []byte // secret; derives each spend's authorization nonce
 	Chains   Chains
+	// Relayers pay gas on each network: payouts, and cancellations of
+	// unused authorizations. A network without one can do neither.
+	Relayers map[string]*evm.Relayer
 	Now      func() time.Time // default time.Now
 }
 
@@ -183,9 +186,18 @@ func (c *Common) checkChain(ctx context.Context, sp *spend.Spend, rec *authRecor
 		return spend.ExecResult{}, err
 	}
 	if used {
+		from := c.searchFrom(ctx, ch, rec)
 		ref := rec.Tx
-		if tx, found, err := ch.FindAuthorizationUsed(ctx, token, a.From, a.Nonce, c.searchFrom(ctx, ch, rec)); err == nil && found {
+		tx, found, err := ch.FindAuthorizationUsed(ctx, token, a.From, a.Nonce, from)
+		if err == nil && found {
 			ref = tx.Hex()
+		} else if err == nil {
+			// The token marks a cancelled nonce as used too; only its
+			// AuthorizationCanceled event tells the two apart. Without either
+			// event in reach, count it as paid: never release on a guess.
+			if cancelTx, found, err := ch.FindAuthorizationCanceled(ctx, token, a.From, a.Nonce, from); err == nil && found {
+				return spend.ExecResult{Outcome: spend.OutcomeFailed, Ref: cancelTx.Hex(), Reasons: []string{"authorization_cancelled"}}, nil
+			}
 		}
 		if ref == "" {
 			ref = rec.Nonce

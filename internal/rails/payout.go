@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -21,9 +22,6 @@ import (
 // captures the hold; what it cannot see finish is reconciled.
 type Payout struct {
 	Common
-	// Relayers pay gas on each network; a network without one cannot
-	// carry payouts.
-	Relayers map[string]*evm.Relayer
 	// Validity is how long a payout authorization stays valid (default
 	// 1 hour): how long an unknown outcome can keep its hold.
 	Validity time.Duration
@@ -50,8 +48,18 @@ func (p *Payout) Prepare(_ context.Context, r *spend.AuthorizeRequest) error {
 	return nil
 }
 
+// payoutGas is a generous bound of transferWithAuthorization's gas
+// (about 60-90k on FiatToken), for the relayer's funding check.
+const payoutGas = 150_000
+
 // Sign signs the transfer authorization; it is recorded before it is sent.
+// It first checks on chain that the payout can succeed (the wallet holds
+// the amount, the relayer can pay gas): a payout that cannot be made is
+// refused before anything exists that could move money later.
 func (p *Payout) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMessage, time.Time, error) {
+	if err := p.payable(ctx, sp); err != nil {
+		return "", nil, time.Time{}, err
+	}
 	v := p.Validity
 	if v <= 0 {
 		v = time.Hour
@@ -61,8 +69,58 @@ func (p *Payout) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMes
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
+	// Run the transfer as the relayer would, before anyone can see the
+	// signature: a token that refuses it (a paused token, a blocked payee,
+	// a balance that moved) refuses the payout, and this signature, never
+	// recorded, is dropped.
+	if a, err := rec.authorization(); err == nil {
+		sig := common.FromHex(rec.Signature)
+		if err := p.Chains[sp.Network].SimulateTransferWithAuthorization(ctx, p.Relayers[sp.Network].Address(), common.HexToAddress(rec.Token), a, sig); err != nil {
+			if !evm.IsRevert(err) {
+				return "", nil, time.Time{}, err
+			}
+			reason := "transfer_reverted"
+			if strings.Contains(strings.ToLower(err.Error()), "exceeds balance") {
+				reason = "insufficient_funds"
+			}
+			return "", nil, time.Time{}, &spend.SignRefused{Reasons: []string{reason}}
+		}
+	}
 	data, err := json.Marshal(rec)
 	return rec.Nonce, data, validBefore, err
+}
+
+// payable refuses (spend.SignRefused) a payout the chain shows cannot be
+// made now. Other errors (the chain did not answer) leave the spend
+// unsigned for a retry.
+func (p *Payout) payable(ctx context.Context, sp *spend.Spend) error {
+	ch, relayer := p.Chains[sp.Network], p.Relayers[sp.Network]
+	if ch == nil || relayer == nil {
+		return errNoChain
+	}
+	asset, err := p.onchainAsset(sp.Network, sp.Asset)
+	if err != nil {
+		return err
+	}
+	w, err := p.Wallet(ctx, sp.AgentID)
+	if err != nil {
+		return err
+	}
+	bal, err := ch.BalanceOf(ctx, common.HexToAddress(asset.Address), common.HexToAddress(w.Address()))
+	if err != nil {
+		return err
+	}
+	if bal.Cmp(sp.Amount) < 0 {
+		return &spend.SignRefused{Reasons: []string{"insufficient_funds"}}
+	}
+	funded, err := relayer.GasFunded(ctx, payoutGas)
+	if err != nil {
+		return err
+	}
+	if !funded {
+		return &spend.SignRefused{Reasons: []string{"relayer_unfunded"}}
+	}
+	return nil
 }
 
 func (p *Payout) lock(id string) func() {
@@ -120,19 +178,16 @@ func (p *Payout) submit(ctx context.Context, sp *spend.Spend, rec *authRecord) (
 			// Estimation reverted: nothing was broadcast. The wallet
 			// cannot pay this (balance, or the authorization is spent);
 			// the chain says which.
-			if res, cerr := p.checkChain(ctx, sp, rec); cerr == nil && res.Outcome == spend.OutcomeCaptured {
-				return res, nil
-			}
 			reason := "transfer_reverted"
 			if strings.Contains(strings.ToLower(err.Error()), "exceeds balance") {
 				reason = "insufficient_funds"
 			}
-			return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{reason}}, nil
+			return p.abandon(ctx, sp, rec, reason)
 		}
 		if strings.Contains(strings.ToLower(err.Error()), "insufficient funds for gas") {
 			// The relayer cannot pay gas: nothing was broadcast. The owner
 			// must fund it (GET /v1/chains names it).
-			return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{"relayer_unfunded"}}, err
+			return p.abandon(ctx, sp, rec, "relayer_unfunded")
 		}
 		return spend.ExecResult{Outcome: spend.OutcomeUnknown}, err
 	}
@@ -144,11 +199,39 @@ func (p *Payout) submit(ctx context.Context, sp *spend.Spend, rec *authRecord) (
 		return spend.ExecResult{Outcome: spend.OutcomeCaptured, Captured: a.Value, Ref: tx.Hex()}, nil
 	}
 	// Reverted on chain: used meanwhile by another submission, or not payable.
-	res, err := p.checkChain(ctx, sp, rec)
-	if err == nil && res.Outcome == spend.OutcomeCaptured {
-		return res, nil
+	return p.abandon(ctx, sp, rec, "transfer_reverted")
+}
+
+// abandon handles a payout whose submission failed after it was signed.
+// The signed authorization stays valid until validBefore, and anyone
+// holding it could still submit it once the wallet is topped up, so the
+// hold is not released on the failure alone (design invariant 10): the
+// relayer cancels the authorization on chain, and only a mined
+// cancellation (or the authorization's expiry) releases the hold. If the
+// cancellation cannot be made now the spend stays unknown, still holding,
+// and the reconciler settles it from the chain.
+func (p *Payout) abandon(ctx context.Context, sp *spend.Spend, rec *authRecord, reason string) (spend.ExecResult, error) {
+	res, err := p.Cancel(ctx, sp)
+	if err != nil {
+		return spend.ExecResult{Outcome: spend.OutcomeUnknown, Reasons: []string{reason}}, fmt.Errorf("rails: payout %s failed (%s) and could not be cancelled: %w", sp.ID, reason, err)
 	}
-	return spend.ExecResult{Outcome: spend.OutcomeFailed, Ref: tx.Hex(), Reasons: []string{"transfer_reverted"}}, nil
+	if res.Outcome == spend.OutcomeFailed {
+		res.Reasons = append([]string{reason}, res.Reasons...)
+	}
+	if res.Outcome == spend.OutcomePending {
+		res.Outcome = spend.OutcomeUnknown
+	}
+	return res, nil
+}
+
+// Check settles what the chain shows and does nothing else (the
+// reconciler's view of a frozen agent's payout: never resubmitted).
+func (p *Payout) Check(ctx context.Context, sp *spend.Spend) (spend.ExecResult, error) {
+	rec, err := loadRecord(sp)
+	if err != nil {
+		return spend.ExecResult{}, err
+	}
+	return p.checkChain(ctx, sp, rec)
 }
 
 // Reconcile settles what the chain shows and resubmits an authorization

@@ -168,21 +168,77 @@ func (s *Service) ListAgents(ctx context.Context) ([]*Agent, error) {
 // takes the agent's row lock that every authorization takes), and its
 // pending approvals are cancelled with their holds released.
 func (s *Service) Freeze(ctx context.Context, ref string) (*Agent, error) {
-	return s.setStatus(ctx, ref, AgentFrozen, "agent.freeze")
+	return s.setStatus(ctx, ref, AgentFrozen, "agent.freeze", nil)
+}
+
+// CancelResult is what FreezeCancelSigned did to one signed spend: the
+// spend as it stands, and why it could not be settled now ("" when the
+// chain answered).
+type CancelResult struct {
+	Spend *Spend
+	Err   string
+}
+
+// FreezeCancelSigned freezes the agent, then makes unusable on chain every
+// authorization signed for it that is not used yet (EIP-3009
+// cancelAuthorization, relayed) and releases each hold once its
+// cancellation is mined; one used first is captured. A cancellation that
+// cannot be made now leaves its spend holding: the reconciler settles it
+// from the chain, and never resubmits anything of a frozen agent.
+func (s *Service) FreezeCancelSigned(ctx context.Context, ref string) (*Agent, []CancelResult, error) {
+	a, err := s.setStatus(ctx, ref, AgentFrozen, "agent.freeze", map[string]any{"cancel_signed": true})
+	if err != nil {
+		return nil, nil, err
+	}
+	var signed []*Spend
+	err = s.read(ctx, func(tx Tx) error {
+		var err error
+		signed, err = tx.SpendList(ctx, &SpendListParams{AgentID: a.ID, Statuses: []Status{StatusAuthorized, StatusUnknown}, Signed: true, Limit: 10_000})
+		return err
+	})
+	if err != nil {
+		return a, nil, err
+	}
+	results := make([]CancelResult, 0, len(signed))
+	for _, sp := range signed {
+		cn, ok := s.rails[sp.Rail].(Canceller)
+		if !ok {
+			results = append(results, CancelResult{Spend: sp, Err: "rail " + sp.Rail + " cannot cancel its instruments"})
+			continue
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
+		res, err := cn.Cancel(cctx, sp)
+		cancel()
+		if err != nil {
+			s.log.Warn("cancel of a signed authorization failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
+			results = append(results, CancelResult{Spend: sp, Err: "not cancelled yet; the hold stays until the chain shows the authorization unusable"})
+			continue
+		}
+		if res.Outcome == "" || res.Outcome == OutcomePending || res.Outcome == OutcomeUnknown {
+			results = append(results, CancelResult{Spend: sp, Err: "the chain did not confirm the cancellation yet; the hold stays"})
+			continue
+		}
+		after, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, OwnerActor)
+		if err != nil {
+			return a, results, err
+		}
+		results = append(results, CancelResult{Spend: after})
+	}
+	return a, results, nil
 }
 
 // Unfreeze lets a frozen agent spend again.
 func (s *Service) Unfreeze(ctx context.Context, ref string) (*Agent, error) {
-	return s.setStatus(ctx, ref, AgentActive, "agent.unfreeze")
+	return s.setStatus(ctx, ref, AgentActive, "agent.unfreeze", nil)
 }
 
 // Revoke retires an agent for good: its keys stop authenticating and its
 // pending approvals are cancelled.
 func (s *Service) Revoke(ctx context.Context, ref string) (*Agent, error) {
-	return s.setStatus(ctx, ref, AgentRevoked, "agent.revoke")
+	return s.setStatus(ctx, ref, AgentRevoked, "agent.revoke", nil)
 }
 
-func (s *Service) setStatus(ctx context.Context, ref string, to AgentStatus, action string) (*Agent, error) {
+func (s *Service) setStatus(ctx context.Context, ref string, to AgentStatus, action string, extra map[string]any) (*Agent, error) {
 	var out *Agent
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
@@ -217,25 +273,41 @@ func (s *Service) setStatus(ctx context.Context, ref string, to AgentStatus, act
 			return err
 		}
 		out = a
-		return appendAudit(ctx, tx, now, OwnerActor, action, "agent:"+a.ID, map[string]any{
-			"agent_id": a.ID, "name": a.Name, "from": from, "to": to, "cancelled_spends": cancelled})
+		details := map[string]any{"agent_id": a.ID, "name": a.Name, "from": from, "to": to, "cancelled_spends": cancelled}
+		for k, v := range extra {
+			details[k] = v
+		}
+		return appendAudit(ctx, tx, now, OwnerActor, action, "agent:"+a.ID, details)
 	})
 	return out, err
 }
 
-// cancelPending denies every pending approval of a (locked) agent.
+// cancelPending ends, for a (locked) agent being frozen or revoked,
+// everything that was decided but not carried out: pending approvals are
+// denied, and authorized spends on rails that sign or execute but for
+// which nothing was signed yet are released (an owner's earlier approval
+// included). Authorized spends on rails Purser does not execute (custom)
+// keep their holds: the agent may already have paid by other means and
+// still reports the outcome. Signed ones keep theirs until the chain
+// settles them (or `freeze --cancel-signed` cancels them).
 func (s *Service) cancelPending(ctx context.Context, tx Tx, a *Agent, now time.Time, reason string) ([]string, error) {
-	pending, err := tx.SpendList(ctx, &SpendListParams{AgentID: a.ID, Statuses: []Status{StatusPendingApproval}, Limit: 10_000})
+	open, err := tx.SpendList(ctx, &SpendListParams{AgentID: a.ID, Statuses: []Status{StatusPendingApproval, StatusAuthorized},
+		Unsigned: true, Limit: 10_000})
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(pending))
-	for _, sp := range pending {
-		if err := s.finish(ctx, tx, sp, StatusDenied, nil, now, []string{reason}); err != nil {
-			return nil, err
+	ids := make([]string, 0, len(open))
+	for _, sp := range open {
+		to := StatusDenied
+		if sp.Status == StatusAuthorized {
+			switch s.rails[sp.Rail].(type) {
+			case Signer, Executor:
+				to = StatusReleased
+			default:
+				continue
+			}
 		}
-		if err := appendAudit(ctx, tx, now, SystemActor, "spend.cancel", "spend:"+sp.ID, map[string]any{
-			"spend_id": sp.ID, "agent_id": a.ID, "reasons": []string{reason}, "released_usd": usd(sp.AmountUSD)}); err != nil {
+		if err := s.cancelSpend(ctx, tx, sp, to, now, []string{reason}); err != nil {
 			return nil, err
 		}
 		ids = append(ids, sp.ID)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/purserhq/purser/internal/audit"
@@ -52,6 +53,9 @@ type Outcome struct {
 	Spend    *Spend
 	Replayed bool
 	DryRun   bool
+	// unstored: the refusal of a frozen or revoked agent, counted in the
+	// agent's aggregated refusals instead of stored (gate.go).
+	unstored bool
 }
 
 var (
@@ -60,6 +64,10 @@ var (
 	hostRE = regexp.MustCompile(`^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$`)
 	payeRE = regexp.MustCompile(`^[A-Za-z0-9:._@-]{1,128}$`)
 )
+
+// maxRailRequest bounds the rail data an agent signs into an intent (an
+// x402 offer is well under 2 KiB); it is stored with the spend.
+const maxRailRequest = 8 << 10
 
 // prepared is a validated AuthorizeRequest.
 type prepared struct {
@@ -85,6 +93,9 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	}
 	if r.Network == "" {
 		r.Network = s.cfg.DefaultNetwork
+	}
+	if len(r.RailRequest) > maxRailRequest {
+		return nil, Errorf(CodeInvalidRequest, "rail_request is larger than %d bytes", maxRailRequest).WithDetails(map[string]any{"field": "rail_request"})
 	}
 	if pr, ok := rail.(Preparer); ok {
 		if err := pr.Prepare(ctx, &r); err != nil {
@@ -203,8 +214,9 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 		return nil, err
 	}
 	var out Outcome
+	var refused error
 	err = s.inTxPrefetch(ctx, callerPrefetch(c, p.req.IdempotencyKey, s.now()), func(tx Tx) error {
-		out = Outcome{}
+		out, refused = Outcome{}, nil
 		now := s.now()
 		a, prevID, err := s.authAgentIdem(ctx, tx, c, true, p.req.IdempotencyKey)
 		if err != nil {
@@ -220,12 +232,25 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 					WithDetails(map[string]any{"field": f, "spend_id": prev.ID})
 			}
 			out = Outcome{Spend: prev, Replayed: true}
+			if a.Status != AgentActive {
+				// A replay must not carry out for a frozen agent what its
+				// first request started (sign, execute), and answers as any
+				// request of a frozen agent does.
+				refused = deniedErr(prev, []string{statusReason(a.Status)})
+			}
 			return nil
 		}
 		return s.decide(ctx, tx, a, c, p, now, &out)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if refused != nil {
+		return nil, refused
+	}
+	if out.unstored {
+		s.countRefusal(agentActor(&Agent{ID: out.Spend.AgentID}), c, out.Spend.Reasons[0], s.clock.Now())
+		return &out, nil
 	}
 	sp := out.Spend
 	if out.DryRun || sp.Status != StatusAuthorized || sp.RailRef != "" {
@@ -258,10 +283,15 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	var dec mandate.Decision
 	var used []*big.Int // the day and lifetime counters, when read
 	switch a.Status {
-	case AgentFrozen:
-		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_frozen"}}
-	case AgentRevoked:
-		dec = mandate.Decision{Verdict: mandate.Deny, Reasons: []string{"agent_revoked"}}
+	case AgentFrozen, AgentRevoked:
+		// Not stored one by one: a frozen agent's requests must not fill
+		// the database (invariant 12). Counted per minute instead.
+		out.Spend = &Spend{AgentID: a.ID, Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, Asset: p.req.Asset,
+			Network: p.req.Network, Amount: p.amount, AmountUSD: p.amountUSD, Status: StatusDenied,
+			Reasons: []string{statusReason(a.Status)}, MandateVersion: a.MandateVersion, DayKey: dayKey, Memo: p.req.Memo,
+			CreatedAt: now, UpdatedAt: now, RailRequest: p.req.RailRequest}
+		out.DryRun, out.unstored = p.req.DryRun, !p.req.DryRun
+		return nil
 	default:
 		u := mandate.Usage{}
 		if m != nil && m.Bounded() {
@@ -480,10 +510,27 @@ func (s *Service) AgentGetSpend(ctx context.Context, c Caller, id string) (*Spen
 // Confirm executes an authorized (for example, approved) spend on its
 // rail. For a rail Purser does not execute it returns the spend as is:
 // the agent then pays and reports capture or release.
+//
+// A frozen agent's confirm is refused (spend_denied, agent_frozen) whatever
+// the spend's state: after a freeze nothing of the agent is carried out,
+// not even what an owner approved before it.
 func (s *Service) Confirm(ctx context.Context, c Caller, id string) (*Spend, error) {
-	sp, err := s.AgentGetSpend(ctx, c, id)
+	var sp *Spend
+	var status AgentStatus
+	err := s.inTx(ctx, func(tx Tx) error {
+		a, err := s.authAgent(ctx, tx, c, false)
+		if err != nil {
+			return err
+		}
+		status = a.Status
+		sp, err = ownSpend(ctx, tx, a, id)
+		return err
+	})
 	if err != nil {
 		return nil, err
+	}
+	if status != AgentActive {
+		return nil, deniedErr(sp, []string{statusReason(status)})
 	}
 	switch sp.Status {
 	case StatusAuthorized:
@@ -522,6 +569,10 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
 	defer cancel()
 	ref, data, expires, err := sg.Sign(sctx, sp)
+	var refusal *SignRefused
+	if errors.As(err, &refusal) {
+		return s.releaseUnsigned(context.WithoutCancel(ctx), sp.ID, refusal.Reasons)
+	}
 	if err != nil {
 		var coded *Error
 		if errors.As(err, &coded) {
@@ -534,9 +585,12 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 		return nil, fmt.Errorf("spend: rail %s signed spend %s without a reference", sp.Rail, sp.ID)
 	}
 	var out *Spend
+	var refused error
 	err = s.inTx(context.WithoutCancel(ctx), func(tx Tx) error {
+		refused = nil
 		now := s.now()
-		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
+		a, err := tx.AgentLock(ctx, sp.AgentID)
+		if err != nil {
 			return err
 		}
 		cur, err := tx.SpendGet(ctx, sp.ID)
@@ -546,6 +600,27 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 		out = cur
 		if cur.Status != StatusAuthorized || cur.RailRef != "" {
 			return nil // settled, expired or signed by a racing request
+		}
+		// The instrument leaves Purser only if this commit records it, so
+		// this is the last point at which a freeze, a tightened mandate or
+		// an expired hold can stop it: re-check all three under the lock.
+		if a.Status != AgentActive || a.MandateVersion != cur.MandateVersion {
+			reasons, err := s.recheck(ctx, tx, a, cur, now)
+			if err != nil {
+				return err
+			}
+			if len(reasons) > 0 {
+				if err := s.cancelSpend(ctx, tx, cur, StatusDenied, now, reasons); err != nil {
+					return err
+				}
+				refused = deniedErr(cur, reasons)
+				return nil
+			}
+		}
+		if !now.Before(cur.ExpiresAt) {
+			refused = Errorf(CodeInvalidState, "the hold of spend %s expired at %s before it was signed", cur.ID, cur.ExpiresAt.Format(time.RFC3339)).
+				WithDetails(map[string]any{"spend_id": cur.ID, "status": StatusExpired})
+			return s.expire(ctx, tx, cur, now)
 		}
 		cur.RailRef, cur.RailData, cur.UpdatedAt = ref, data, now
 		if !expires.IsZero() {
@@ -557,7 +632,67 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 		return appendAudit(ctx, tx, now, SystemActor, "spend.sign", "spend:"+cur.ID, map[string]any{
 			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "rail_ref": ref, "valid_until": cur.ExpiresAt.Unix()})
 	})
+	if err == nil && refused != nil {
+		return nil, refused
+	}
 	return out, err
+}
+
+// releaseUnsigned releases an authorized spend that was never signed (the
+// rail refused before signing): nothing exists that could move money, so
+// the hold goes back at once. A spend signed meanwhile by a racing request
+// is left alone.
+func (s *Service) releaseUnsigned(ctx context.Context, id string, reasons []string) (*Spend, error) {
+	var out *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		sp, err := tx.SpendGet(ctx, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
+			return err
+		}
+		if sp, err = tx.SpendGet(ctx, id); err != nil {
+			return err
+		}
+		out = sp
+		if sp.Status != StatusAuthorized || sp.RailRef != "" {
+			return nil
+		}
+		if err := s.finish(ctx, tx, sp, StatusReleased, nil, now, reasons); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.release", "spend:"+sp.ID, map[string]any{
+			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "reasons": reasons, "released_usd": usd(sp.AmountUSD), "signed": false})
+	})
+	return out, err
+}
+
+// cancelSpend ends a holding spend that nothing was signed or executed for
+// (a freeze, a mandate that now refuses it) and appends spend.cancel.
+func (s *Service) cancelSpend(ctx context.Context, tx Tx, sp *Spend, to Status, now time.Time, reasons []string) error {
+	released := usd(sp.AmountUSD)
+	if err := s.finish(ctx, tx, sp, to, nil, now, reasons); err != nil {
+		return err
+	}
+	return appendAudit(ctx, tx, now, SystemActor, "spend.cancel", "spend:"+sp.ID, map[string]any{
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "reasons": reasons, "released_usd": released})
+}
+
+// deniedErr is the refusal of a spend the agent may not carry out (any
+// more): code spend_denied, with the spend's id, status and reasons.
+func deniedErr(sp *Spend, reasons []string) *Error {
+	return Errorf(CodeSpendDenied, "spend %s is refused: %s", sp.ID, strings.Join(reasons, ", ")).
+		WithDetails(map[string]any{"spend_id": sp.ID, "status": sp.Status, "reasons": reasons})
+}
+
+// statusReason is the reason code of an agent status that refuses spends.
+func statusReason(st AgentStatus) string {
+	if st == AgentRevoked {
+		return "agent_revoked"
+	}
+	return "agent_frozen"
 }
 
 // execute runs the rail with a detached context and settles the outcome.

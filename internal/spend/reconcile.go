@@ -191,9 +191,25 @@ func (s *Service) reconcile(ctx context.Context, sp *Spend) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	ask := rc.Reconcile
+	if ck, ok := s.rails[sp.Rail].(Checker); ok {
+		// Reconcile may act (resubmit a lost payout); for an agent that is
+		// no longer active only look (design invariant 4).
+		var a *Agent
+		if err := s.read(ctx, func(tx Tx) error {
+			var err error
+			a, err = tx.AgentGet(ctx, sp.AgentID)
+			return err
+		}); err != nil {
+			return false, err
+		}
+		if a.Status != AgentActive {
+			ask = ck.Check
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.ExecTimeout)
 	defer cancel()
-	res, err := rc.Reconcile(rctx, sp)
+	res, err := ask(rctx, sp)
 	if err != nil {
 		s.log.Warn("reconcile failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
 		return false, nil // asked again on the next round

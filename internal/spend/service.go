@@ -99,6 +99,32 @@ type Signer interface {
 	Sign(ctx context.Context, s *Spend) (ref string, data json.RawMessage, expires time.Time, err error)
 }
 
+// SignRefused is returned by a Signer that found, before signing, that
+// the spend cannot be carried out (the wallet lacks the funds, the relayer
+// cannot pay gas). Nothing was signed, so the hold is released at once
+// with Reasons.
+type SignRefused struct{ Reasons []string }
+
+func (e *SignRefused) Error() string { return "rail refused to sign: " + strings.Join(e.Reasons, ", ") }
+
+// Canceller is implemented by rails whose signed instruments can be made
+// unusable (EIP-3009 cancelAuthorization). Cancel returns what the rail
+// then knows: OutcomeFailed once the instrument can no longer be used,
+// OutcomeCaptured if it was used first, OutcomePending if it cannot tell
+// yet. It is how `freeze --cancel-signed` stops authorizations already
+// handed out.
+type Canceller interface {
+	Cancel(ctx context.Context, s *Spend) (ExecResult, error)
+}
+
+// Checker is implemented by rails whose Reconcile may act (resubmit a lost
+// payout): Check only reads what the chain shows. The reconciler uses it
+// for agents that are no longer active, so nothing of a frozen agent is
+// executed (design invariant 4).
+type Checker interface {
+	Check(ctx context.Context, s *Spend) (ExecResult, error)
+}
+
 // Reconciler is implemented by rails that can find out what happened to
 // a spend whose outcome is unknown.
 type Reconciler interface {
@@ -130,6 +156,9 @@ type Config struct {
 	// settled, or unknown): at the cap, authorizations on signing rails
 	// are denied too_many_open_spends. 0: 100; negative: no cap.
 	MaxOpenSigned int
+	// RequestRate bounds every agent's requests before anything is
+	// written (Admit); zero disables it.
+	RequestRate RequestRate
 }
 
 // Service is the spend pipeline and the agent and mandate administration
@@ -143,6 +172,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	mandates map[string]*mandate.Mandate // agentID/version → decoded; versions are immutable
+
+	gate gate // per-agent request rates and aggregated refusals
 }
 
 // NewService checks cfg and builds a Service.

@@ -2,9 +2,11 @@ package spendtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,9 @@ func RunPipeline(t *testing.T, newStore storetest.NewStore) {
 		"SignedSpendsReconcile":   testSignedReconcile,
 		"DryRunChangesNothing":    testDryRun,
 		"PinnedPayees":            testPinnedPayees,
+		"RefusalsAggregated":      testRefusalsAggregated,
+		"SigningRechecks":         testSignRechecks,
+		"RequestRateBeforeWrites": testRequestRate,
 	}
 	storetest.RunParallel(t, tests, func(t *testing.T) *Env {
 		sr := &SignRail{}
@@ -485,4 +490,111 @@ func testAuditVerifies(t *testing.T, e *Env) {
 	if !slices.Equal(actions, want) {
 		t.Fatalf("audit actions %v, want %v", actions, want)
 	}
+}
+
+// testRefusalsAggregated is the reproduced attack: a frozen agent's 200
+// requests left 200 audit events (and 200 denied spends). Now they leave
+// no row each, and one agent.refusals event per agent and minute.
+func testRefusalsAggregated(t *testing.T, e *Env) {
+	a := e.NewAgent("noisy", `{"per_tx_max":"1","daily":"10"}`)
+	if _, err := e.Svc.Freeze(bg, "noisy"); err != nil {
+		t.Fatal(err)
+	}
+	head := func() int64 {
+		seq, _, err := e.Store.AuditHead(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	before := head()
+	for i := range 200 {
+		sp := a.MustAuthorize(Custom("0.01"))
+		if sp.Status != spend.StatusDenied || !slices.Equal(sp.Reasons, []string{"agent_frozen"}) || sp.ID != "" {
+			t.Fatalf("request %d of a frozen agent: %s; want denied agent_frozen, not stored", i, Describe(sp))
+		}
+	}
+	if got := head(); got != before {
+		t.Fatalf("200 refused requests wrote %d audit events before the flush; want 0", got-before)
+	}
+	if l, err := e.Svc.ListSpends(bg, "noisy", nil, 1000); err != nil || len(l) != 0 {
+		t.Fatalf("a frozen agent's refusals were stored as %d spends (%v)", len(l), err)
+	}
+	if err := e.Svc.FlushRefusals(bg, false); err != nil { // the minute is not over: nothing yet
+		t.Fatal(err)
+	}
+	if got := head(); got != before {
+		t.Fatalf("flush before the minute ended wrote %d events", got-before)
+	}
+	e.Clock.Advance(time.Minute)
+	if err := e.Svc.FlushRefusals(bg, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := head(); got != before+1 {
+		t.Fatalf("after the minute: %d events; want exactly 1", got-before)
+	}
+	evs, err := e.Svc.AuditTail(bg, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatal(err)
+	}
+	var d struct {
+		Count   int64            `json:"count"`
+		Reasons map[string]int64 `json:"reasons"`
+		First   struct {
+			Signature  string `json:"signature"`
+			BodySHA256 string `json:"body_sha256"`
+		} `json:"first_request"`
+	}
+	if err := json.Unmarshal(evs[0].Details, &d); err != nil || evs[0].Action != "agent.refusals" || d.Count != 200 ||
+		d.Reasons["agent_frozen"] != 200 || d.First.Signature == "" || len(d.First.BodySHA256) != 64 {
+		t.Fatalf("refusals event %s %s (%v)", evs[0].Action, evs[0].Details, err)
+	}
+	mustVerify(t, e)
+}
+
+// testRequestRate: an agent over its request rate is refused before
+// anything is written (not even its nonce), and its refusals are
+// aggregated like a frozen agent's.
+func testRequestRate(t *testing.T, e *Env) {
+	e.Svc.SetRequestRate(spend.RequestRate{PerSecond: 1, Burst: 5})
+	a := e.NewAgent("hasty", `{"per_tx_max":"1","daily":"10"}`)
+	other := e.NewAgent("calm", `{"per_tx_max":"1","daily":"10"}`)
+	seq0, _, _ := e.Store.AuditHead(bg)
+	refused := 0
+	for range 20 {
+		c := a.Caller(Custom("0.01"))
+		if err := e.Svc.Admit(c); err != nil {
+			if spend.CodeOf(err) != spend.CodeTooManyRequests {
+				t.Fatalf("admit: %v", err)
+			}
+			refused++
+			continue
+		}
+		if _, err := e.Svc.Authorize(bg, c, Custom("0.01")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused != 15 {
+		t.Fatalf("%d of 20 requests at once refused; want 15 (burst 5)", refused)
+	}
+	if err := e.Svc.Admit(other.Caller(Custom("0.01"))); err != nil {
+		t.Fatalf("one agent's rate limited another: %v", err)
+	}
+	seq1, _, _ := e.Store.AuditHead(bg)
+	if seq1-seq0 != 5 {
+		t.Fatalf("%d audit events for 5 admitted requests", seq1-seq0)
+	}
+	e.Clock.Advance(2 * time.Second)
+	if err := e.Svc.Admit(a.Caller(Custom("0.01"))); err != nil {
+		t.Fatalf("after the bucket refilled: %v", err)
+	}
+	e.Clock.Advance(time.Minute)
+	if err := e.Svc.FlushRefusals(bg, false); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.Svc.AuditTail(bg, 1)
+	if err != nil || len(evs) != 1 || evs[0].Action != "agent.refusals" || !strings.Contains(string(evs[0].Details), `"too_many_requests":15`) {
+		t.Fatalf("refusal event: %+v %v", evs, err)
+	}
+	mustVerify(t, e)
 }

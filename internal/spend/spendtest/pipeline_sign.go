@@ -2,6 +2,7 @@ package spendtest
 
 import (
 	"encoding/json"
+	"errors"
 	"math/big"
 	"slices"
 	"strings"
@@ -184,4 +185,89 @@ func testPinnedPayees(t *testing.T, e *Env) {
 	if sp := a.MustAuthorize(r); sp.Status != spend.StatusAuthorized {
 		t.Fatalf("another host with its own payee: %s", Describe(sp))
 	}
+}
+
+// testSignRechecks: what an owner approved is signed only if, at the
+// moment of signing and under the agent's lock, the agent is still
+// active, the current mandate still allows it and the hold has not
+// expired (the reproduced attack: a payout approved, the agent frozen,
+// then confirmed and paid).
+func testSignRechecks(t *testing.T, e *Env) {
+	a := e.NewAgent("rechecked", `{"per_tx_auto":"0.05","per_tx_max":"1","daily":"10"}`)
+	rail := signRailOf(t, e)
+	approved := func(key string) *spend.Spend {
+		t.Helper()
+		sp := a.MustAuthorize(signReq("0.50", key))
+		if sp.Status != spend.StatusPendingApproval {
+			t.Fatalf("want pending: %s", Describe(sp))
+		}
+		if sp, err := e.Svc.Approve(bg, sp.ID); err != nil || sp.Status != spend.StatusAuthorized || sp.RailRef != "" {
+			t.Fatalf("approve: %s %v", Describe(sp), err)
+		}
+		return sp
+	}
+	confirm := func(sp *spend.Spend) error {
+		_, err := e.Svc.Confirm(bg, a.Caller(nil), sp.ID)
+		return err
+	}
+	deniedFor := func(err error, reason string) bool {
+		var se *spend.Error
+		if !errors.As(err, &se) || se.Code != spend.CodeSpendDenied {
+			return false
+		}
+		rs, _ := se.Details["reasons"].([]string)
+		return slices.Contains(rs, reason)
+	}
+
+	// The mandate was tightened after the approval.
+	lowered := approved("lowered")
+	if _, err := e.Svc.SetMandate(bg, "rechecked", []byte(`{"per_tx_auto":"0.05","per_tx_max":"0.10","daily":"10"}`), -1); err != nil {
+		t.Fatal(err)
+	}
+	if err := confirm(lowered); !deniedFor(err, "per_tx_cap_exceeded") {
+		t.Fatalf("confirm under a mandate that now refuses it: %v; want spend_denied per_tx_cap_exceeded", err)
+	}
+	if got, _ := e.Svc.GetSpend(bg, lowered.ID); got.Status != spend.StatusDenied || got.RailRef != "" || rail.Signs(lowered.ID) > 1 {
+		t.Fatalf("after the refused confirm: %s ref %q", Describe(got), got.RailRef)
+	}
+	if _, err := e.Svc.SetMandate(bg, "rechecked", []byte(`{"per_tx_auto":"0.05","per_tx_max":"1","daily":"10"}`), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	// The hold expired before the confirm (no sweep ran yet).
+	late := approved("late")
+	e.Clock.Advance(16 * time.Minute)
+	if err := confirm(late); spend.CodeOf(err) != spend.CodeInvalidState {
+		t.Fatalf("confirm after the hold expired: %v; want invalid_state", err)
+	}
+	if got, _ := e.Svc.GetSpend(bg, late.ID); got.Status != spend.StatusExpired || got.RailRef != "" {
+		t.Fatalf("after the late confirm: %s", Describe(got))
+	}
+
+	// Frozen after the approval: the freeze releases it, nothing is signed.
+	frozen := approved("frozen")
+	if _, err := e.Svc.Freeze(bg, "rechecked"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.Svc.GetSpend(bg, frozen.ID); got.Status != spend.StatusReleased || !slices.Equal(got.Reasons, []string{"agent_frozen"}) {
+		t.Fatalf("approved spend after the freeze: %s; want released agent_frozen", Describe(got))
+	}
+	if err := confirm(frozen); !deniedFor(err, "agent_frozen") {
+		t.Fatalf("confirm after the freeze: %v; want spend_denied agent_frozen", err)
+	}
+	if _, err := a.Authorize(signReq("0.50", "frozen")); !deniedFor(err, "agent_frozen") {
+		t.Fatalf("replay after the freeze: %v; want spend_denied agent_frozen", err)
+	}
+	for _, id := range []string{lowered.ID, late.ID, frozen.ID} {
+		if n := rail.Signs(id); n > 1 {
+			t.Fatalf("spend %s signed %d times", id, n)
+		}
+		if n := auditCount(t, e, "spend.sign", "spend:"+id); n != 0 {
+			t.Fatalf("spend %s has %d spend.sign events; want none", id, n)
+		}
+	}
+	if got := usedToday(t, e, "rechecked"); got != usd("0") {
+		t.Fatalf("refused spends still hold %s", got)
+	}
+	mustVerify(t, e)
 }

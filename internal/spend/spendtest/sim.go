@@ -131,7 +131,7 @@ func RunSimulation(t *testing.T, e *Env, seed uint64, steps int) {
 func expectStateErr(t *testing.T, step int, err error) {
 	t.Helper()
 	switch spend.CodeOf(err) {
-	case "", spend.CodeInvalidState, spend.CodeSpendNotFound:
+	case "", spend.CodeInvalidState, spend.CodeSpendNotFound, spend.CodeSpendDenied: // denied: a frozen agent's confirm
 		if err != nil && spend.CodeOf(err) == "" {
 			t.Fatalf("step %d: %v", step, err)
 		}
