@@ -485,7 +485,7 @@ func TestKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if agentauth.Address(got) != agentauth.Address(key) || got.D.Cmp(key.D) != 0 {
+	if agentauth.Address(got) != agentauth.Address(key) || !got.Equal(key) {
 		t.Fatal("read key differs")
 	}
 
@@ -494,7 +494,7 @@ func TestKeyFile(t *testing.T) {
 	if err := agentauth.WriteKeyFile(path, other); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("overwrite: %v, want ErrExist", err)
 	}
-	if again, _ := agentauth.ReadKeyFile(path); again == nil || again.D.Cmp(key.D) != 0 {
+	if again, _ := agentauth.ReadKeyFile(path); again == nil || !again.Equal(key) {
 		t.Fatal("key file changed by refused overwrite")
 	}
 	if err := agentauth.WriteKeyFile(filepath.Join(dir, "nil.key"), nil); err == nil {

@@ -56,6 +56,30 @@ func TestHelpGolden(t *testing.T) {
 	}
 }
 
+// TestHelpListsEveryFlagAndExitCode: purser help names every mandate
+// flag, every global flag of client commands and every exit code.
+func TestHelpListsEveryFlagAndExitCode(t *testing.T) {
+	t.Parallel()
+	_, out, _ := runCLI(t, nil, "help")
+	var want []string
+	for _, d := range mandateFlagList {
+		want = append(want, "--"+d.flag+" ")
+	}
+	want = append(want, "--server URL", "--data DIR", "--json", "--agent-key FILE")
+	for _, w := range want {
+		if !strings.Contains(out, "  "+w) {
+			t.Errorf("purser help does not list %q", strings.TrimSpace(w))
+		}
+	}
+	_, exits, _ := strings.Cut(out, "Exit codes:")
+	exits, _, _ = strings.Cut(exits, "\n\n")
+	for _, code := range []int{ExitOK, ExitFailure, ExitUsage, ExitPending, ExitRefused, ExitSellerFailed} {
+		if !strings.Contains(exits, "\n  "+strconv.Itoa(code)+"  ") {
+			t.Errorf("purser help's exit codes do not list %d: %q", code, exits)
+		}
+	}
+}
+
 func TestCommandHelpAndUsageErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -361,5 +385,37 @@ func TestApprovalsListJSON(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, map[string]string{"PURSER_SERVER": envv["PURSER_SERVER"], "PURSER_OWNER_TOKEN": "bad"}, "approvals", "list"); code != 1 || errOut != "error: bad token (unauthorized)\n" {
 		t.Errorf("bad token: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestServeJSON: serve takes --json like every command; its startup
+// line is then one JSON object on stdout (the logs are JSON on stderr
+// either way).
+func TestServeJSON(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var errb bytes.Buffer
+	e := &env{stdio: Stdio{In: strings.NewReader(""), Out: pw, Err: &errb}, getenv: func(string) string { return "" }}
+	done := make(chan int, 1)
+	go func() {
+		code := e.run(ctx, []string{"serve", "--json", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--log-level", "error"})
+		pw.Close()
+		done <- code
+	}()
+	var started struct {
+		URL, Listen, Store, Data string
+	}
+	dec := json.NewDecoder(pr)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&started)
+	cancel()
+	go io.Copy(io.Discard, pr) //nolint:errcheck // drain until serve returns
+	if code := <-done; code != 0 {
+		t.Fatalf("serve --json: exit %d, stderr %s", code, errb.String())
+	}
+	if err != nil || !strings.HasPrefix(started.URL, "http://127.0.0.1:") || started.Store != "sqlite" || started.Data == "" {
+		t.Fatalf("serve --json printed %+v (%v)", started, err)
 	}
 }

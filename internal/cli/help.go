@@ -52,33 +52,41 @@ func (e *env) printMainUsage(w io.Writer) {
 			writeLeaves(&b, c, c.name, s.kind)
 		}
 	}
+	b.WriteString("\nMandate flags (agent create, mandate set; with mandate set, \"none\" clears a field):\n")
+	for _, d := range mandateFlagList {
+		// The flag's usage names its argument in backquotes, as the flag
+		// package does; the listing is generated so no flag is left out.
+		arg, usage := flag.UnquoteUsage(&flag.Flag{Usage: d.usage, Value: &mandateValue{d: d}})
+		if d.kind == "bool" {
+			arg = ""
+		}
+		writeFlag(&b, "--"+strings.TrimSpace(d.flag+" "+arg), usage)
+	}
+	b.WriteString("\nFlags of client commands:\n")
+	writeFlag(&b, "--server URL", "server (env PURSER_SERVER; default "+DefaultServer+")")
+	writeFlag(&b, "--data DIR", "data directory holding owner.token (default "+DefaultDataDir+")")
+	writeFlag(&b, "--json", "print machine-readable JSON on stdout")
+	writeFlag(&b, "--agent-key FILE", "agent commands: the agent's identity key (env PURSER_AGENT_KEY)")
 	b.WriteString(`
-Mandate flags (agent create, mandate set; with mandate set, "none" clears a field):
-  --per-tx-auto USD   spends up to this are approved automatically
-  --per-tx-max USD    no single spend above this
-  --daily USD         budget per calendar day (in --timezone)
-  --lifetime USD      budget over the agent's life
-  --valid-from T      RFC 3339 time the mandate starts
-  --valid-until T     RFC 3339 time the mandate ends
-  --hosts LIST        allowed hosts, comma-separated (a.com,*.b.com)
-  --payees LIST       allowed payees, comma-separated
-  --deny-payees LIST  refused payees, comma-separated
-  --rails LIST        allowed rails, comma-separated (x402,payout)
-  --rate N/DURATION   at most N spends per window (10/1m)
-  --approve-new-payees[=false]  a spend to a payee never paid before waits for approval
-  --timezone ZONE     IANA time zone of the daily budget (Europe/Paris)
-
-Flags of client commands:
-  --server URL        server (env PURSER_SERVER; default ` + DefaultServer + `)
-  --data DIR          data directory holding owner.token (default ` + DefaultDataDir + `)
-  --json              print machine-readable JSON on stdout
-
 Flags may come before or after arguments; -flag and --flag, --flag=value and --flag value all work.
 Errors print "error: <message> (<code>)" on stderr.
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 spend waiting for approval, 4 spend refused.
-Run 'purser COMMAND --help' for a command's flags.
+Exit codes:
 `)
+	for _, x := range []struct {
+		code int
+		what string
+	}{
+		{ExitOK, "ok (a spend allowed, a payment made)"},
+		{ExitFailure, "failure"},
+		{ExitUsage, "usage error"},
+		{ExitPending, "a spend is waiting for the owner's approval (its id is printed)"},
+		{ExitRefused, "a spend was refused: the mandate (reason codes printed), or x402 fetch --max"},
+		{ExitSellerFailed, "x402 fetch: the seller or facilitator failed after the payment was authorized; pay: sent, not confirmed yet"},
+	} {
+		fmt.Fprintf(&b, "  %d  %s\n", x.code, x.what)
+	}
+	b.WriteString("\nRun 'purser COMMAND --help' for a command's flags.\n")
 	io.WriteString(w, b.String())
 }
 
@@ -156,4 +164,14 @@ func writeLine(b *strings.Builder, synopsis, summary string) {
 		return
 	}
 	fmt.Fprintf(b, "  %-*s %s\n", col, synopsis, summary)
+}
+
+// writeFlag writes one flag of a listing, its text in a column.
+func writeFlag(b *strings.Builder, synopsis, text string) {
+	const col = 22
+	if len(synopsis) > col {
+		fmt.Fprintf(b, "  %s\n  %-*s %s\n", synopsis, col, "", text)
+		return
+	}
+	fmt.Fprintf(b, "  %-*s %s\n", col, synopsis, text)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -64,6 +65,7 @@ func serveCommand() *command {
 			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
 			fs.IntVar(&s.maxOpenSpends, "max-open-spends", 100, "an agent's signed, unsettled spends (x402, payout) before it is refused too_many_open_spends; `N` 0: no cap")
 			fs.StringVar(&s.agentRate, "agent-rate", "200/1s", "each agent's request `RATE` N/DURATION, checked before anything is written (bursts of 2N; 0 disables)")
+			fs.BoolVar(&o.json, "json", o.json, "print the startup line as one JSON object {url, listen, store, data} on stdout (logs are JSON lines on stderr either way)")
 		},
 		run: runServe,
 	}
@@ -90,6 +92,18 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		// (docs/performance.md). GOGC in the environment still wins.
 		debug.SetGCPercent(400)
 	}
+	stdout, ready := e.stdio.Out, func(string) {}
+	if o.json {
+		// Scripts that listen on port 0 learn the address from this line.
+		stdout = io.Discard
+		ready = func(addr string) {
+			store := "sqlite"
+			if s.db != "" {
+				store = "postgres"
+			}
+			writeJSON(e.stdio.Out, map[string]string{"url": "http://" + addr, "listen": addr, "store": store, "data": s.data}) //nolint:errcheck
+		}
+	}
 	return app.Serve(ctx, app.Config{
 		DataDir:        s.data,
 		Listen:         s.listen,
@@ -105,8 +119,9 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		DevChainListen: s.devChainListen,
 		AssetsFile:     s.assets,
 		MaxOpenSpends:  openSpendsCap(s.maxOpenSpends),
-		Stdout:         e.stdio.Out,
+		Stdout:         stdout,
 		Stderr:         e.stdio.Err,
+		Ready:          ready,
 	})
 }
 

@@ -54,9 +54,28 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{ref}/balances", s.owner(s.ownerBalances))
 	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
-	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
-		return &spend.Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path}
-	})
+	s.handle("/", s.noRoute)
+}
+
+// noRoute answers what no route matched. The catch-all "/" keeps the
+// mux from answering 405 itself (in plain text), so it asks the mux
+// which other methods the path has.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		if _, pattern := s.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return &spend.Error{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path + "; it takes " + strings.Join(allow, ", "),
+			Details: map[string]any{"allow": allow}}
+	}
+	return &spend.Error{Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {

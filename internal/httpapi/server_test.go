@@ -114,3 +114,36 @@ func TestWriteError(t *testing.T) {
 		t.Errorf("mandate error does not name the fields: %s", rec.Body)
 	}
 }
+
+// TestWrongMethod: a path that exists answers another method with 405
+// method_not_allowed and an Allow header naming the methods it takes; a
+// path that does not exist stays 404 not_found.
+func TestWrongMethod(t *testing.T) {
+	t.Parallel()
+	h := New(Config{OwnerToken: "t"}).Handler()
+	cases := map[string]struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		"delete on a collection": {http.MethodDelete, "/v1/agents", 405, "method_not_allowed", "GET, HEAD, POST"},
+		"get on an action":       {http.MethodGet, "/v1/agents/bot/freeze", 405, "method_not_allowed", "POST"},
+		"post on the mandate":    {http.MethodPost, "/v1/agents/bot/mandate", 405, "method_not_allowed", "GET, HEAD, PUT"},
+		"get on agent spends":    {http.MethodGet, "/v1/agent/spends", 405, "method_not_allowed", "POST"},
+		"put on healthz":         {http.MethodPut, "/healthz", 405, "method_not_allowed", "GET, HEAD"},
+		"no such path":           {http.MethodGet, "/v1/nothing", 404, "not_found", ""},
+		"no such path, post":     {http.MethodPost, "/v2/agents", 404, "not_found", ""},
+	}
+	for name, c := range cases {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("%s: body is not JSON: %s", name, rec.Body)
+		}
+		if rec.Code != c.status || body["code"] != c.code || rec.Header().Get("Allow") != c.allow {
+			t.Errorf("%s: %s %s → %d %v Allow %q; want %d %s Allow %q", name, c.method, c.path,
+				rec.Code, body["code"], rec.Header().Get("Allow"), c.status, c.code, c.allow)
+		}
+	}
+}

@@ -66,6 +66,7 @@ func (w *wallet) SignHash(hash [32]byte) ([]byte, error) {
 	defer clear(key[:])
 	// Signing needs only the scalar; skipping the public key saves a point
 	// multiplication per signature.
+	//lint:ignore SA1019 go-ethereum signs secp256k1 with an *ecdsa.PrivateKey; the stdlib's replacements for D do not cover that curve
 	priv := &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: crypto.S256()}, D: new(big.Int).SetBytes(key[:])}
 	defer zeroKey(priv)
 	sig, err := crypto.Sign(hash[:], priv)
@@ -167,7 +168,11 @@ func (x *extKey) set(i, parent []byte) error {
 func clearInt(v *big.Int) { clear(v.Bits()) }
 
 func zeroKey(k *ecdsa.PrivateKey) {
-	if k != nil && k.D != nil {
-		clearInt(k.D)
+	if k == nil {
+		return
+	}
+	//lint:ignore SA1019 the secp256k1 scalar lives only in D (see SignHash)
+	if d := k.D; d != nil {
+		clearInt(d)
 	}
 }

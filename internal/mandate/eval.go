@@ -39,7 +39,8 @@ type Decision struct {
 }
 
 // Reason codes, a closed set. Evaluate reports deny reasons in the order
-// listed here, then approval reasons in the order listed here.
+// listed here, then approval reasons in the order listed here. Their
+// meanings are in Purser's one registry of codes, spend.ReasonCodes.
 const (
 	// Deny reasons.
 	ReasonNoMandate              = "no_mandate"               // no mandate, or one without per_tx_max, daily or lifetime
@@ -59,27 +60,6 @@ const (
 	ReasonAboveAutoApprove         = "above_auto_approve"          // amount above per_tx_auto
 	ReasonNewPayeeRequiresApproval = "new_payee_requires_approval" // first spend to this payee
 )
-
-var reasonText = map[string]string{
-	ReasonNoMandate:                "the agent has no mandate capping its spending (per_tx_max, daily or lifetime)",
-	ReasonMandateNotYetValid:       "the mandate is not valid yet (before valid_from)",
-	ReasonMandateExpired:           "the mandate has expired (valid_until has passed)",
-	ReasonRailNotAllowed:           "the mandate does not allow this payment rail",
-	ReasonHostNotAllowed:           "the mandate does not allow paying this host",
-	ReasonPayeeDenied:              "the payee is on the mandate's deny list",
-	ReasonPayeeNotAllowed:          "the payee is not on the mandate's allowlist",
-	ReasonPerTxCapExceeded:         "the amount is above the per-transaction cap",
-	ReasonDailyBudgetExceeded:      "the spend would exceed today's budget",
-	ReasonLifetimeBudgetExceeded:   "the spend would exceed the lifetime budget",
-	ReasonRateLimited:              "the agent reached its rate limit for the current window",
-	ReasonPayeePinMismatch:         "this host was paid to another payee before, and the mandate pins hosts to their payee",
-	ReasonAboveAutoApprove:         "the amount is above the auto-approve limit, so the owner must approve it",
-	ReasonNewPayeeRequiresApproval: "the agent never paid this payee, so the owner must approve the first spend",
-}
-
-// DescribeReason returns a one-line explanation of a reason code, or "" for
-// a code outside the set.
-func DescribeReason(code string) string { return reasonText[code] }
 
 // Evaluate judges in against m given usage u at time now. It collects every
 // deny reason (so an owner sees all that is wrong at once); any deny reason

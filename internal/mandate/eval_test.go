@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -120,11 +124,6 @@ func (s *scenario) run(t *testing.T) string {
 	if d.Reasons == nil {
 		t.Fatal("Reasons is nil")
 	}
-	for _, r := range d.Reasons {
-		if DescribeReason(r) == "" {
-			t.Errorf("reason %q has no description", r)
-		}
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "verdict: %s\nreasons:", d.Verdict)
 	for _, r := range d.Reasons {
@@ -192,7 +191,7 @@ func TestEvaluateGolden(t *testing.T) {
 			})
 		}
 	})
-	for code := range reasonText {
+	for _, code := range reasonConstants(t) {
 		if !seen[code] {
 			t.Errorf("no scenario produces reason %q", code)
 		}
@@ -289,4 +288,33 @@ func BenchmarkEvaluate(b *testing.B) {
 			b.Fatal(d)
 		}
 	}
+}
+
+// reasonConstants returns the values of the Reason* constants of eval.go.
+func reasonConstants(t *testing.T) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "eval.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, sp := range g.Specs {
+			vs := sp.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(n.Name, "Reason") {
+					v, _ := strconv.Unquote(lit.Value)
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no Reason constants found in eval.go")
+	}
+	return out
 }

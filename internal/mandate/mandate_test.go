@@ -359,26 +359,6 @@ func TestCloneIsDeep(t *testing.T) {
 	}
 }
 
-func TestDescribeReason(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, code string
-		known      bool
-	}{
-		{"deny", ReasonRateLimited, true},
-		{"approval", ReasonNewPayeeRequiresApproval, true},
-		{"unknown", "agent_frozen", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := DescribeReason(tt.code); (got != "") != tt.known || strings.Contains(got, "\n") {
-				t.Fatalf("DescribeReason(%q) = %q", tt.code, got)
-			}
-		})
-	}
-}
-
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{full, `{}`, `{"daily":"1"}`, `{"per_tx_mx":"5"}`, `{"daily":"1"} x`, `{"rate":"10/1m","timezone":"Asia/Tokyo"}`} {
 		f.Add([]byte(s))

@@ -51,6 +51,7 @@ type Env struct {
 	Store spend.Store
 	Clock *Clock
 	Keys  *keystore.Keystore
+	cfg   spend.Config
 }
 
 // Start is the fake clock's start: midday, so day windows are far away.
@@ -102,14 +103,27 @@ func NewEnv(t testing.TB, st spend.Store, rails ...spend.Rail) *Env {
 		t.Fatal(err)
 	}
 	clock := NewClock(Start)
-	svc, err := spend.NewService(spend.Config{
+	cfg := spend.Config{
 		Store: st, Assets: assets, Wallets: wallets{ks}, Checkpoints: ks.AuditSigner(), Clock: clock,
 		Rails: rails, DefaultNetwork: "eip155:8453", HoldTTL: 15 * time.Minute, ApprovalTTL: time.Hour,
-	})
+	}
+	svc, err := spend.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Svc: svc, Store: st, Clock: clock, Keys: ks}
+	return &Env{T: t, Svc: svc, Store: st, Clock: clock, Keys: ks, cfg: cfg}
+}
+
+// Restart replaces the service with a new one on the same store, keys,
+// clock and rails, as a process restart would: nothing the old service
+// held in memory survives.
+func (e *Env) Restart() {
+	e.T.Helper()
+	svc, err := spend.NewService(e.cfg)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.Svc = svc
 }
 
 type wallets struct{ ks *keystore.Keystore }

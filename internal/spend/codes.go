@@ -1,0 +1,177 @@
+package spend
+
+// The one registry of Purser's machine codes: every error code with the
+// HTTP status it answers with, and every reason code a spend, a payment
+// or the facilitator can carry, with its meaning. The HTTP layer takes
+// its statuses from here; docs/api.md's two tables must list exactly
+// these codes (codes_test.go compares them, and scans the source for
+// codes that are used but not registered). Adding a code is one line.
+
+// ErrorCode is one stable error code.
+type ErrorCode struct {
+	Code string
+	// Status is the HTTP status of an API answer with this code; 0 for a
+	// code only the CLI, the configuration or an offline check reports.
+	Status  int
+	Meaning string
+}
+
+// ErrorCodes lists every error code, in the order of docs/api.md.
+var ErrorCodes = []ErrorCode{
+	{CodeInvalidRequest, 400, "malformed JSON, unknown field, missing or malformed field (`details.field`)"},
+	{"body_too_large", 413, "body over 1 MiB"},
+	{"amount_invalid", 400, "the amount is not a decimal number"},
+	{"amount_negative", 400, "the amount is negative"},
+	{"amount_zero", 400, "the amount is zero"},
+	{"amount_too_precise", 400, "the amount has more decimals than the asset"},
+	{"amount_overflow", 400, "the amount is too large"},
+	{"asset_unknown", 400, "the asset is not configured"},
+	{"network_unknown", 400, "the network is not configured"},
+	{"asset_not_usd", 400, "the asset cannot be counted in USD"},
+	{CodeRailUnknown, 400, "the rail is not configured"},
+	{"mandate_invalid", 400, "a mandate field is malformed or limits contradict each other (`details.fields`)"},
+	{"asset_not_onchain", 400, "the asset has no token contract or EIP-712 domain, so it cannot be paid on chain"},
+	{"dev_chain_only", 400, "`fund` works only with `serve --dev-chain`"},
+	{"x402_malformed", 400, "the x402 offer in `rail_request` cannot be read"},
+	{"x402_too_large", 400, "the x402 offer is too large"},
+	{"x402_no_requirements", 400, "the x402 offer carries no payment requirements"},
+	{"x402_version_unsupported", 400, "the x402 version is not supported"},
+	{"x402_scheme_unsupported", 400, "the offer's scheme is not `exact`"},
+	{"x402_network_unsupported", 400, "the offer's network is not one Purser pays on"},
+	{"x402_domain_mismatch", 400, "the offer's EIP-712 domain is not the configured asset's"},
+	{"x402_payto_invalid", 400, "the offer's `payTo` is not an address"},
+	{"x402_host_mismatch", 400, "the spend's host is not the URL's host"},
+	{"x402_amount_above_max", 400, "the offer asks more than the agent's own `max`"},
+	{"unauthorized", 401, "missing or wrong owner token"},
+	{"auth_missing", 401, "agent signature headers missing"},
+	{"auth_malformed", 401, "agent signature headers malformed"},
+	{"signature_invalid", 401, "the signature does not match the request or the claimed agent"},
+	{"signature_expired", 401, "`Purser-Expires` is in the past"},
+	{"signature_expiry_too_far", 401, "`Purser-Expires` is more than 5 minutes ahead"},
+	{CodeNonceReplayed, 401, "the nonce was used before"},
+	{CodeAgentUnknown, 401, "no agent has this identity key"},
+	{CodeAgentKeyRevoked, 401, "the key was rotated away or the agent revoked"},
+	{"wrong_credential", 403, "an agent credential on an owner endpoint, or the reverse"},
+	{CodeSpendDenied, 403, "the mandate refused the spend: `details.reasons`, `details.spend_id`, `details.spend`"},
+	{CodeAgentNotFound, 404, "no such agent"},
+	{CodeSpendNotFound, 404, "no such spend (an agent asking for another agent's spend gets this too)"},
+	{"not_found", 404, "no such endpoint"},
+	{"method_not_allowed", 405, "the path exists but not with this method; the `Allow` header lists the methods it takes"},
+	{CodeAgentExists, 409, "name or identity key taken"},
+	{CodeIdempotencyConflict, 409, "the idempotency key was used for a different request; `details.field` names the first differing field"},
+	{CodeInvalidState, 409, "the spend or agent is not in a state that allows this (`details.status`)"},
+	{CodeMandateConflict, 409, "the mandate changed since the version the edit was based on"},
+	{CodeCaptureExceedsHold, 409, "a capture above the authorized amount"},
+	{"audit_chain_broken", 409, "`details.seq` is the first bad sequence number"},
+	{CodeChainDisagrees, 409, "an owner's resolution of an unknown spend contradicts what the chain shows"},
+	{CodeTooManyRequests, 429, "the agent is over its request rate (`serve --agent-rate`); nothing was written; retry after `Retry-After`"},
+	{CodeRailFailed, 502, "the rail could not sign or execute; the hold stays until it expires"},
+	{CodeUnavailable, 503, "the database did not answer within its deadline; nothing was changed"},
+	{CodeChainUnavailable, 503, "no chain is connected for the spend's network (`serve --rpc`)"},
+	{"internal", 500, "anything else; details are logged server-side only"},
+
+	// Reported by the CLI, the configuration or an offline check, never
+	// in an API answer.
+	{"x402_unknown_network", 0, "`x402 fetch`: the offer's network is not an `eip155:` chain"},
+	{"x402_no_payable_offer", 0, "`x402 fetch`: no offer of the 402 is one Purser can pay"},
+	{"x402_redirect_refused", 0, "`x402 fetch`: the seller redirected to another host, or too often"},
+	{"response_too_large", 0, "`x402 fetch`: the seller's response is too large"},
+	{"already_paid", 0, "`x402 confirm`: the spend was paid already"},
+	{"asset_invalid", 0, "`serve --assets`: an asset is malformed or configured twice"},
+	{"keystore_sealed", 0, "`serve`: the key-encryption key does not open the master seed"},
+	{"audit_export_malformed", 0, "`audit verify FILE`: a line of the export cannot be read"},
+}
+
+// Reason kinds: where a reason code appears.
+const (
+	ReasonKindDeny        = "deny"        // a refused spend (`spend_denied`, status denied)
+	ReasonKindApproval    = "approval"    // a spend waiting for the owner
+	ReasonKindRelease     = "release"     // why a held spend was released or cancelled
+	ReasonKindPayment     = "payment"     // `x402 fetch`: why a paid request was not served
+	ReasonKindFacilitator = "facilitator" // `purser facilitator`: x402 `invalidReason`/`errorReason`
+)
+
+// ReasonCode is one reason code.
+type ReasonCode struct {
+	Code    string
+	Kind    string
+	Meaning string
+}
+
+// ReasonCodes lists every reason code, in the order of docs/api.md. The
+// mandate's reasons come first, in the order mandate.Evaluate reports them.
+var ReasonCodes = []ReasonCode{
+	{"no_mandate", ReasonKindDeny, "the agent has no mandate capping its spending (per_tx_max, daily or lifetime)"},
+	{"mandate_not_yet_valid", ReasonKindDeny, "the mandate is not valid yet (before valid_from)"},
+	{"mandate_expired", ReasonKindDeny, "the mandate has expired (valid_until has passed)"},
+	{"rail_not_allowed", ReasonKindDeny, "the mandate does not allow this payment rail"},
+	{"host_not_allowed", ReasonKindDeny, "the mandate does not allow paying this host"},
+	{"payee_denied", ReasonKindDeny, "the payee is on the mandate's deny list"},
+	{"payee_not_allowed", ReasonKindDeny, "the payee is not on the mandate's allowlist"},
+	{"per_tx_cap_exceeded", ReasonKindDeny, "the amount is above the per-transaction cap"},
+	{"daily_budget_exceeded", ReasonKindDeny, "the spend would exceed today's budget"},
+	{"lifetime_budget_exceeded", ReasonKindDeny, "the spend would exceed the lifetime budget"},
+	{"rate_limited", ReasonKindDeny, "the agent reached its rate limit for the current window"},
+	{"payee_pin_mismatch", ReasonKindDeny, "this host was paid to another payee before, and the mandate pins hosts to their payee"},
+	{"agent_frozen", ReasonKindDeny, "the agent is frozen (also the reason its pending approvals were cancelled)"},
+	{"agent_revoked", ReasonKindDeny, "the agent is revoked (also the reason its pending approvals were cancelled)"},
+	{ReasonTooManyOpenSpends, ReasonKindDeny, "on a signing rail (x402, payout), the agent already has the server's cap of signed spends not settled yet (`serve --max-open-spends`)"},
+	{"above_auto_approve", ReasonKindApproval, "the amount is above the auto-approve limit, so the owner must approve it"},
+	{"new_payee_requires_approval", ReasonKindApproval, "the agent never paid this payee, so the owner must approve the first spend"},
+	{"owner_denied", ReasonKindRelease, "the owner denied the spend; its hold was released"},
+	{"authorization_expired_unused", ReasonKindRelease, "the signed authorization expired and the chain shows it unused"},
+	{"insufficient_funds", ReasonKindRelease, "the agent's wallet cannot pay the payout"},
+	{"relayer_unfunded", ReasonKindRelease, "the relayer has no gas to send the payout"},
+	{"transfer_reverted", ReasonKindRelease, "the payout transfer reverted on chain"},
+	{"authorization_cancelled", ReasonKindRelease, "the signed authorization was cancelled on chain (freeze --cancel-signed, or a payout that failed after signing) before its hold was released"},
+	{"owner_resolved", ReasonKindRelease, "an owner resolved the unknown spend as released (`spend resolve --released`); the chain, where connected, showed its authorization unusable"},
+	{"seller_request_failed", ReasonKindPayment, "the paid request to the seller failed"},
+	{"invalid_exact_evm_scheme", ReasonKindFacilitator, "the scheme is not `exact`"},
+	{"invalid_exact_evm_missing_eip712_domain", ReasonKindFacilitator, "the requirements carry no EIP-712 domain"},
+	{"invalid_exact_evm_network_mismatch", ReasonKindFacilitator, "payload and requirements name different networks"},
+	{"invalid_exact_evm_signature", ReasonKindFacilitator, "the authorization's signature is not the payer's"},
+	{"invalid_exact_evm_recipient_mismatch", ReasonKindFacilitator, "the authorization pays someone other than `payTo`"},
+	{"invalid_exact_evm_payload_authorization_valid_before", ReasonKindFacilitator, "the authorization has expired or expires too soon"},
+	{"invalid_exact_evm_payload_authorization_valid_after", ReasonKindFacilitator, "the authorization is not valid yet"},
+	{"invalid_exact_evm_payload_authorization_value_mismatch", ReasonKindFacilitator, "the authorization's value is not the required amount"},
+	{"invalid_exact_evm_authorization_value", ReasonKindFacilitator, "the authorization's value is not the required amount (x402 version 1)"},
+	{"asset_not_deployed_contract", ReasonKindFacilitator, "no token contract at the asset's address"},
+	{"invalid_exact_evm_eip3009_not_supported", ReasonKindFacilitator, "the token does not support EIP-3009"},
+	{"invalid_exact_evm_nonce_already_used", ReasonKindFacilitator, "the authorization was used or cancelled"},
+	{"invalid_exact_evm_token_name_mismatch", ReasonKindFacilitator, "the EIP-712 name is not the token's"},
+	{"invalid_exact_evm_token_version_mismatch", ReasonKindFacilitator, "the EIP-712 version is not the token's"},
+	{"invalid_exact_evm_insufficient_balance", ReasonKindFacilitator, "the payer's balance is below the value"},
+	{"invalid_exact_evm_transaction_simulation_failed", ReasonKindFacilitator, "simulating the transfer failed"},
+	{"invalid_exact_evm_transaction_failed", ReasonKindFacilitator, "the transfer failed on chain"},
+	{"invalid_exact_evm_transfer_event_mismatch", ReasonKindFacilitator, "the receipt's transfer is not the authorized one"},
+	{"settlement_pending", ReasonKindFacilitator, "the transfer was sent but its receipt is not in yet"},
+	{"invalid_network", ReasonKindFacilitator, "the facilitator does not serve this network"},
+	{"invalid_payload", ReasonKindFacilitator, "the payment payload cannot be read"},
+}
+
+var statusByCode = func() map[string]int {
+	m := make(map[string]int, len(ErrorCodes))
+	for _, c := range ErrorCodes {
+		m[c.Code] = c.Status
+	}
+	return m
+}()
+
+var reasonMeaning = func() map[string]string {
+	m := make(map[string]string, len(ReasonCodes))
+	for _, r := range ReasonCodes {
+		m[r.Code] = r.Meaning
+	}
+	return m
+}()
+
+// HTTPStatus returns the HTTP status of an error code, and false for a
+// code outside the registry or one never sent over HTTP.
+func HTTPStatus(code string) (int, bool) {
+	s := statusByCode[code]
+	return s, s != 0
+}
+
+// DescribeReason returns a one-line explanation of a reason code, or ""
+// for a code outside the registry.
+func DescribeReason(code string) string { return reasonMeaning[code] }
