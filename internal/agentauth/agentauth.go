@@ -24,15 +24,8 @@ const (
 
 const requestType = "Request(address agent,string method,string path,bytes32 bodyHash,bytes32 nonce,uint64 expires)"
 
-// Computed once: the constant parts of every digest.
-var (
-	requestTypeHash = crypto.Keccak256Hash([]byte(requestType))
-	domainSeparator = crypto.Keccak256Hash(
-		crypto.Keccak256([]byte("EIP712Domain(string name,string version)")),
-		crypto.Keccak256([]byte("Purser")),
-		crypto.Keccak256([]byte("1")),
-	)
-)
+// Computed once: the constant part of every struct hash.
+var requestTypeHash = crypto.Keccak256Hash([]byte(requestType))
 
 // secp256k1halfN is n/2; signatures with s above it are the malleated twin
 // of a valid low-s signature and are refused so each request has exactly
@@ -55,12 +48,12 @@ func NewNonce() ([32]byte, error) {
 }
 
 // Digest returns the EIP-712 digest the agent signs:
-// keccak256(0x19 0x01 ‖ domainSeparator ‖ hashStruct(Request)).
+// keccak256(0x19 0x01 ‖ domain separator ‖ hashStruct(Request)).
 // expires is encoded as its unix seconds; callers keep it non-negative.
-func Digest(agent common.Address, method, pathQuery string, bodyHash [32]byte, nonce [32]byte, expires time.Time) [32]byte {
+func Digest(dom Domain, agent common.Address, method, pathQuery string, bodyHash [32]byte, nonce [32]byte, expires time.Time) [32]byte {
 	d := getDigester()
 	defer d.put()
-	return d.digest(agent, method, pathQuery, bodyHash, nonce, expires)
+	return d.digest(dom, agent, method, pathQuery, bodyHash, nonce, expires)
 }
 
 // digester holds a Keccak state and scratch space, pooled so hashing a
@@ -98,7 +91,7 @@ func (d *digester) hashString(s string) [32]byte {
 	return d.hash(d.str)
 }
 
-func (d *digester) digest(agent common.Address, method, pathQuery string, bodyHash, nonce [32]byte, expires time.Time) [32]byte {
+func (d *digester) digest(dom Domain, agent common.Address, method, pathQuery string, bodyHash, nonce [32]byte, expires time.Time) [32]byte {
 	// Every field of Request is a static 32-byte word once strings are
 	// hashed, so hashStruct is keccak over a fixed 7-word buffer.
 	e := &d.enc
@@ -117,16 +110,20 @@ func (d *digester) digest(agent common.Address, method, pathQuery string, bodyHa
 
 	// 0x19 0x01 ‖ domainSeparator ‖ structHash, reusing the buffer.
 	e[0], e[1] = 0x19, 0x01
-	copy(e[2:34], domainSeparator[:])
+	copy(e[2:34], dom.separator[:])
 	copy(e[34:66], structHash[:])
 	return d.hash(e[:66])
 }
 
-// Sign signs a request. method and pathQuery must be exactly what goes on
-// the wire (see the package doc); body is the exact body (nil for none).
-func Sign(key *ecdsa.PrivateKey, method, pathQuery string, body []byte, nonce [32]byte, expires time.Time) (Signed, error) {
+// Sign signs a request in domain dom. method and pathQuery must be exactly
+// what goes on the wire (see the package doc); body is the exact body (nil
+// for none).
+func Sign(key *ecdsa.PrivateKey, dom Domain, method, pathQuery string, body []byte, nonce [32]byte, expires time.Time) (Signed, error) {
 	if key == nil {
 		return Signed{}, errors.New("agentauth: nil key")
+	}
+	if !dom.valid() {
+		return Signed{}, errors.New("agentauth: no signing domain (fetch the deployment id first)")
 	}
 	if expires.Unix() < 0 {
 		return Signed{}, errors.New("agentauth: expires before 1970")
@@ -137,7 +134,7 @@ func Sign(key *ecdsa.PrivateKey, method, pathQuery string, body []byte, nonce [3
 		Expires: time.Unix(expires.Unix(), 0),
 	}
 	d := getDigester()
-	dig := d.digest(s.Agent, method, pathQuery, d.hash(body), nonce, s.Expires)
+	dig := d.digest(dom, s.Agent, method, pathQuery, d.hash(body), nonce, s.Expires)
 	d.put()
 	sig, err := crypto.Sign(dig[:], key)
 	if err != nil {
@@ -149,9 +146,12 @@ func Sign(key *ecdsa.PrivateKey, method, pathQuery string, body []byte, nonce [3
 }
 
 // Verify checks that s is unexpired at now, not too far ahead, and a
-// signature by s.Agent over this method, pathQuery and body. It does not
-// check that the nonce is unused. Errors are *Error.
-func (s Signed) Verify(method, pathQuery string, body []byte, now time.Time) error {
+// signature by s.Agent in domain dom over this method, pathQuery and body.
+// It does not check that the nonce is unused. Errors are *Error.
+func (s Signed) Verify(dom Domain, method, pathQuery string, body []byte, now time.Time) error {
+	if !dom.valid() {
+		return errSigInvalid
+	}
 	// The window first: it is cheap and needs no key recovery.
 	if now.After(s.Expires) {
 		return newError(CodeSignatureExpired, "Purser-Expires is in the past")
@@ -178,7 +178,7 @@ func (s Signed) Verify(method, pathQuery string, body []byte, now time.Time) err
 	// would each be moved to the heap.
 	d.sig = s.Signature
 	d.sig[64] = v
-	d.dig = d.digest(s.Agent, method, pathQuery, d.hash(body), s.Nonce, s.Expires)
+	d.dig = d.digest(dom, s.Agent, method, pathQuery, d.hash(body), s.Nonce, s.Expires)
 	pub, err := crypto.Ecrecover(d.dig[:], d.sig[:])
 	if err != nil || len(pub) != 65 {
 		return errSigInvalid
@@ -192,7 +192,30 @@ func (s Signed) Verify(method, pathQuery string, body []byte, now time.Time) err
 	return nil
 }
 
-var errSigInvalid = newError(CodeSignatureInvalid, "signature does not match the request or Purser-Agent")
+// VerifyFor verifies s as the server of deployment domain dom (version 2)
+// does, and returns the domain the signature was made in. A signature
+// that fails there is tried as a version 1 (unbound) one, which is
+// accepted only with acceptUnbound and otherwise answered
+// signature_unbound, so that an old client learns what to change rather
+// than seeing signature_invalid. A signature made for another deployment
+// is signature_invalid.
+func (s Signed) VerifyFor(dom Domain, acceptUnbound bool, method, pathQuery string, body []byte, now time.Time) (Domain, error) {
+	err := s.Verify(dom, method, pathQuery, body, now)
+	if err != errSigInvalid || dom.version != VersionBound {
+		return dom, err
+	}
+	if s.Verify(unbound, method, pathQuery, body, now) != nil {
+		return dom, errSigInvalid
+	}
+	if !acceptUnbound {
+		return dom, errSigUnbound
+	}
+	return unbound, nil
+}
+
+var errSigUnbound = newError(CodeSignatureUnbound, "the request is signed in the version 1 EIP-712 domain, which binds no deployment; sign in version 2 with the deployment id from GET /v1/deployment")
+
+var errSigInvalid = newError(CodeSignatureInvalid, "signature does not match the request, Purser-Agent or this deployment")
 
 func isZero(b []byte) bool {
 	for _, c := range b {

@@ -24,6 +24,12 @@ const testKeyHex = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f36
 
 var t0 = time.Unix(1_750_000_000, 0)
 
+// testDeployment is a fixed deployment id; testDomain binds to it.
+var (
+	testDeployment = [32]byte{0xd0, 0x01, 31: 0x42}
+	testDomain     = agentauth.DeploymentDomain(testDeployment)
+)
+
 func testKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := crypto.HexToECDSA(testKeyHex)
@@ -51,7 +57,12 @@ func codeOf(err error) string {
 
 func mustSign(t testing.TB, key *ecdsa.PrivateKey, method, pq string, body []byte, nonce [32]byte, exp time.Time) agentauth.Signed {
 	t.Helper()
-	s, err := agentauth.Sign(key, method, pq, body, nonce, exp)
+	return mustSignIn(t, key, testDomain, method, pq, body, nonce, exp)
+}
+
+func mustSignIn(t testing.TB, key *ecdsa.PrivateKey, dom agentauth.Domain, method, pq string, body []byte, nonce [32]byte, exp time.Time) agentauth.Signed {
+	t.Helper()
+	s, err := agentauth.Sign(key, dom, method, pq, body, nonce, exp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,13 +103,13 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 			if got != s {
 				t.Fatalf("Parse(Apply(s)) = %+v, want %+v", got, s)
 			}
-			if err := got.Verify(tc.method, tc.pq, tc.body, t0); err != nil {
+			if err := got.Verify(testDomain, tc.method, tc.pq, tc.body, t0); err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
 			// v as 0/1 (raw secp256k1) is accepted too.
 			raw := got
 			raw.Signature[64] -= 27
-			if err := raw.Verify(tc.method, tc.pq, tc.body, t0); err != nil {
+			if err := raw.Verify(testDomain, tc.method, tc.pq, tc.body, t0); err != nil {
 				t.Fatalf("Verify with v-27: %v", err)
 			}
 		})
@@ -134,7 +145,7 @@ func TestSignErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if _, err := agentauth.Sign(tc.key, "GET", "/", nil, testNonce(0), tc.exp); err == nil {
+			if _, err := agentauth.Sign(tc.key, testDomain, "GET", "/", nil, testNonce(0), tc.exp); err == nil {
 				t.Fatal("no error")
 			}
 		})
@@ -195,7 +206,7 @@ func TestTamper(t *testing.T) {
 			if p, err := agentauth.Parse(h); err == nil {
 				s = p
 			}
-			err := s.Verify(tc.r.method, tc.r.pq, tc.r.body, t0)
+			err := s.Verify(testDomain, tc.r.method, tc.r.pq, tc.r.body, t0)
 			if codeOf(err) != agentauth.CodeSignatureInvalid {
 				t.Fatalf("Verify = %v, want %s", err, agentauth.CodeSignatureInvalid)
 			}
@@ -212,7 +223,7 @@ func TestImpersonation(t *testing.T) {
 	}
 	s := mustSign(t, attacker, "POST", "/v1/agent/spends", []byte("{}"), testNonce(9), t0.Add(time.Minute))
 	s.Agent = agentauth.Address(victim)
-	err = s.Verify("POST", "/v1/agent/spends", []byte("{}"), t0)
+	err = s.Verify(testDomain, "POST", "/v1/agent/spends", []byte("{}"), t0)
 	if codeOf(err) != agentauth.CodeSignatureInvalid {
 		t.Fatalf("Verify = %v, want %s", err, agentauth.CodeSignatureInvalid)
 	}
@@ -230,14 +241,14 @@ func TestHighSRejected(t *testing.T) {
 	new(big.Int).Sub(n, sv).FillBytes(hi.Signature[32:64])
 	hi.Signature[64] = 55 - hi.Signature[64] // 27 <-> 28
 
-	d := agentauth.Digest(s.Agent, "GET", "/", crypto.Keccak256Hash(nil), s.Nonce, s.Expires)
+	d := agentauth.Digest(testDomain, s.Agent, "GET", "/", crypto.Keccak256Hash(nil), s.Nonce, s.Expires)
 	raw := hi.Signature
 	raw[64] -= 27
 	pub, err := crypto.Ecrecover(d[:], raw[:])
 	if err != nil || common.BytesToAddress(crypto.Keccak256(pub[1:])[12:]) != s.Agent {
 		t.Fatalf("test setup: high-s twin does not recover the signer (%v)", err)
 	}
-	if err := hi.Verify("GET", "/", nil, t0); codeOf(err) != agentauth.CodeSignatureInvalid {
+	if err := hi.Verify(testDomain, "GET", "/", nil, t0); codeOf(err) != agentauth.CodeSignatureInvalid {
 		t.Fatalf("Verify = %v, want %s", err, agentauth.CodeSignatureInvalid)
 	}
 }
@@ -265,13 +276,13 @@ func TestExpiryWindow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := mustSign(t, key, "GET", "/x", nil, testNonce(4), tc.exp)
-			if got := codeOf(s.Verify("GET", "/x", nil, tc.now)); got != tc.want {
+			if got := codeOf(s.Verify(testDomain, "GET", "/x", nil, tc.now)); got != tc.want {
 				t.Fatalf("code = %q, want %q", got, tc.want)
 			}
 			// The window is checked before the signature.
 			if tc.want != "" {
 				s.Signature[1] ^= 1
-				if got := codeOf(s.Verify("GET", "/x", nil, tc.now)); got != tc.want {
+				if got := codeOf(s.Verify(testDomain, "GET", "/x", nil, tc.now)); got != tc.want {
 					t.Fatalf("with bad sig: code = %q, want %q", got, tc.want)
 				}
 			}
@@ -385,6 +396,8 @@ func flipCase(a string) string {
 	return string(b)
 }
 
+// TestDigestMatchesAPITypes recomputes every digest with go-ethereum's
+// independent EIP-712 encoder, for both versions of the domain.
 func TestDigestMatchesAPITypes(t *testing.T) {
 	t.Parallel()
 	other, err := agentauth.GenerateKey()
@@ -404,58 +417,109 @@ func TestDigestMatchesAPITypes(t *testing.T) {
 		{"zero values", common.Address{}, "", "", []byte{}, [32]byte{}, time.Unix(0, 0)},
 		{"unicode path", common.HexToAddress("0xffffffffffffffffffffffffffffffffffffffff"), "PATCH", "/v1/é/☃", bytes.Repeat([]byte{0xab}, 5000), testNonce(0xf0), time.Unix(1<<62, 0)},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			bodyHash := crypto.Keccak256Hash(tc.body)
-			td := apitypes.TypedData{
-				Types: apitypes.Types{
-					"EIP712Domain": {
-						{Name: "name", Type: "string"},
-						{Name: "version", Type: "string"},
+	domains := []struct {
+		name   string
+		dom    agentauth.Domain
+		fields []apitypes.Type
+		td     apitypes.TypedDataDomain
+	}{
+		{"v1", agentauth.UnboundDomain(), []apitypes.Type{{Name: "name", Type: "string"}, {Name: "version", Type: "string"}},
+			apitypes.TypedDataDomain{Name: "Purser", Version: "1"}},
+		{"v2", testDomain, []apitypes.Type{{Name: "name", Type: "string"}, {Name: "version", Type: "string"}, {Name: "salt", Type: "bytes32"}},
+			apitypes.TypedDataDomain{Name: "Purser", Version: "2", Salt: testDomain.DeploymentHex()}},
+	}
+	for _, dc := range domains {
+		for _, tc := range tests {
+			t.Run(dc.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				bodyHash := crypto.Keccak256Hash(tc.body)
+				td := apitypes.TypedData{
+					Types: apitypes.Types{
+						"EIP712Domain": dc.fields,
+						"Request": {
+							{Name: "agent", Type: "address"},
+							{Name: "method", Type: "string"},
+							{Name: "path", Type: "string"},
+							{Name: "bodyHash", Type: "bytes32"},
+							{Name: "nonce", Type: "bytes32"},
+							{Name: "expires", Type: "uint64"},
+						},
 					},
-					"Request": {
-						{Name: "agent", Type: "address"},
-						{Name: "method", Type: "string"},
-						{Name: "path", Type: "string"},
-						{Name: "bodyHash", Type: "bytes32"},
-						{Name: "nonce", Type: "bytes32"},
-						{Name: "expires", Type: "uint64"},
+					PrimaryType: "Request",
+					Domain:      dc.td,
+					Message: apitypes.TypedDataMessage{
+						"agent":    tc.agent.Hex(),
+						"method":   tc.method,
+						"path":     tc.pq,
+						"bodyHash": bodyHash[:],
+						"nonce":    tc.nonce[:],
+						"expires":  new(big.Int).SetInt64(tc.exp.Unix()),
 					},
-				},
-				PrimaryType: "Request",
-				Domain:      apitypes.TypedDataDomain{Name: "Purser", Version: "1"},
-				Message: apitypes.TypedDataMessage{
-					"agent":    tc.agent.Hex(),
-					"method":   tc.method,
-					"path":     tc.pq,
-					"bodyHash": bodyHash[:],
-					"nonce":    tc.nonce[:],
-					"expires":  new(big.Int).SetInt64(tc.exp.Unix()),
-				},
+				}
+				want, _, err := apitypes.TypedDataAndHash(td)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := agentauth.Digest(dc.dom, tc.agent, tc.method, tc.pq, bodyHash, tc.nonce, tc.exp)
+				if !bytes.Equal(got[:], want) {
+					t.Fatalf("Digest = %x, apitypes = %x", got, want)
+				}
+				// And piecewise, so a mismatch says which half is wrong.
+				ds, err := td.HashStruct("EIP712Domain", td.Domain.Map())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sep := dc.dom.Separator(); !bytes.Equal(sep[:], ds) {
+					t.Fatalf("domain separator %x, apitypes %x", sep, ds)
+				}
+				sh, err := td.HashStruct("Request", td.Message)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if recomposed := crypto.Keccak256([]byte{0x19, 0x01}, ds, sh); !bytes.Equal(recomposed, want) {
+					t.Fatalf("apitypes pieces disagree with its own digest")
+				}
+			})
+		}
+	}
+}
+
+// TestDomainBinding: a signature is valid in its own domain only: not
+// under another deployment's id, and not as a version 1 signature (nor
+// the reverse).
+func TestDomainBinding(t *testing.T) {
+	t.Parallel()
+	key := testKey(t)
+	other := agentauth.DeploymentDomain([32]byte{0xd0, 0x02})
+	body := []byte(`{"amount":"1"}`)
+	for _, signIn := range []agentauth.Domain{testDomain, other, agentauth.UnboundDomain()} {
+		s := mustSignIn(t, key, signIn, "POST", "/v1/agent/spends", body, testNonce(6), t0.Add(time.Minute))
+		for _, verifyIn := range []agentauth.Domain{testDomain, other, agentauth.UnboundDomain(), {}} {
+			err := s.Verify(verifyIn, "POST", "/v1/agent/spends", body, t0)
+			same := signIn == verifyIn
+			if (err == nil) != same || (!same && codeOf(err) != agentauth.CodeSignatureInvalid) {
+				t.Errorf("signed in v%d %s, verified in v%d %s: %v", signIn.Version(), signIn.DeploymentHex(), verifyIn.Version(), verifyIn.DeploymentHex(), err)
 			}
-			want, _, err := apitypes.TypedDataAndHash(td)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := agentauth.Digest(tc.agent, tc.method, tc.pq, bodyHash, tc.nonce, tc.exp)
-			if !bytes.Equal(got[:], want) {
-				t.Fatalf("Digest = %x, apitypes = %x", got, want)
-			}
-			// And piecewise, so a mismatch says which half is wrong.
-			sh, err := td.HashStruct("Request", td.Message)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ds, err := td.HashStruct("EIP712Domain", td.Domain.Map())
-			if err != nil {
-				t.Fatal(err)
-			}
-			recomposed := crypto.Keccak256([]byte{0x19, 0x01}, ds, sh)
-			if !bytes.Equal(recomposed, want) {
-				t.Fatalf("apitypes pieces disagree with its own digest")
-			}
-		})
+		}
+	}
+	if _, err := agentauth.Sign(key, agentauth.Domain{}, "GET", "/", nil, testNonce(0), t0); err == nil {
+		t.Error("signing in the zero domain succeeded")
+	}
+}
+
+func TestParseDeployment(t *testing.T) {
+	t.Parallel()
+	id, err := agentauth.ParseDeployment(testDomain.DeploymentHex())
+	if err != nil || id != testDeployment {
+		t.Fatalf("round trip: %x %v", id, err)
+	}
+	for _, bad := range []string{"", "0x", "0x" + strings.Repeat("0", 64), "0x" + strings.Repeat("a", 63), strings.Repeat("a", 66), "0x" + strings.Repeat("g", 64)} {
+		if _, err := agentauth.ParseDeployment(bad); err == nil {
+			t.Errorf("ParseDeployment(%q) succeeded", bad)
+		}
+	}
+	if agentauth.UnboundDomain().DeploymentHex() != "" || agentauth.UnboundDomain().Version() != 1 || testDomain.Version() != 2 {
+		t.Error("domain accessors")
 	}
 }
 
@@ -586,7 +650,7 @@ func BenchmarkSign(b *testing.B) {
 	exp := t0.Add(time.Minute)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := agentauth.Sign(key, "POST", "/v1/agent/spends", body, testNonce(1), exp); err != nil {
+		if _, err := agentauth.Sign(key, testDomain, "POST", "/v1/agent/spends", body, testNonce(1), exp); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -598,7 +662,7 @@ func BenchmarkVerify(b *testing.B) {
 	s := mustSign(b, key, "POST", "/v1/agent/spends", body, testNonce(1), t0.Add(time.Minute))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Verify("POST", "/v1/agent/spends", body, t0); err != nil {
+		if err := s.Verify(testDomain, "POST", "/v1/agent/spends", body, t0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -609,7 +673,7 @@ func BenchmarkVerify(b *testing.B) {
 func BenchmarkRecover(b *testing.B) {
 	key := testKey(b)
 	s := mustSign(b, key, "GET", "/", nil, testNonce(1), t0.Add(time.Minute))
-	d := agentauth.Digest(s.Agent, "GET", "/", crypto.Keccak256Hash(nil), s.Nonce, s.Expires)
+	d := agentauth.Digest(testDomain, s.Agent, "GET", "/", crypto.Keccak256Hash(nil), s.Nonce, s.Expires)
 	sig := s.Signature
 	sig[64] -= 27
 	b.ReportAllocs()
@@ -635,6 +699,6 @@ func BenchmarkDigest(b *testing.B) {
 	bh := crypto.Keccak256Hash([]byte("{}"))
 	b.ReportAllocs()
 	for b.Loop() {
-		agentauth.Digest(agent, "POST", "/v1/agent/spends", bh, testNonce(1), t0)
+		agentauth.Digest(testDomain, agent, "POST", "/v1/agent/spends", bh, testNonce(1), t0)
 	}
 }

@@ -7,6 +7,9 @@ const (
 	CodeSignatureInvalid      = "signature_invalid"
 	CodeSignatureExpired      = "signature_expired"
 	CodeSignatureExpiryTooFar = "signature_expiry_too_far"
+	// CodeSignatureUnbound: a valid version 1 signature, which binds no
+	// deployment, on a server that accepts only version 2.
+	CodeSignatureUnbound = "signature_unbound"
 )
 
 // Error is an authentication failure safe to show to the client. The code

@@ -78,8 +78,20 @@ type Config struct {
 	// too_many_open_spends. 0: 100; negative: no cap.
 	MaxOpenSpends int
 	// Assets are further assets (for embedding and tests).
-	Assets         []money.Asset
-	Stdout, Stderr io.Writer
+	Assets []money.Asset
+	// HostNames are further names the server answers to in the Host
+	// header (behind a proxy: its public name). localhost, IP literals
+	// and the host of Listen are always served; "*" turns the check off.
+	// Any other name is refused (host_not_served), which defeats DNS
+	// rebinding.
+	HostNames []string
+	// MetricsAuth is "none" (default: /metrics is open) or "owner"
+	// (/metrics needs the owner token).
+	MetricsAuth string
+	// AcceptUnboundSignatures also accepts version 1 agent signatures,
+	// which bind no deployment, while agents upgrade (docs/api.md).
+	AcceptUnboundSignatures bool
+	Stdout, Stderr          io.Writer
 	// Ready, if set, receives the bound address once the server accepts
 	// requests (tests listen on port 0).
 	Ready func(addr string)
@@ -131,6 +143,16 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	switch c.MetricsAuth {
+	case "", "none", "owner":
+	default:
+		errs = append(errs, fmt.Errorf("metrics-auth %q: use none or owner", c.MetricsAuth))
+	}
+	for _, h := range c.HostNames {
+		if h == "" || strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
+			errs = append(errs, fmt.Errorf("host-names: %q is not a host name (give names without scheme or port)", h))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -199,6 +221,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := secureDataDir(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 	// Take the port first: a second server on the same address fails
 	// before it touches the keys or the database.
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -229,7 +254,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var st *sqlstore.Store
 	if cfg.DB == "" {
-		st, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "purser.db"), log)
+		dbPath := filepath.Join(cfg.DataDir, "purser.db")
+		if err := createPrivate(dbPath); err != nil {
+			return nil, err
+		}
+		st, err = sqlite.Open(ctx, dbPath, log)
+		if err == nil {
+			err = secureDataDir(cfg.DataDir, log) // SQLite created -wal and -shm
+			if err != nil {
+				st.Close()
+			}
+		}
 	} else {
 		st, err = postgres.Open(ctx, cfg.DB, log)
 	}
@@ -285,7 +320,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	reg := metrics.NewRegistry()
 	observeStore(reg, st)
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
-		Chains: chainInfo{chains}, Relayer: chains.relayer,
+		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
+		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
+		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen)),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -312,6 +349,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	engine := "sqlite " + filepath.Join(cfg.DataDir, "purser.db")
 	if cfg.DB != "" {
 		engine = "postgres"
+	}
+	if cfg.AcceptUnboundSignatures {
+		log.Warn("accepting version 1 agent signatures, which bind no deployment: a request signed for another Purser that knows the same agent key can be replayed here; remove --accept-unbound-signatures once agents sign version 2")
 	}
 	log.Info("purser serving", "addr", ln.Addr().String(), "store", engine, "networks", chains.networks(), "relayer", chains.relayer)
 	fmt.Fprintf(cfg.Stdout, "purser listening on http://%s (store: %s, data: %s)\n", ln.Addr(), engine, cfg.DataDir)

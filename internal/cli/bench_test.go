@@ -185,6 +185,8 @@ func benchServer(t *testing.T, created *atomic.Int32, revoked ...*atomic.Int32) 
 			return
 		}
 		switch r.URL.Path {
+		case "/v1/deployment":
+			io.WriteString(w, `{"deployment_id":"`+fakeDomain.DeploymentHex()+`","auth_versions":[2]}`)
 		case "/v1/agents":
 			if r.Header.Get("Authorization") != "Bearer tok" || !strings.Contains(string(body), `"per_tx_max":"1"`) {
 				w.WriteHeader(400)
@@ -196,7 +198,7 @@ func benchServer(t *testing.T, created *atomic.Int32, revoked ...*atomic.Int32) 
 		case "/v1/agent/spends":
 			s, err := agentauth.Parse(r.Header)
 			if err == nil {
-				err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+				err = s.Verify(fakeDomain, r.Method, r.RequestURI, body, time.Now())
 			}
 			if err != nil {
 				w.WriteHeader(401)

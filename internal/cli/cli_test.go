@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/client"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -145,6 +147,9 @@ func TestStatusExit(t *testing.T) {
 	}
 }
 
+// fakeDomain is the fake servers' deployment.
+var fakeDomain = agentauth.DeploymentDomain([32]byte{0xfa, 0xce, 31: 1})
+
 // fakeServer plays the API for the CLI: agent requests must carry a
 // signature agentauth verifies, owner requests the token "tok".
 type fakeServer struct {
@@ -158,10 +163,14 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "application/json")
 	reply := func(status int, v string) { w.WriteHeader(status); io.WriteString(w, v) }
+	if r.URL.Path == "/v1/deployment" {
+		reply(200, `{"deployment_id":"`+fakeDomain.DeploymentHex()+`","auth_versions":[2]}`)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
 		s, err := agentauth.Parse(r.Header)
 		if err == nil {
-			err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+			err = s.Verify(fakeDomain, r.Method, r.RequestURI, body, time.Now())
 		}
 		if err != nil {
 			reply(401, `{"code":"signature_invalid","message":"bad signature"}`)
@@ -417,5 +426,77 @@ func TestServeJSON(t *testing.T) {
 	}
 	if err != nil || !strings.HasPrefix(started.URL, "http://127.0.0.1:") || started.Store != "sqlite" || started.Data == "" {
 		t.Fatalf("serve --json printed %+v (%v)", started, err)
+	}
+}
+
+// TestOwnerTokenPlainHTTPWarning: before an owner command sends the
+// token over http:// to a host that is not loopback, stderr says so.
+func TestOwnerTokenPlainHTTPWarning(t *testing.T) {
+	t.Parallel()
+	f := &fakeServer{t: t}
+	var sawRequest atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawRequest.Store(true)
+		f.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// Every name dials the fake server, so a remote-looking URL works.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+	}}}
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	for _, tc := range []struct {
+		server string
+		warn   bool
+	}{
+		{"http://purser.example.com:" + port, true},
+		{"http://192.0.2.10:" + port, true},
+		{"http://127.0.0.1:" + port, false},
+		{"http://localhost:" + port, false},
+		{"http://[::1]:" + port, false},
+	} {
+		var out, errb bytes.Buffer
+		e := &env{stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &errb},
+			getenv: func(k string) string {
+				return map[string]string{"PURSER_SERVER": tc.server, "PURSER_OWNER_TOKEN": "tok"}[k]
+			},
+			clientOpts: []client.Option{client.WithHTTPClient(hc)}}
+		sawRequest.Store(false)
+		if code := e.run(context.Background(), []string{"approvals"}); code != 0 || !sawRequest.Load() {
+			t.Fatalf("%s: exit %d, request sent %v, stderr %q", tc.server, code, sawRequest.Load(), errb.String())
+		}
+		if got := strings.Contains(errb.String(), "warning: sending the owner token over plain http://"); got != tc.warn {
+			t.Errorf("%s: warning %v, want %v (stderr %q)", tc.server, got, tc.warn, errb.String())
+		}
+	}
+	for _, u := range []string{"https://purser.example.com", "http://127.0.0.2:1", "http://[::ffff:127.0.0.1]:1"} {
+		if _, warn := plainHTTPRemote(u); warn {
+			t.Errorf("%s: warned", u)
+		}
+	}
+}
+
+// TestPinnedDeployment: PURSER_DEPLOYMENT pins the id agent commands sign
+// for; a server of another deployment refuses them.
+func TestPinnedDeployment(t *testing.T) {
+	t.Parallel()
+	envv, _ := startFake(t, &fakeServer{})
+	pin := func(id string) map[string]string {
+		m := map[string]string{}
+		for k, v := range envv {
+			m[k] = v
+		}
+		m["PURSER_DEPLOYMENT"] = id
+		return m
+	}
+	if code, out, errOut := runCLI(t, pin(fakeDomain.DeploymentHex()), "spend", "--amount", "0.05", "--payee", "0xdead"); code != 0 || !strings.Contains(out, "sp_ok") {
+		t.Errorf("pinned to the server's deployment: exit %d, %q %q", code, out, errOut)
+	}
+	other := agentauth.DeploymentDomain([32]byte{9}).DeploymentHex()
+	if code, _, errOut := runCLI(t, pin(other), "spend", "--amount", "0.05", "--payee", "0xdead"); code == 0 || !strings.Contains(errOut, "bad signature") {
+		t.Errorf("pinned to another deployment: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, pin("0x12"), "spend", "--amount", "0.05", "--payee", "0xdead"); code == 0 || !strings.Contains(errOut, "PURSER_DEPLOYMENT") {
+		t.Errorf("a malformed pin: exit %d, stderr %q", code, errOut)
 	}
 }

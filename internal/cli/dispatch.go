@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -289,7 +291,31 @@ func (e *env) ownerClient(o *opts) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.newClient(o, client.WithOwnerToken(tok))
+	c, err := e.newClient(o, client.WithOwnerToken(tok))
+	if err != nil {
+		return nil, err
+	}
+	if host, ok := plainHTTPRemote(e.serverURL(o)); ok {
+		fmt.Fprintf(e.stdio.Err, "purser: warning: sending the owner token over plain http:// to %s, which is not this machine: anyone on the way can read it and use it. Put a TLS proxy in front of the server and use https://, or use a loopback address.\n", host)
+	}
+	return c, nil
+}
+
+// plainHTTPRemote reports the host of an http:// URL that is not
+// loopback: the owner token would cross a network unencrypted.
+func plainHTTPRemote(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return "", false
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return "", false
+	}
+	if ip, err := netip.ParseAddr(h); err == nil && ip.Unmap().IsLoopback() {
+		return "", false
+	}
+	return u.Host, true
 }
 
 // agentClient is a client signing with the agent key of --agent-key or
@@ -306,7 +332,17 @@ func (e *env) agentClient(o *opts) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.newClient(o, client.WithAgentKey(key))
+	opts := []client.Option{client.WithAgentKey(key)}
+	// A pinned deployment id: signatures are valid there only, whatever
+	// the server at --server claims to be.
+	if v := strings.TrimSpace(e.getenv("PURSER_DEPLOYMENT")); v != "" {
+		id, err := agentauth.ParseDeployment(v)
+		if err != nil {
+			return nil, fmt.Errorf("PURSER_DEPLOYMENT: %w", err)
+		}
+		opts = append(opts, client.WithDeployment(id))
+	}
+	return e.newClient(o, opts...)
 }
 
 func (e *env) newClient(o *opts, extra ...client.Option) (*client.Client, error) {

@@ -20,7 +20,24 @@ type serveOpts struct {
 	devChain                            bool
 	devChainListen, assets              string
 	maxOpenSpends                       int
+	hostNames                           listFlag
+	metricsAuth                         string
+	acceptUnbound                       bool
 	agentRate                           string
+}
+
+// listFlag collects comma-separated values, the flag repeatable.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
 }
 
 // rpcFlags collects repeated --rpc CAIP2=URL flags.
@@ -66,6 +83,9 @@ func serveCommand() *command {
 			fs.IntVar(&s.maxOpenSpends, "max-open-spends", 100, "an agent's signed, unsettled spends (x402, payout) before it is refused too_many_open_spends; `N` 0: no cap")
 			fs.StringVar(&s.agentRate, "agent-rate", "200/1s", "each agent's request `RATE` N/DURATION, checked before anything is written (bursts of 2N; 0 disables)")
 			fs.BoolVar(&o.json, "json", o.json, "print the startup line as one JSON object {url, listen, store, data} on stdout (logs are JSON lines on stderr either way)")
+			fs.Var(&s.hostNames, "host-names", "further `NAMES` (comma-separated) to answer to in the Host header, e.g. the proxy's public name; localhost, IP literals and the listen host always work; * turns the check off")
+			fs.StringVar(&s.metricsAuth, "metrics-auth", "none", "`none` (open /metrics) or owner (/metrics needs the owner token)")
+			fs.BoolVar(&s.acceptUnbound, "accept-unbound-signatures", false, "also accept version 1 agent signatures, which bind no deployment, while agents upgrade (replayable to other Pursers that know the key)")
 		},
 		run: runServe,
 	}
@@ -122,6 +142,10 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		Stdout:         stdout,
 		Stderr:         e.stdio.Err,
 		Ready:          ready,
+		HostNames:      s.hostNames,
+		MetricsAuth:    s.metricsAuth,
+
+		AcceptUnboundSignatures: s.acceptUnbound,
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
@@ -43,6 +44,9 @@ type Client struct {
 	agentKey   *ecdsa.PrivateKey
 	userAgent  string
 	now        func() time.Time
+
+	domMu  sync.Mutex
+	domain agentauth.Domain // zero until pinned or fetched
 }
 
 // Option configures a Client.
@@ -53,6 +57,15 @@ func WithOwnerToken(tok string) Option { return func(c *Client) { c.ownerToken =
 
 // WithAgentKey sets the identity key that signs agent requests.
 func WithAgentKey(key *ecdsa.PrivateKey) Option { return func(c *Client) { c.agentKey = key } }
+
+// WithDeployment pins the deployment id agent requests are bound to
+// (0x and 64 hex digits, as GET /v1/deployment publishes it). Without it
+// the client asks the server once, before its first signed request.
+// Pinning keeps a server that lies about its id from collecting
+// signatures it could replay to the pinned deployment.
+func WithDeployment(id [32]byte) Option {
+	return func(c *Client) { c.domain = agentauth.DeploymentDomain(id) }
+}
 
 // WithHTTPClient replaces the default http.Client (30 s timeout).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
@@ -172,7 +185,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 		}
 		req.Header.Set("Authorization", "Bearer "+c.ownerToken)
 	case authAgent:
-		if err := c.sign(req, body); err != nil {
+		if err := c.sign(ctx, req, body); err != nil {
 			return nil, err
 		}
 	}
@@ -180,21 +193,67 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 }
 
 // sign is the one place agent requests are signed: the request-target as
-// it goes on the wire, the exact body, a fresh nonce, now + SignatureTTL.
-func (c *Client) sign(req *http.Request, body []byte) error {
+// it goes on the wire, the exact body, a fresh nonce, now + SignatureTTL,
+// in the server's deployment domain.
+func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error {
 	if c.agentKey == nil {
 		return errNoAgentKey
+	}
+	dom, err := c.Domain(ctx)
+	if err != nil {
+		return err
 	}
 	nonce, err := agentauth.NewNonce()
 	if err != nil {
 		return fmt.Errorf("client: nonce: %w", err)
 	}
-	s, err := agentauth.Sign(c.agentKey, req.Method, req.URL.RequestURI(), body, nonce, c.now().Add(SignatureTTL))
+	s, err := agentauth.Sign(c.agentKey, dom, req.Method, req.URL.RequestURI(), body, nonce, c.now().Add(SignatureTTL))
 	if err != nil {
 		return fmt.Errorf("client: sign request: %w", err)
 	}
 	s.Apply(req.Header)
 	return nil
+}
+
+// Deployment is what GET /v1/deployment answers.
+type Deployment struct {
+	DeploymentID string `json:"deployment_id"`
+	AuthVersions []int  `json:"auth_versions"`
+	EIP712Domain struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		Salt    string `json:"salt"`
+	} `json:"eip712_domain"`
+}
+
+// GetDeployment asks the server for its deployment id (no credentials).
+func (c *Client) GetDeployment(ctx context.Context) (*Deployment, error) {
+	var d Deployment
+	if _, _, err := c.do(ctx, http.MethodGet, "/v1/deployment", nil, nil, authNone, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Domain is the EIP-712 domain agent requests are signed in: the pinned
+// deployment (WithDeployment), or the one the server publishes, fetched
+// once and kept. A failed fetch is not kept; the next request retries.
+func (c *Client) Domain(ctx context.Context) (agentauth.Domain, error) {
+	c.domMu.Lock()
+	defer c.domMu.Unlock()
+	if c.domain.Version() != 0 {
+		return c.domain, nil
+	}
+	d, err := c.GetDeployment(ctx)
+	if err != nil {
+		return agentauth.Domain{}, fmt.Errorf("client: fetch the server's deployment id (GET /v1/deployment) to sign with: %w", err)
+	}
+	id, err := agentauth.ParseDeployment(d.DeploymentID)
+	if err != nil {
+		return agentauth.Domain{}, fmt.Errorf("client: GET /v1/deployment: %w", err)
+	}
+	c.domain = agentauth.DeploymentDomain(id)
+	return c.domain, nil
 }
 
 // do sends a request and decodes a 2xx JSON answer into out (if non-nil).

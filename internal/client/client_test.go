@@ -8,21 +8,33 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
 )
 
+var testDomain = agentauth.DeploymentDomain([32]byte{0xde, 0x91, 31: 7})
+
+func serveDeployment(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"deployment_id": testDomain.DeploymentHex(), "auth_versions": []int{2}})
+}
+
 // verifyingServer answers agent requests only when agentauth verifies
 // their signature over the request as received; answer writes the reply.
 func verifyingServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/deployment" {
+			serveDeployment(w)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		s, err := agentauth.Parse(r.Header)
 		if err == nil {
-			err = s.Verify(r.Method, r.RequestURI, body, time.Now())
+			err = s.Verify(testDomain, r.Method, r.RequestURI, body, time.Now())
 		}
 		if err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -222,5 +234,71 @@ func TestResponseBodyCapped(t *testing.T) {
 	c, _ := New(srv.URL, WithOwnerToken("t"))
 	if _, err := c.ListAgents(context.Background()); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized answer: %v", err)
+	}
+}
+
+// TestDeploymentFetchedOnceOrPinned: the client asks for the deployment
+// id once, before its first signed request, and keeps it; a failed fetch
+// signs nothing and is retried; a pinned id is never fetched.
+func TestDeploymentFetchedOnceOrPinned(t *testing.T) {
+	t.Parallel()
+	key, err := agentauth.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetches, signed, failFirst atomic.Int32
+	failFirst.Store(1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/deployment" {
+			fetches.Add(1)
+			if failFirst.Add(-1) >= 0 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			serveDeployment(w)
+			return
+		}
+		signed.Add(1)
+		s, err := agentauth.Parse(r.Header)
+		if err == nil {
+			err = s.Verify(testDomain, r.Method, r.RequestURI, nil, time.Now())
+		}
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"code":"signature_invalid","message":"x"}`)
+			return
+		}
+		io.WriteString(w, `{"agent_id":"ag_1"}`)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	c, err := New(srv.URL, WithAgentKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Limits(ctx); err == nil || signed.Load() != 0 {
+		t.Fatalf("with the deployment unknown: err %v, %d signed requests sent", err, signed.Load())
+	}
+	for range 3 {
+		if _, err := c.Limits(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fetches.Load() != 2 || signed.Load() != 3 {
+		t.Errorf("%d fetches and %d signed requests, want 2 and 3", fetches.Load(), signed.Load())
+	}
+
+	fetches.Store(0)
+	pinned, err := New(srv.URL, WithAgentKey(key), WithDeployment(testDomain.Deployment()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pinned.Limits(ctx); err != nil || fetches.Load() != 0 {
+		t.Errorf("pinned: %v, %d fetches", err, fetches.Load())
+	}
+	other, _ := New(srv.URL, WithAgentKey(key), WithDeployment([32]byte{1}))
+	if _, err := other.Limits(ctx); !IsCode(err, "signature_invalid") {
+		t.Errorf("pinned to another deployment: %v, want signature_invalid", err)
 	}
 }

@@ -38,7 +38,7 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 	// The first half of the replay pair is a good request; it is sent
 	// before the "before" snapshot, so only its replay counts as bad input.
 	replayBody := spendBody("0.01", "")
-	replaySig := signHeaders(t, keyB, "POST", spends, replayBody, exp)
+	replaySig := signHeaders(t, n.domain(t), keyB, "POST", spends, replayBody, exp)
 	if a := send(t, "POST", spendsURL, replayBody, replaySig); a.status != http.StatusCreated {
 		t.Fatalf("first send of the replayed request: %v, want 201", a)
 	}
@@ -48,7 +48,7 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 
 	spendBy := func(body []byte) func() answer {
 		return func() answer {
-			return send(t, "POST", spendsURL, body, signHeaders(t, keyA, "POST", spends, body, exp))
+			return send(t, "POST", spendsURL, body, signHeaders(t, n.domain(t), keyA, "POST", spends, body, exp))
 		}
 	}
 	raw := func(s string) []byte { return []byte(s) }
@@ -101,41 +101,41 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 		{"unknown asset", spendBy(withField("asset", "DOGE")), 400, "asset_unknown", nil},
 		{"unknown network", spendBy(withField("network", "eip155:1")), 400, "network_unknown", nil},
 		{"expired signature", func() answer {
-			return send(t, "POST", spendsURL, good, signHeaders(t, keyA, "POST", spends, good, now.Add(-time.Minute)))
+			return send(t, "POST", spendsURL, good, signHeaders(t, n.domain(t), keyA, "POST", spends, good, now.Add(-time.Minute)))
 		}, 401, "signature_expired", nil},
 		{"expiry too far", func() answer {
-			return send(t, "POST", spendsURL, good, signHeaders(t, keyA, "POST", spends, good, now.Add(time.Hour)))
+			return send(t, "POST", spendsURL, good, signHeaders(t, n.domain(t), keyA, "POST", spends, good, now.Add(time.Hour)))
 		}, 401, "signature_expiry_too_far", nil},
 		{"replayed nonce", func() answer { return send(t, "POST", spendsURL, replayBody, replaySig) }, 401, "nonce_replayed", nil},
 		{"B's signature with A's address", func() answer {
-			sig := signHeaders(t, keyB, "POST", spends, good, exp)
+			sig := signHeaders(t, n.domain(t), keyB, "POST", spends, good, exp)
 			return send(t, "POST", spendsURL, good, func(h http.Header) {
 				sig(h)
 				h.Set(agentauth.HeaderAgent, agentauth.Address(keyA).Hex())
 			})
 		}, 401, "signature_invalid", nil},
 		{"signature over another body", func() answer {
-			return send(t, "POST", spendsURL, withField("amount", "0.02"), signHeaders(t, keyA, "POST", spends, good, exp))
+			return send(t, "POST", spendsURL, withField("amount", "0.02"), signHeaders(t, n.domain(t), keyA, "POST", spends, good, exp))
 		}, 401, "signature_invalid", nil},
 		{"unknown agent key", func() answer {
-			return send(t, "POST", spendsURL, good, signHeaders(t, newKey(t), "POST", spends, good, exp))
+			return send(t, "POST", spendsURL, good, signHeaders(t, n.domain(t), newKey(t), "POST", spends, good, exp))
 		}, 401, "agent_unknown", nil},
 		{"old key after rotate-key", func() answer {
-			return send(t, "POST", spendsURL, good, signHeaders(t, keyOld, "POST", spends, good, exp))
+			return send(t, "POST", spendsURL, good, signHeaders(t, n.domain(t), keyOld, "POST", spends, good, exp))
 		}, 401, "agent_key_revoked", nil},
 		{"bearer token on agent endpoint", func() answer {
 			return send(t, "POST", spendsURL, good, bearer(n.token))
 		}, 403, "wrong_credential", nil},
 		{"bearer token and signature on agent endpoint", func() answer {
-			sig := signHeaders(t, keyA, "POST", spends, good, exp)
+			sig := signHeaders(t, n.domain(t), keyA, "POST", spends, good, exp)
 			return send(t, "POST", spendsURL, good, func(h http.Header) { sig(h); bearer(n.token)(h) })
 		}, 403, "wrong_credential", nil},
 		{"agent signature on owner endpoint", func() answer {
-			return send(t, "GET", ownerPath("/v1/agents"), nil, signHeaders(t, keyA, "GET", "/v1/agents", nil, exp))
+			return send(t, "GET", ownerPath("/v1/agents"), nil, signHeaders(t, n.domain(t), keyA, "GET", "/v1/agents", nil, exp))
 		}, 403, "wrong_credential", nil},
 		{"agent signature on owner write", func() answer {
 			b := raw(`{}`)
-			return send(t, "POST", ownerPath("/v1/agents/alice/freeze"), b, signHeaders(t, keyA, "POST", "/v1/agents/alice/freeze", b, exp))
+			return send(t, "POST", ownerPath("/v1/agents/alice/freeze"), b, signHeaders(t, n.domain(t), keyA, "POST", "/v1/agents/alice/freeze", b, exp))
 		}, 403, "wrong_credential", nil},
 		{"wrong owner token", func() answer {
 			return send(t, "POST", ownerPath("/v1/agents/alice/freeze"), raw(`{}`), bearer(n.token+"x"))

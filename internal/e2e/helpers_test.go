@@ -188,15 +188,25 @@ func send(t *testing.T, method, url string, body []byte, prep func(h http.Header
 	return a
 }
 
-// signHeaders signs method+pathQuery+body with key, a fresh nonce and the
+// domain is the signature domain n publishes (GET /v1/deployment).
+func (n *node) domain(t *testing.T) agentauth.Domain {
+	t.Helper()
+	d, err := n.owner.Domain(context.Background())
+	if err != nil {
+		t.Fatalf("deployment of %s: %v", n.url, err)
+	}
+	return d
+}
+
+// signHeaders signs method+pathQuery+body in dom with key, a fresh nonce and the
 // given expiry, and returns a prep function that applies the signature.
-func signHeaders(t *testing.T, key *ecdsa.PrivateKey, method, pathQuery string, body []byte, expires time.Time) func(h http.Header) {
+func signHeaders(t *testing.T, dom agentauth.Domain, key *ecdsa.PrivateKey, method, pathQuery string, body []byte, expires time.Time) func(h http.Header) {
 	t.Helper()
 	nonce, err := agentauth.NewNonce()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := agentauth.Sign(key, method, pathQuery, body, nonce, expires)
+	s, err := agentauth.Sign(key, dom, method, pathQuery, body, nonce, expires)
 	if err != nil {
 		t.Fatal(err)
 	}

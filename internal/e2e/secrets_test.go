@@ -34,7 +34,7 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 	var agentSeen [][]byte // every body an agent received
 	var keys []*ecdsa.PrivateKey
 	agentCall := func(key *ecdsa.PrivateKey, method, path string, body []byte) answer {
-		a := send(t, method, n.url+path, body, signHeaders(t, key, method, path, body, time.Now().Add(time.Minute)))
+		a := send(t, method, n.url+path, body, signHeaders(t, n.domain(t), key, method, path, body, time.Now().Add(time.Minute)))
 		agentSeen = append(agentSeen, a.body)
 		return a
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
@@ -17,7 +18,12 @@ import (
 
 func (s *Server) routes() {
 	s.handle("GET /healthz", s.healthz)
-	s.handle("GET /metrics", s.metricsPage)
+	if s.metricsOwner {
+		s.handle("GET /metrics", s.owner(s.metricsPage))
+	} else {
+		s.handle("GET /metrics", s.metricsPage)
+	}
+	s.handle("GET /v1/deployment", s.deployment)
 
 	s.handle("POST /v1/agents", s.owner(s.createAgent))
 	s.handle("GET /v1/agents", s.owner(s.listAgents))
@@ -86,6 +92,20 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// deployment publishes what agents bind their signatures to. It needs no
+// credentials: the id is not a secret, only a name for this deployment.
+func (s *Server) deployment(w http.ResponseWriter, r *http.Request) error {
+	versions := []int{agentauth.VersionBound}
+	if s.acceptUnbound {
+		versions = append(versions, agentauth.VersionUnbound)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"deployment_id": s.domain.DeploymentHex(),
+		"auth_versions": versions,
+		"eip712_domain": map[string]string{"name": "Purser", "version": "2", "salt": s.domain.DeploymentHex()},
+	})
 }
 
 func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) error {

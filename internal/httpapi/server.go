@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/strictjson"
 )
 
 // MaxBody is the largest request body accepted.
@@ -43,6 +46,23 @@ type Config struct {
 	Faucet Faucet
 	// Relayer is the address that pays gas for payouts.
 	Relayer string
+	// Deployment is this deployment's id: agent signatures are bound to
+	// it (EIP-712 domain version 2, salt) and GET /v1/deployment publishes
+	// it. Every node of one cluster has the same id. Zero means a random
+	// id for this process (tests).
+	Deployment [32]byte
+	// AcceptUnboundSignatures also accepts version 1 agent signatures,
+	// which bind no deployment, for a transition (serve
+	// --accept-unbound-signatures).
+	AcceptUnboundSignatures bool
+	// HostNames are the names (without port) the server answers to in
+	// the Host header, besides localhost and IP literals: a request for
+	// any other name is refused, so a DNS-rebinding page cannot read the
+	// API or /metrics. "*" turns the check off.
+	HostNames []string
+	// MetricsAuth is "owner" to require the owner token on /metrics;
+	// "" or "none" leaves it open (for a scraper on loopback).
+	MetricsAuth string
 }
 
 // Server serves the API.
@@ -63,6 +83,11 @@ type Server struct {
 	chains     Chains
 	faucet     Faucet
 	relayer    string
+
+	domain        agentauth.Domain
+	acceptUnbound bool
+	hosts         map[string]bool // nil: any host
+	metricsOwner  bool
 }
 
 // New builds the server and its routes.
@@ -80,6 +105,21 @@ func New(cfg Config) *Server {
 		svc: cfg.Service, assets: cfg.Assets, ownerHash: sha256.Sum256([]byte(cfg.OwnerToken)),
 		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
+		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
+	}
+	if cfg.Deployment == ([32]byte{}) {
+		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail
+	}
+	s.domain = agentauth.DeploymentDomain(cfg.Deployment)
+	s.hosts = map[string]bool{"localhost": true}
+	for _, h := range cfg.HostNames {
+		if h == "*" {
+			s.hosts = nil
+			break
+		}
+		if h != "" {
+			s.hosts[normalHost(h)] = true
+		}
 	}
 	s.requests = s.reg.NewCounterVec("purser_http_requests_total", "HTTP requests by route and status code.", "route", "code")
 	s.latency = s.reg.NewHistogramVec("purser_http_request_duration_seconds", "HTTP request latency by route.", metrics.DefaultLatencyBuckets, "route")
@@ -91,7 +131,47 @@ func New(cfg Config) *Server {
 }
 
 // Handler returns the root handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP refuses requests for host names this server does not serve
+// before any route sees them. A DNS-rebinding page reaches a loopback
+// server under its own name (Host: evil.example), so its reads are
+// refused; IP literals cannot be rebound and are always served, as is
+// localhost.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.hosts != nil {
+		h := normalHost(r.Host)
+		if !s.hosts[h] && !isIPLiteral(h) {
+			s.authFailed.Inc(codeHostNotServed)
+			rid := newRequestID()
+			r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
+			w.Header().Set("X-Request-Id", rid)
+			w.Header().Set("Cache-Control", "no-store")
+			s.writeError(w, r, &spend.Error{Code: codeHostNotServed,
+				Message: "this server does not answer for the host name in the Host header; the operator can add it with purser serve --host-names",
+				Details: map[string]any{}})
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+const codeHostNotServed = "host_not_served"
+
+// normalHost is a Host header's name without port, brackets or a
+// trailing dot, in lower case.
+func normalHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func isIPLiteral(h string) bool {
+	_, err := netip.ParseAddr(h)
+	return err == nil && !strings.Contains(h, "%") // no zone: a zone names an interface, not a host
+}
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -192,14 +272,19 @@ func bindJSON(r *http.Request, v any) error {
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields
-// and trailing data: a misspelled field must never silently vanish.
+// and trailing data (a misspelled field must never silently vanish), and
+// everything strictjson refuses: invalid UTF-8, duplicate keys, keys that
+// differ only in case, keys that match a field only case-insensitively.
+// A body must mean one thing to every reader of the audit trail.
 func decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(body, v); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return strictError(se)
+		}
 		msg := err.Error()
 		var field string
 		if strings.HasPrefix(msg, "json: unknown field ") {
@@ -220,11 +305,32 @@ func decodeStrict(body []byte, v any) error {
 		}
 		return e
 	}
-	if dec.More() {
-		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "malformed JSON: data after the object"}
+	return nil
+}
+
+// strictError is a strictjson refusal as an invalid_request answer:
+// details.reason names the rule, details.field where it broke. The
+// message quotes keys JSON-escaped, never raw bytes.
+func strictError(e *strictjson.Error) *spend.Error {
+	d := map[string]any{"reason": e.Reason, "offset": e.Offset}
+	if e.Field != "" {
+		d["field"] = e.Field
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "malformed JSON: data after the object"}
+	return &spend.Error{Code: spend.CodeInvalidRequest, Message: e.Error(), Details: d}
+}
+
+// checkSignedBody refuses a signed body that is not one unambiguous JSON
+// value (see strictjson.Check). An empty body is fine: GETs have none.
+func checkSignedBody(body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if err := strictjson.Check(body); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return strictError(se)
+		}
+		return &spend.Error{Code: spend.CodeInvalidRequest, Message: "malformed JSON"}
 	}
 	return nil
 }
@@ -352,16 +458,26 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 			s.authFailed.Inc(spend.CodeOf(err))
 			return err
 		}
-		if err := signed.Verify(r.Method, r.RequestURI, body, s.clock.Now()); err != nil {
+		dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
+		if err != nil {
 			s.authFailed.Inc(spend.CodeOf(err))
 			return err
 		}
+		// The body goes into the audit trail as the proof of what was
+		// asked: it must read the same to every verifier.
+		if err := checkSignedBody(body); err != nil {
+			return err
+		}
 		c := spend.Caller{
-			Address:   signed.Agent.Hex(),
-			Nonce:     "0x" + hex.EncodeToString(signed.Nonce[:]),
-			Expires:   signed.Expires,
-			Signature: "0x" + hex.EncodeToString(signed.Signature[:]),
-			Body:      body,
+			Address:     signed.Agent.Hex(),
+			Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
+			Expires:     signed.Expires,
+			Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
+			Body:        body,
+			Method:      r.Method,
+			Path:        r.RequestURI,
+			AuthVersion: dom.Version(),
+			Deployment:  dom.DeploymentHex(),
 		}
 		if err := s.svc.Admit(c); err != nil {
 			w.Header().Set("Retry-After", "1")

@@ -36,6 +36,13 @@ func TestDecodeStrict(t *testing.T) {
 		"malformed":      {in: `{"amount":`, fails: true},
 		"not an object":  {in: `[1]`, fails: true},
 		"whitespace end": {in: "{\"amount\":\"1\"}\n\n"},
+		// What encoding/json alone accepts, keeping the last value or
+		// matching case-insensitively, or re-encoding bytes.
+		"duplicate key":  {in: `{"amount":"1","amount":"2"}`, field: "amount", fails: true},
+		"case variant":   {in: `{"amount":"1","AMOUNT":"2"}`, field: "AMOUNT", fails: true},
+		"case mismatch":  {in: `{"Amount":"1"}`, field: "Amount", fails: true},
+		"invalid utf8":   {in: "{\"amount\":\"\xff\"}", field: "amount", fails: true},
+		"lone surrogate": {in: `{"amount":"\udfff"}`, field: "amount", fails: true},
 	}
 	for name, c := range cases {
 		var b body
@@ -136,7 +143,7 @@ func TestWrongMethod(t *testing.T) {
 	}
 	for name, c := range cases {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, "http://127.0.0.1"+c.path, nil))
 		var body map[string]any
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 			t.Fatalf("%s: body is not JSON: %s", name, rec.Body)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/strictjson"
 	"github.com/purserhq/purser/x402"
 )
 
@@ -77,10 +78,19 @@ func railErr(code, format string, args ...any) *spend.Error {
 // offer parses and checks a stored or incoming rail request.
 func (r *X402) offer(raw json.RawMessage) (*X402Request, *x402.Requirements, money.Asset, error) {
 	var req X402Request
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, nil, money.Asset{}, railErr(spend.CodeInvalidRequest, "rail_request: %v", err).WithDetails(map[string]any{"field": "rail_request"})
+	// Strict as the rest of the signed body: a key that matches a field
+	// only case-insensitively ("URL") would mean one thing here and
+	// another to whoever reads the audit trail.
+	if err := strictjson.Decode(raw, &req); err != nil {
+		d := map[string]any{"field": "rail_request"}
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			d["reason"] = se.Reason
+			if se.Field != "" {
+				d["field"] = "rail_request." + se.Field
+			}
+		}
+		return nil, nil, money.Asset{}, railErr(spend.CodeInvalidRequest, "rail_request: %v", err).WithDetails(d)
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {

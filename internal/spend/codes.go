@@ -48,6 +48,7 @@ var ErrorCodes = []ErrorCode{
 	{"signature_invalid", 401, "the signature does not match the request or the claimed agent"},
 	{"signature_expired", 401, "`Purser-Expires` is in the past"},
 	{"signature_expiry_too_far", 401, "`Purser-Expires` is more than 5 minutes ahead"},
+	{"signature_unbound", 401, "a version 1 signature, which binds no deployment, on a server that accepts only version 2"},
 	{CodeNonceReplayed, 401, "the nonce was used before"},
 	{CodeAgentUnknown, 401, "no agent has this identity key"},
 	{CodeAgentKeyRevoked, 401, "the key was rotated away or the agent revoked"},
@@ -56,6 +57,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeAgentNotFound, 404, "no such agent"},
 	{CodeSpendNotFound, 404, "no such spend (an agent asking for another agent's spend gets this too)"},
 	{"not_found", 404, "no such endpoint"},
+	{"host_not_served", 421, "the `Host` header names a host this server does not answer for (`serve --host-names`)"},
 	{"method_not_allowed", 405, "the path exists but not with this method; the `Allow` header lists the methods it takes"},
 	{CodeAgentExists, 409, "name or identity key taken"},
 	{CodeIdempotencyConflict, 409, "the idempotency key was used for a different request; `details.field` names the first differing field"},
@@ -89,6 +91,7 @@ const (
 	ReasonKindRelease     = "release"     // why a held spend was released or cancelled
 	ReasonKindPayment     = "payment"     // `x402 fetch`: why a paid request was not served
 	ReasonKindFacilitator = "facilitator" // `purser facilitator`: x402 `invalidReason`/`errorReason`
+	ReasonKindBody        = "body"        // `invalid_request`'s `details.reason`: why a body is ambiguous
 )
 
 // ReasonCode is one reason code.
@@ -125,6 +128,11 @@ var ReasonCodes = []ReasonCode{
 	{"transfer_reverted", ReasonKindRelease, "the payout transfer reverted on chain"},
 	{"authorization_cancelled", ReasonKindRelease, "the signed authorization was cancelled on chain (freeze --cancel-signed, or a payout that failed after signing) before its hold was released"},
 	{"owner_resolved", ReasonKindRelease, "an owner resolved the unknown spend as released (`spend resolve --released`); the chain, where connected, showed its authorization unusable"},
+	{"invalid_utf8", ReasonKindBody, "the body is not valid UTF-8 (or escapes a lone surrogate)"},
+	{"syntax", ReasonKindBody, "the body is not one JSON value"},
+	{"duplicate_key", ReasonKindBody, "an object names the same key twice"},
+	{"case_variant_key", ReasonKindBody, "an object has two keys that differ only in case"},
+	{"key_case_mismatch", ReasonKindBody, "a key matches a field only case-insensitively (`Amount` for `amount`)"},
 	{"seller_request_failed", ReasonKindPayment, "the paid request to the seller failed"},
 	{"invalid_exact_evm_scheme", ReasonKindFacilitator, "the scheme is not `exact`"},
 	{"invalid_exact_evm_missing_eip712_domain", ReasonKindFacilitator, "the requirements carry no EIP-712 domain"},

@@ -68,7 +68,7 @@ func TestCodeRegistryIsWellFormed(t *testing.T) {
 			t.Errorf("HTTPStatus(%q) = %d, %v; registry says %d", c.Code, got, ok, c.Status)
 		}
 	}
-	kinds := []string{spend.ReasonKindDeny, spend.ReasonKindApproval, spend.ReasonKindRelease, spend.ReasonKindPayment, spend.ReasonKindFacilitator}
+	kinds := []string{spend.ReasonKindDeny, spend.ReasonKindApproval, spend.ReasonKindRelease, spend.ReasonKindPayment, spend.ReasonKindFacilitator, spend.ReasonKindBody}
 	seen = map[string]bool{}
 	for _, r := range spend.ReasonCodes {
 		if seen[r.Code] {

@@ -26,6 +26,12 @@ type Caller struct {
 	Expires   time.Time
 	Signature string // 0x hex, kept in the audit trail as the signed intent
 	Body      []byte // the exact signed body
+	// What else the signature covers, so the audit trail can recompute
+	// its digest: the method, the request-target as sent, and the EIP-712
+	// domain (version 2: bound to Deployment, a 0x id; version 1: none).
+	Method, Path string
+	AuthVersion  int
+	Deployment   string
 }
 
 // AuthorizeRequest is the spend intent an agent signs.
@@ -385,16 +391,23 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 
 // intentRecord is the signed request as the audit trail keeps it: enough
 // to recompute the EIP-712 digest and recover the agent's address.
+// Body is exact: the server refuses bodies that are not valid UTF-8, so
+// the JSON string round-trips byte for byte.
 type intentRecord struct {
-	Signer    string `json:"signer"`
-	Body      string `json:"body"`
-	Signature string `json:"signature"`
-	Nonce     string `json:"nonce"`
-	Expires   int64  `json:"expires"`
+	Signer      string `json:"signer"`
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Body        string `json:"body"`
+	Signature   string `json:"signature"`
+	Nonce       string `json:"nonce"`
+	Expires     int64  `json:"expires"`
+	AuthVersion int    `json:"auth_version"`
+	Deployment  string `json:"deployment,omitempty"`
 }
 
 func intentOf(c Caller) intentRecord {
-	return intentRecord{Signer: c.Address, Body: string(c.Body), Signature: c.Signature, Nonce: c.Nonce, Expires: c.Expires.Unix()}
+	return intentRecord{Signer: c.Address, Method: c.Method, Path: c.Path, Body: string(c.Body), Signature: c.Signature,
+		Nonce: c.Nonce, Expires: c.Expires.Unix(), AuthVersion: c.AuthVersion, Deployment: c.Deployment}
 }
 
 // decisionRecord is the audit record of a decision: who asked for what,
@@ -718,6 +731,12 @@ func (s *Service) Settle(ctx context.Context, id string, res ExecResult, actor a
 
 // settle records a rail's outcome for a spend.
 func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor audit.Actor) (*Spend, error) {
+	return s.settleBy(ctx, id, res, actor, nil)
+}
+
+// settleBy is settle with the signed request that led to it, when an
+// agent's report did: every agent event carries its proof.
+func (s *Service) settleBy(ctx context.Context, id string, res ExecResult, actor audit.Actor, intent *intentRecord) (*Spend, error) {
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
@@ -757,9 +776,13 @@ func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor a
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, now, actor, action, "spend:"+sp.ID, map[string]any{
+		details := map[string]any{
 			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "captured": amountString(sp.Captured),
-			"captured_usd": usd(sp.CapturedUSD), "rail_ref": sp.RailRef})
+			"captured_usd": usd(sp.CapturedUSD), "rail_ref": sp.RailRef}
+		if intent != nil {
+			details["intent"] = intent
+		}
+		return appendAudit(ctx, tx, now, actor, action, "spend:"+sp.ID, details)
 	})
 	return out, err
 }

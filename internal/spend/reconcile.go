@@ -248,5 +248,6 @@ func (s *Service) ReportSettlement(ctx context.Context, c Caller, id string, rep
 	if res.Outcome == "" || res.Outcome == OutcomePending {
 		return sp, nil
 	}
-	return s.settle(context.WithoutCancel(ctx), sp.ID, res, audit.Actor{Type: "agent", ID: sp.AgentID})
+	in := intentOf(c)
+	return s.settleBy(context.WithoutCancel(ctx), sp.ID, res, audit.Actor{Type: "agent", ID: sp.AgentID}, &in)
 }
