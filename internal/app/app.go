@@ -74,6 +74,11 @@ type Config struct {
 	DevChainListen string
 	// AssetsFile names a JSON file of further assets.
 	AssetsFile string
+	// MaxOpenSpends caps an agent's open signed spends (signed x402 and
+	// payout authorizations not settled yet, and unknown outcomes): at
+	// the cap, its authorizations on those rails are refused
+	// too_many_open_spends. 0: 100; negative: no cap.
+	MaxOpenSpends int
 	// Assets are further assets (for embedding and tests).
 	Assets []money.Asset
 	// HostNames are further names the server answers to in the Host
@@ -307,7 +312,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
-		RequestRate: requestRate(cfg.AgentRate, cfg.NoAgentRate),
+		MaxOpenSigned: cfg.MaxOpenSpends,
+		RequestRate:   requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
 	if err != nil {
 		chains.close()

@@ -19,6 +19,7 @@ type serveOpts struct {
 	rpc                                 rpcFlags
 	devChain                            bool
 	devChainListen, assets              string
+	maxOpenSpends                       int
 	hostNames                           listFlag
 	metricsAuth                         string
 	acceptUnbound                       bool
@@ -79,6 +80,7 @@ func serveCommand() *command {
 			fs.BoolVar(&s.devChain, "dev-chain", false, "run the embedded EVM dev chain (eip155:1337) with its USDC token; state is lost at exit")
 			fs.StringVar(&s.devChainListen, "dev-chain-listen", "127.0.0.1:0", "the dev chain's JSON-RPC `ADDR`ess")
 			fs.StringVar(&s.assets, "assets", "", "JSON `FILE` of further assets (docs/operations.md)")
+			fs.IntVar(&s.maxOpenSpends, "max-open-spends", 100, "an agent's signed, unsettled spends (x402, payout) before it is refused too_many_open_spends; `N` 0: no cap")
 			fs.StringVar(&s.agentRate, "agent-rate", "200/1s", "each agent's request `RATE` N/DURATION, checked before anything is written (bursts of 2N; 0 disables)")
 			fs.BoolVar(&o.json, "json", o.json, "print the startup line as one JSON object {url, listen, store, data} on stdout (logs are JSON lines on stderr either way)")
 			fs.Var(&s.hostNames, "host-names", "further `NAMES` (comma-separated) to answer to in the Host header, e.g. the proxy's public name; localhost, IP literals and the listen host always work; * turns the check off")
@@ -135,6 +137,7 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		DevChain:       s.devChain,
 		DevChainListen: s.devChainListen,
 		AssetsFile:     s.assets,
+		MaxOpenSpends:  openSpendsCap(s.maxOpenSpends),
 		Stdout:         stdout,
 		Stderr:         e.stdio.Err,
 		Ready:          ready,
@@ -143,4 +146,13 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 
 		AcceptUnboundSignatures: s.acceptUnbound,
 	})
+}
+
+// openSpendsCap maps --max-open-spends (0: no cap) to app.Config's
+// MaxOpenSpends (0: the default, negative: no cap).
+func openSpendsCap(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -322,6 +322,9 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		}
 		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
 	}
+	if dec, err = s.capOpenSigned(ctx, tx, a, p, dec); err != nil {
+		return err
+	}
 	sp := &Spend{
 		ID: newID("spd"), AgentID: a.ID, IdempotencyKey: p.req.IdempotencyKey,
 		Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, Asset: p.req.Asset, Network: p.req.Network,

@@ -153,6 +153,10 @@ type Config struct {
 	ApprovalTTL    time.Duration
 	TxTimeout      time.Duration // deadline of every store transaction
 	ExecTimeout    time.Duration // deadline of a rail execution
+	// MaxOpenSigned caps an agent's open signed spends (signed, not yet
+	// settled, or unknown): at the cap, authorizations on signing rails
+	// are denied too_many_open_spends. 0: 100; negative: no cap.
+	MaxOpenSigned int
 	// RequestRate bounds every agent's requests before anything is
 	// written (Admit); zero disables it.
 	RequestRate RequestRate
@@ -205,6 +209,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.ExecTimeout <= 0 {
 		cfg.ExecTimeout = 60 * time.Second
+	}
+	if cfg.MaxOpenSigned == 0 {
+		cfg.MaxOpenSigned = 100
 	}
 	s := &Service{
 		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,

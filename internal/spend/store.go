@@ -109,6 +109,9 @@ type Tx interface {
 	SpendList(ctx context.Context, p *SpendListParams) ([]*Spend, error)
 	// SpendCount counts spends in the given statuses.
 	SpendCount(ctx context.Context, statuses []Status) (int64, error)
+	// SpendCountOpenSigned counts the agent's open signed spends: those a
+	// rail has signed (RailRef set) that are authorized or unknown.
+	SpendCountOpenSigned(ctx context.Context, agentID string) (int64, error)
 
 	// AuditAppend adds an event to the chain. The store assigns Seq,
 	// PrevHash and Hash when the transaction commits, so the chain head

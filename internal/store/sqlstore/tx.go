@@ -535,6 +535,33 @@ func (t *txn) DBNow(_ context.Context) (time.Time, error) {
 	return fromMicros(us), nil
 }
 
+func (t *txn) SpendCountOpenSigned(_ context.Context, agentID string) (int64, error) {
+	var n int64
+	// The WHERE repeats the partial index spends_open_signed's condition
+	// word for word, so that SQLite's planner can use it.
+	err := t.queryRow(`SELECT count(*) FROM spends WHERE agent_id = ? AND rail_ref <> '' AND status IN ('authorized', 'unknown')`, agentID).Scan(&n)
+	if err != nil {
+		return 0, t.fail(err)
+	}
+	// Spends buffered in this batch are not in the database yet.
+	open := func(sp *spend.Spend) bool {
+		return sp.AgentID == agentID && sp.RailRef != "" && (sp.Status == spend.StatusAuthorized || sp.Status == spend.StatusUnknown)
+	}
+	for _, sp := range t.pend.spends {
+		if open(sp) {
+			n++
+		}
+	}
+	if t.b != nil {
+		for _, sp := range t.b.spends {
+			if open(sp) {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
 func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
 	res, err := t.execSide(`DELETE FROM nonces WHERE expires_at < ?`, micros(before))
 	if err != nil {

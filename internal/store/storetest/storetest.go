@@ -86,6 +86,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"PrefetchSeesPlainTx":    testPrefetchSeesPlainTx,
 		"FailedFinalWrite":       testFailedFinalWrite,
 		"KeyRevokedWhileWaiting": testKeyRevokedWhileWaiting,
+		"OpenSignedCount":        testOpenSigned,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
