@@ -162,8 +162,14 @@ func (r *X402) Prepare(_ context.Context, req *spend.AuthorizeRequest) error {
 		return err
 	}
 	u, _ := url.Parse(xr.URL)
-	host := strings.ToLower(u.Host)
-	if req.Host != "" && !strings.EqualFold(req.Host, host) {
+	host, err := spend.NormalizeHost(u.Host)
+	if err != nil {
+		return err
+	}
+	// One spelling on both sides: "api.x.com" claims https://API.x.com:443/.
+	if claimed, err := spend.NormalizeHost(req.Host); err != nil {
+		return err
+	} else if claimed != "" && claimed != host {
 		return railErr("x402_host_mismatch", "host %q is not the URL's host %q", req.Host, host)
 	}
 	req.Host, req.Payee, req.Asset, req.Network = host, common.HexToAddress(offer.PayTo).Hex(), asset.Symbol, asset.Network

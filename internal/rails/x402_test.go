@@ -75,6 +75,12 @@ func TestPrepareTakesTheOffer(t *testing.T) {
 			}
 		})
 	}
+	// The claim and the URL are compared in one spelling.
+	req = offerReq(t, nil, func(r map[string]any) { r["url"] = "https://API.seller.com:443/weather" })
+	req.Host = "api.seller.com."
+	if err := r.Prepare(context.Background(), &req); err != nil || req.Host != "api.seller.com" {
+		t.Fatalf("host claim in another spelling: %v, host %q", err, req.Host)
+	}
 	// A host claim that is not the URL's host is refused.
 	req = offerReq(t, nil, nil)
 	req.Host = "other.com"

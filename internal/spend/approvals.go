@@ -115,10 +115,10 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 			return err
 		}
 		if sp.Host != "" {
-			if pinned, err := tx.HostPinGet(ctx, a.ID, sp.Host); err != nil {
+			if pinned, err := tx.HostPinGet(ctx, a.ID, pinKey(sp.Host)); err != nil {
 				return err
 			} else if pinned == "" {
-				if err := tx.HostPinAdd(ctx, a.ID, sp.Host, sp.Payee); err != nil {
+				if err := tx.HostPinAdd(ctx, a.ID, pinKey(sp.Host), sp.Payee); err != nil {
 					return err
 				}
 			}
@@ -158,7 +158,7 @@ func (s *Service) recheck(ctx context.Context, tx Tx, a *Agent, sp *Spend, now t
 		PayeeKnown:  true, // the owner is approving this payee
 	}
 	if m != nil && m.PinPayees && sp.Host != "" {
-		if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, sp.Host); err != nil {
+		if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, pinKey(sp.Host)); err != nil {
 			return nil, err
 		}
 	}

@@ -56,6 +56,21 @@ func normalizeHost(host string) (string, error) {
 	return name, nil
 }
 
+// NormalizeHost is normalizeHost for rails that compare a host of their
+// own (an x402 URL's) with the agent's claim.
+func NormalizeHost(host string) (string, error) { return normalizeHost(host) }
+
+// pinKey is what a host is pinned by: its name without the port. The
+// mandate's host allowlist matches names whatever the port, so a pin per
+// port would let an agent (whose host claim is its own word) buy a fresh
+// pin for an allowed name by adding a port.
+func pinKey(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i]
+	}
+	return host
+}
+
 // normalizeRequestHost normalizes r.Host in place (normalizeHost).
 func normalizeRequestHost(r *AuthorizeRequest) error {
 	h, err := normalizeHost(r.Host)

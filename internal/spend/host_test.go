@@ -48,6 +48,14 @@ func TestHostSpellingsShareOnePin(t *testing.T) {
 			t.Fatalf("host %q stored as %q, want api.x.com", h, sp.Host)
 		}
 	}
+	// Another port of the same name is the same pin: the host allowlist
+	// ignores ports, so a port must not buy a fresh pin either.
+	for _, h := range []string{"api.x.com:8443", "api.x.com:80"} {
+		r.Host = h
+		if sp := a.MustAuthorize(r); sp.Status != spend.StatusDenied || !slices.Contains(sp.Reasons, "payee_pin_mismatch") {
+			t.Fatalf("host %q to another payee: %s; want denied payee_pin_mismatch", h, spendtest.Describe(sp))
+		}
+	}
 }
 
 // TestHostNormalized: a spend's host is stored in one form; a host that

@@ -315,7 +315,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 				}
 			}
 			if m.PinPayees && p.req.Host != "" {
-				if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, p.req.Host); err != nil {
+				if u.PinnedPayee, err = tx.HostPinGet(ctx, a.ID, pinKey(p.req.Host)); err != nil {
 					return err
 				}
 			}
@@ -380,7 +380,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 			}
 		}
 		if sp.Status == StatusAuthorized && m != nil && m.PinPayees && sp.Host != "" {
-			if err := tx.HostPinAdd(ctx, a.ID, sp.Host, sp.Payee); err != nil {
+			if err := tx.HostPinAdd(ctx, a.ID, pinKey(sp.Host), sp.Payee); err != nil {
 				return err
 			}
 		}
