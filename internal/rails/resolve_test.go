@@ -118,7 +118,7 @@ func (e *resolveEnv) unknownSpend(signedAt time.Time) *spend.Spend {
 	if err != nil || got.Status != spend.StatusUnknown {
 		e.t.Fatalf("without a chain, past its grace: %s %v; want unknown", spendtest.Describe(got), err)
 	}
-	e.clock.Advance(time.Now().Sub(e.clock.Now())) // back to real time: the chain's
+	e.clock.Advance(time.Since(e.clock.Now())) // back to real time: the chain's
 	return got
 }
 
