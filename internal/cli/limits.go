@@ -24,6 +24,11 @@ func runLimits(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
+	return writeLimits(e, o, l)
+}
+
+// writeLimits prints limits as answered with --json, as a table otherwise.
+func writeLimits(e *env, o *opts, l *client.Limits) error {
 	if o.json {
 		return writeRaw(e.stdio.Out, l.Raw)
 	}

@@ -115,11 +115,7 @@ func agentLimitsCommand() *command {
 			if err != nil {
 				return err
 			}
-			if o.json {
-				return writeRaw(e.stdio.Out, l.Raw)
-			}
-			printLimits(e, l)
-			return nil
+			return writeLimits(e, o, l)
 		}}
 }
 

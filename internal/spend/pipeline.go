@@ -659,14 +659,8 @@ func (s *Service) releaseUnsigned(ctx context.Context, id string, reasons []stri
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		sp, err := tx.SpendGet(ctx, id)
+		sp, err := spendLocked(ctx, tx, id)
 		if err != nil {
-			return err
-		}
-		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
-			return err
-		}
-		if sp, err = tx.SpendGet(ctx, id); err != nil {
 			return err
 		}
 		out = sp
@@ -680,6 +674,19 @@ func (s *Service) releaseUnsigned(ctx context.Context, id string, reasons []stri
 			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "reasons": reasons, "released_usd": usd(sp.AmountUSD), "signed": false})
 	})
 	return out, err
+}
+
+// spendLocked reads spend id under its agent's row lock: the first read
+// finds the agent, the one after the lock is what to act on.
+func spendLocked(ctx context.Context, tx Tx, id string) (*Spend, error) {
+	sp, err := tx.SpendGet(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
+		return nil, err
+	}
+	return tx.SpendGet(ctx, id)
 }
 
 // cancelSpend ends a holding spend that nothing was signed or executed for
@@ -740,14 +747,8 @@ func (s *Service) settleBy(ctx context.Context, id string, res ExecResult, actor
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		sp, err := tx.SpendGet(ctx, id)
+		sp, err := spendLocked(ctx, tx, id)
 		if err != nil {
-			return err
-		}
-		if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
-			return err
-		}
-		if sp, err = tx.SpendGet(ctx, id); err != nil {
 			return err
 		}
 		out = sp
