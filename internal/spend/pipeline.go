@@ -570,9 +570,54 @@ func (s *Service) advance(ctx context.Context, sp *Spend) (*Spend, error) {
 		}
 	}
 	if _, ok := rail.(Executor); ok {
+		if _, signs := rail.(Signer); !signs {
+			// Nothing recorded would show that money may move: record it
+			// first (unknown), so a lost outcome keeps the hold.
+			started, err := s.beginExecute(ctx, sp)
+			if err != nil || started.Status != StatusUnknown {
+				return started, err
+			}
+			sp = started
+		}
 		return s.execute(ctx, sp)
 	}
 	return sp, nil
+}
+
+// beginExecute records, before a rail that does not sign first moves
+// money, that the spend's outcome is now unknown (spend.execute), after
+// the same checks as a signature (lastCheck). If anything is lost between the
+// rail's Execute and the settle, the hold stays until the rail's
+// reconciler or an owner (spend resolve) settles it; expiry never
+// releases an unknown spend. A spend another request began, or that is
+// no longer authorized, is returned as it is and not executed again.
+func (s *Service) beginExecute(ctx context.Context, sp *Spend) (*Spend, error) {
+	var out *Spend
+	var refused error
+	err := s.inTx(context.WithoutCancel(ctx), func(tx Tx) error {
+		refused = nil
+		now := s.now()
+		cur, a, err := spendLocked(ctx, tx, sp.ID)
+		if err != nil {
+			return err
+		}
+		out = cur
+		if cur.Status != StatusAuthorized || cur.RailRef != "" {
+			return nil
+		}
+		if refused, err = s.lastCheck(ctx, tx, a, cur, now); err != nil || refused != nil {
+			return err
+		}
+		if err := s.finish(ctx, tx, cur, StatusUnknown, nil, now, nil); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.execute", "spend:"+cur.ID, map[string]any{
+			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "status": cur.Status})
+	})
+	if err == nil && refused != nil {
+		return nil, refused
+	}
+	return out, err
 }
 
 // sign has the rail sign its instrument for sp and commits it. If another
@@ -614,26 +659,9 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 		if cur.Status != StatusAuthorized || cur.RailRef != "" {
 			return nil // settled, expired or signed by a racing request
 		}
-		// The instrument leaves Purser only if this commit records it, so
-		// this is the last point at which a freeze, a tightened mandate or
-		// an expired hold can stop it: re-check all three under the lock.
-		if a.Status != AgentActive || a.MandateVersion != cur.MandateVersion {
-			reasons, err := s.recheck(ctx, tx, a, cur, now)
-			if err != nil {
-				return err
-			}
-			if len(reasons) > 0 {
-				if err := s.cancelSpend(ctx, tx, cur, StatusDenied, now, reasons); err != nil {
-					return err
-				}
-				refused = deniedErr(cur, reasons)
-				return nil
-			}
-		}
-		if !now.Before(cur.ExpiresAt) {
-			refused = Errorf(CodeInvalidState, "the hold of spend %s expired at %s before it was signed", cur.ID, cur.ExpiresAt.Format(time.RFC3339)).
-				WithDetails(map[string]any{"spend_id": cur.ID, "status": StatusExpired})
-			return s.expire(ctx, tx, cur, now)
+		// The instrument leaves Purser only if this commit records it.
+		if refused, err = s.lastCheck(ctx, tx, a, cur, now); err != nil || refused != nil {
+			return err
 		}
 		cur.RailRef, cur.RailData, cur.UpdatedAt = ref, data, now
 		if !expires.IsZero() {
@@ -651,6 +679,36 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 	return out, err
 }
 
+// lastCheck re-checks, under the agent's lock (a is the locked agent), what
+// must still hold at the last moment before an authorized spend is carried
+// out (an instrument recorded, a rail run): the agent is active, the
+// current mandate allows the spend (if it changed since the decision) and
+// the hold has not expired. It is the last point at which a freeze, a
+// tightened mandate or an expiry can stop the spend. A spend that fails
+// is ended in tx and refused is the error for the caller.
+func (s *Service) lastCheck(ctx context.Context, tx Tx, a *Agent, sp *Spend, now time.Time) (refused error, err error) {
+	if a.Status != AgentActive || a.MandateVersion != sp.MandateVersion {
+		reasons, err := s.recheck(ctx, tx, a, sp, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(reasons) > 0 {
+			if err := s.cancelSpend(ctx, tx, sp, StatusDenied, now, reasons); err != nil {
+				return nil, err
+			}
+			return deniedErr(sp, reasons), nil
+		}
+	}
+	if !now.Before(sp.ExpiresAt) {
+		if err := s.expire(ctx, tx, sp, now); err != nil {
+			return nil, err
+		}
+		return Errorf(CodeInvalidState, "the hold of spend %s expired at %s before it was carried out", sp.ID, sp.ExpiresAt.Format(time.RFC3339)).
+			WithDetails(map[string]any{"spend_id": sp.ID, "status": StatusExpired}), nil
+	}
+	return nil, nil
+}
+
 // releaseUnsigned releases an authorized spend that was never signed (the
 // rail refused before signing): nothing exists that could move money, so
 // the hold goes back at once. A spend signed meanwhile by a racing request
@@ -659,7 +717,7 @@ func (s *Service) releaseUnsigned(ctx context.Context, id string, reasons []stri
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		sp, err := spendLocked(ctx, tx, id)
+		sp, _, err := spendLocked(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -678,15 +736,17 @@ func (s *Service) releaseUnsigned(ctx context.Context, id string, reasons []stri
 
 // spendLocked reads spend id under its agent's row lock: the first read
 // finds the agent, the one after the lock is what to act on.
-func spendLocked(ctx context.Context, tx Tx, id string) (*Spend, error) {
+func spendLocked(ctx context.Context, tx Tx, id string) (*Spend, *Agent, error) {
 	sp, err := tx.SpendGet(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := tx.AgentLock(ctx, sp.AgentID); err != nil {
-		return nil, err
+	a, err := tx.AgentLock(ctx, sp.AgentID)
+	if err != nil {
+		return nil, nil, err
 	}
-	return tx.SpendGet(ctx, id)
+	sp, err = tx.SpendGet(ctx, id)
+	return sp, a, err
 }
 
 // cancelSpend ends a holding spend that nothing was signed or executed for
@@ -747,7 +807,7 @@ func (s *Service) settleBy(ctx context.Context, id string, res ExecResult, actor
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
-		sp, err := spendLocked(ctx, tx, id)
+		sp, _, err := spendLocked(ctx, tx, id)
 		if err != nil {
 			return err
 		}

@@ -511,6 +511,7 @@ var transitions = map[string]struct {
 	"spend.expire":  {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, spend.StatusExpired},
 	"spend.sign":    {[]spend.Status{spend.StatusAuthorized}, spend.StatusAuthorized},
 	"spend.unknown": {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown},
+	"spend.execute": {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown}, // a rail that does not sign first is about to move money
 	"spend.capture": {[]spend.Status{spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusCaptured},
 	"spend.release": {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusReleased},
 	// spend.deny: an agent's refused request, or an owner's denial of a
