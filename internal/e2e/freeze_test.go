@@ -26,13 +26,7 @@ func TestFreezeStopsWhatWasApproved(t *testing.T) {
 	m := newMarket(t)
 	n := m.purserOn(t, "")
 	ctx := context.Background()
-	chains, err := n.owner.Chains(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
-		t.Fatal(err)
-	}
+	m.fundRelayer(t, n)
 	p, wallet := m.agentFor(t, n, "frosty", `{"per_tx_auto":"0.10","per_tx_max":"2","daily":"10","rails":["x402","payout"]}`, 5_000_000)
 	payee := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
 
@@ -116,13 +110,7 @@ func TestPayoutAuthorizationNeverShown(t *testing.T) {
 	m := newMarket(t)
 	n := m.purserOn(t, "")
 	ctx := context.Background()
-	chains, err := n.owner.Chains(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
-		t.Fatal(err)
-	}
+	m.fundRelayer(t, n)
 	p, _ := m.agentFor(t, n, "poor", `{"per_tx_auto":"5","per_tx_max":"5","daily":"5","rails":["payout"]}`, 1_000_000)
 	payee := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
 	for i := range 3 {
@@ -164,4 +152,17 @@ func TestPayoutAuthorizationNeverShown(t *testing.T) {
 func hasReason(err error, reason string) bool {
 	var ae *client.APIError
 	return errors.As(err, &ae) && slices.Contains(ae.Reasons(), reason)
+}
+
+// fundRelayer gives n's relayer gas money on the dev chain, so payouts
+// and cancellations can be sent.
+func (m *market) fundRelayer(t *testing.T, n *node) {
+	t.Helper()
+	chains, err := n.owner.Chains(context.Background())
+	if err != nil || chains.Relayer == "" {
+		t.Fatalf("chains: %+v %v", chains, err)
+	}
+	if _, err := m.dev.FundETH(context.Background(), common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
+		t.Fatal(err)
+	}
 }
