@@ -252,7 +252,10 @@ func TestBenchOpenLoopAgainstVerifyingServer(t *testing.T) {
 	var created atomic.Int32
 	srv := benchServer(t, &created)
 	envv := map[string]string{"PURSER_SERVER": srv.URL, "PURSER_OWNER_TOKEN": "tok"}
-	code, out, errOut := runCLI(t, envv, "bench", "--agents", "4", "--rate", "200", "--duration", "1s", "--warmup", "100ms", "--json")
+	// A modest rate (each agent every 100 ms): what is checked is the open
+	// loop's schedule and accounting, which must hold on a loaded machine
+	// under -race too, not how fast this machine is.
+	code, out, errOut := runCLI(t, envv, "bench", "--agents", "4", "--rate", "40", "--duration", "1s", "--warmup", "400ms", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -260,10 +263,10 @@ func TestBenchOpenLoopAgainstVerifyingServer(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	// 200/s for 1s: each agent's fourth spend (k=3) falls in the warmup.
+	// 40/s: each agent's fourth spend (k=3, at 300-375 ms) falls in the warmup.
 	rate := float64(res.Requests) / res.DurationS
-	if created.Load() != 4 || res.Agents != 4 || res.Mode != "open" || res.OfferedRateS != 200 ||
-		rate < 170 || rate > 210 || res.Errors["signature_invalid"] != 0 || res.Errors["spend_denied"] != 0 ||
+	if created.Load() != 4 || res.Agents != 4 || res.Mode != "open" || res.OfferedRateS != 40 ||
+		rate < 30 || rate > 44 || res.Errors["signature_invalid"] != 0 || res.Errors["spend_denied"] != 0 ||
 		res.Authorizations != res.Requests || res.P50ms > res.P99ms || res.P999ms > res.MaxMs {
 		t.Errorf("result %+v, achieved %.1f/s (agents created %d)", res, rate, created.Load())
 	}
