@@ -21,7 +21,7 @@ func approvalsCommand() *command {
 }
 
 func approveCommand() *command {
-	return &command{name: "approve", args: "SPEND_ID", summary: "approve a pending spend", kind: kindOwner, run: runApprove}
+	return &command{name: "approve", args: "SPEND_ID", summary: "approve a pending spend", kind: kindOwner, run: ownerRun([]string{"SPEND_ID"}, runApprove)}
 }
 
 func denyCommand() *command {
@@ -29,7 +29,7 @@ func denyCommand() *command {
 		flags: func(fs *flag.FlagSet, o *opts) {
 			fs.StringVar(&o.reason, "reason", "", "why, for the audit log and the agent")
 		},
-		run: runDeny}
+		run: ownerRun([]string{"SPEND_ID"}, runDeny)}
 }
 
 func runApprovalsList(ctx context.Context, e *env, o *opts, args []string) error {
@@ -64,14 +64,7 @@ func runApprovalsList(ctx context.Context, e *env, o *opts, args []string) error
 	return t.Flush()
 }
 
-func runApprove(ctx context.Context, e *env, o *opts, args []string) error {
-	if err := wantArgs(o, args, "SPEND_ID"); err != nil {
-		return err
-	}
-	c, err := e.ownerClient(o)
-	if err != nil {
-		return err
-	}
+func runApprove(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
 	s, err := c.Approve(ctx, args[0])
 	if err != nil {
 		return err
@@ -91,14 +84,7 @@ func runApprove(ctx context.Context, e *env, o *opts, args []string) error {
 	return printDecided(e, o, s, "approved")
 }
 
-func runDeny(ctx context.Context, e *env, o *opts, args []string) error {
-	if err := wantArgs(o, args, "SPEND_ID"); err != nil {
-		return err
-	}
-	c, err := e.ownerClient(o)
-	if err != nil {
-		return err
-	}
+func runDeny(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
 	s, err := c.Deny(ctx, args[0], o.reason)
 	if err != nil {
 		return err

@@ -366,6 +366,21 @@ func wantArgs(o *opts, args []string, names ...string) error {
 	return nil
 }
 
+// ownerRun is the run of an owner command that takes exactly the named
+// arguments: it checks them, builds the owner client and calls fn.
+func ownerRun(names []string, fn func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error) func(context.Context, *env, *opts, []string) error {
+	return func(ctx context.Context, e *env, o *opts, args []string) error {
+		if err := wantArgs(o, args, names...); err != nil {
+			return err
+		}
+		c, err := e.ownerClient(o)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, e, o, c, args)
+	}
+}
+
 // sortedKeys returns m's keys in order.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -22,26 +22,19 @@ func spendsCommand() *command {
 			fs.StringVar(&o.status, "status", "", "only spends in `STATUS` (comma-separated: pending_approval, authorized, captured, released, denied, expired, unknown)")
 			fs.IntVar(&o.n, "n", 100, "at most `N` spends (1-1000)")
 		},
-		run: runSpendsList}
+		run: ownerRun(nil, runSpendsList)}
 	return &command{
 		name:    "spends",
 		summary: "owner: list and show the spends of every agent",
 		sub: []*command{list,
-			{name: "show", args: "SPEND_ID", summary: "show one spend", kind: kindOwner, run: runSpendsShow}},
+			{name: "show", args: "SPEND_ID", summary: "show one spend", kind: kindOwner, run: ownerRun([]string{"SPEND_ID"}, runSpendsShow)}},
 		def: list,
 	}
 }
 
-func runSpendsList(ctx context.Context, e *env, o *opts, args []string) error {
-	if err := wantArgs(o, args); err != nil {
-		return err
-	}
+func runSpendsList(ctx context.Context, e *env, o *opts, c *client.Client, _ []string) error {
 	if o.n < 1 || o.n > 1000 {
 		return usagef(o.path, "-n must be 1..1000")
-	}
-	c, err := e.ownerClient(o)
-	if err != nil {
-		return err
 	}
 	l, err := c.ListSpends(ctx, client.SpendFilter{Agent: o.agent, Status: o.status, Limit: o.n})
 	if err != nil {
@@ -63,14 +56,7 @@ func runSpendsList(ctx context.Context, e *env, o *opts, args []string) error {
 	return t.Flush()
 }
 
-func runSpendsShow(ctx context.Context, e *env, o *opts, args []string) error {
-	if err := wantArgs(o, args, "SPEND_ID"); err != nil {
-		return err
-	}
-	c, err := e.ownerClient(o)
-	if err != nil {
-		return err
-	}
+func runSpendsShow(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
 	s, err := c.GetSpend(ctx, args[0])
 	if err != nil {
 		return err
@@ -103,50 +89,29 @@ func runSpendsShow(ctx context.Context, e *env, o *opts, args []string) error {
 
 func agentLimitsCommand() *command {
 	return &command{name: "limits", args: "NAME", summary: "show an agent's limits: per window limit, used, remaining", kind: kindOwner,
-		run: func(ctx context.Context, e *env, o *opts, args []string) error {
-			if err := wantArgs(o, args, "NAME"); err != nil {
-				return err
-			}
-			c, err := e.ownerClient(o)
-			if err != nil {
-				return err
-			}
+		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
 			l, err := c.AgentLimits(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			return writeLimits(e, o, l)
-		}}
+		})}
 }
 
 func agentBalancesCommand() *command {
 	return &command{name: "balances", args: "NAME", summary: "show an agent wallet's on-chain balances", kind: kindOwner,
-		run: func(ctx context.Context, e *env, o *opts, args []string) error {
-			if err := wantArgs(o, args, "NAME"); err != nil {
-				return err
-			}
-			c, err := e.ownerClient(o)
-			if err != nil {
-				return err
-			}
+		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
 			bs, err := c.AgentBalances(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			return printBalances(e, o, bs)
-		}}
+		})}
 }
 
 func chainsCommand() *command {
 	return &command{name: "chains", summary: "show the connected chains and the relayer address that pays gas (fund it)", kind: kindOwner,
-		run: func(ctx context.Context, e *env, o *opts, args []string) error {
-			if err := wantArgs(o, args); err != nil {
-				return err
-			}
-			c, err := e.ownerClient(o)
-			if err != nil {
-				return err
-			}
+		run: ownerRun(nil, func(ctx context.Context, e *env, o *opts, c *client.Client, _ []string) error {
 			ch, err := c.Chains(ctx)
 			if err != nil {
 				return err
@@ -169,5 +134,5 @@ func chainsCommand() *command {
 				fmt.Fprintln(e.stdio.Out, "the relayer pays the gas of payouts: keep it funded with the networks' native token")
 			}
 			return nil
-		}}
+		})}
 }

@@ -312,8 +312,13 @@ func (s *Server) freeze(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, freezeJSON{agentJSON: agentView(a)})
 	}
 	a, results, err := s.svc.FreezeCancelSigned(r.Context(), r.PathValue("ref"))
-	if err != nil {
+	if a == nil {
 		return err
+	}
+	if err != nil {
+		// The freeze holds; what could not be recorded says so in its
+		// cancellation, and the reconciler records it from the chain.
+		s.log.Warn("freeze --cancel-signed: a cancellation was not recorded", "agent", a.ID, "err", err)
 	}
 	out := freezeJSON{agentJSON: agentView(a), Cancellations: make([]cancellationJSON, len(results))}
 	for i, c := range results {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/purserhq/purser/internal/mandate"
@@ -199,32 +200,50 @@ func (s *Service) FreezeCancelSigned(ctx context.Context, ref string) (*Agent, [
 	if err != nil {
 		return a, nil, err
 	}
-	results := make([]CancelResult, 0, len(signed))
-	for _, sp := range signed {
-		cn, ok := s.rails[sp.Rail].(Canceller)
-		if !ok {
-			results = append(results, CancelResult{Spend: sp, Err: "rail " + sp.Rail + " cannot cancel its instruments"})
-			continue
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
-		res, err := cn.Cancel(cctx, sp)
-		cancel()
-		if err != nil {
-			s.log.Warn("cancel of a signed authorization failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
-			results = append(results, CancelResult{Spend: sp, Err: "not cancelled yet; the hold stays until the chain shows the authorization unusable"})
-			continue
-		}
-		if res.Outcome == "" || res.Outcome == OutcomePending || res.Outcome == OutcomeUnknown {
-			results = append(results, CancelResult{Spend: sp, Err: "the chain did not confirm the cancellation yet; the hold stays"})
-			continue
-		}
-		after, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, OwnerActor)
-		if err != nil {
-			return a, results, err
-		}
-		results = append(results, CancelResult{Spend: after})
+	// The cancellations run side by side (each waits for its receipt, a
+	// block or more on a real chain), so the owner's freeze answers within
+	// about one execution timeout however many there are.
+	results := make([]CancelResult, len(signed))
+	errs := make([]error, len(signed))
+	sem := make(chan struct{}, cancelWorkers)
+	var wg sync.WaitGroup
+	for i, sp := range signed {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i], errs[i] = s.cancelSigned(ctx, sp)
+		}()
 	}
-	return a, results, nil
+	wg.Wait()
+	return a, results, errors.Join(errs...)
+}
+
+// cancelWorkers bounds the cancellations FreezeCancelSigned sends at once.
+const cancelWorkers = 8
+
+// cancelSigned cancels one signed spend on its rail and settles what the
+// chain then shows.
+func (s *Service) cancelSigned(ctx context.Context, sp *Spend) (CancelResult, error) {
+	cn, ok := s.rails[sp.Rail].(Canceller)
+	if !ok {
+		return CancelResult{Spend: sp, Err: "rail " + sp.Rail + " cannot cancel its instruments"}, nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ExecTimeout)
+	res, err := cn.Cancel(cctx, sp)
+	cancel()
+	if err != nil {
+		s.log.Warn("cancel of a signed authorization failed", "rail", sp.Rail, "spend_id", sp.ID, "err", err)
+		return CancelResult{Spend: sp, Err: "not cancelled yet; the hold stays until the chain shows the authorization unusable"}, nil
+	}
+	if res.Outcome == "" || res.Outcome == OutcomePending || res.Outcome == OutcomeUnknown {
+		return CancelResult{Spend: sp, Err: "the chain did not confirm the cancellation yet; the hold stays"}, nil
+	}
+	after, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, OwnerActor)
+	if err != nil {
+		return CancelResult{Spend: sp, Err: "cancelled on chain; recording it failed, the reconciler records it"}, err
+	}
+	return CancelResult{Spend: after}, nil
 }
 
 // Unfreeze lets a frozen agent spend again.
