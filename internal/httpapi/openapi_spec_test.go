@@ -429,3 +429,66 @@ func compareEnum(t *testing.T, name string, got, gotDescs, want, wantDescs []str
 		}
 	}
 }
+
+// schemaKeywords are the keywords a schema of the spec may use (JSON
+// Schema 2020-12 and OpenAPI's additions); x-… extensions besides.
+var schemaKeywords = map[string]bool{
+	"$ref": true, "$defs": true, "type": true, "format": true, "title": true, "description": true, "default": true,
+	"examples": true, "example": true, "deprecated": true, "readOnly": true, "writeOnly": true,
+	"enum": true, "const": true, "pattern": true, "minLength": true, "maxLength": true,
+	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true, "multipleOf": true,
+	"properties": true, "required": true, "additionalProperties": true, "patternProperties": true,
+	"unevaluatedProperties": true, "minProperties": true, "maxProperties": true,
+	"items": true, "prefixItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
+	"oneOf": true, "anyOf": true, "allOf": true, "not": true, "if": true, "then": true, "else": true,
+	"discriminator": true, "externalDocs": true, "contentMediaType": true, "contentEncoding": true,
+}
+
+// TestOpenAPISchemasWellFormed: every schema of the spec uses known
+// keywords only (a comma in an unquoted YAML flow mapping, `{description:
+// a, b}`, silently makes a keyword "b") and compiles.
+func TestOpenAPISchemasWellFormed(t *testing.T) {
+	t.Parallel()
+	o := loadSpec(t)
+	var walk func(v any, at string, schema bool)
+	walk = func(v any, at string, schema bool) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, c := range v {
+				switch {
+				case schema && !schemaKeywords[k] && !strings.HasPrefix(k, "x-"):
+					t.Errorf("%s: %q is no schema keyword", at, k)
+				case schema && (k == "properties" || k == "$defs" || k == "patternProperties"):
+					m, _ := c.(map[string]any)
+					for name, s := range m {
+						walk(s, at+"/"+k+"/"+name, true)
+					}
+				case schema && (k == "items" || k == "additionalProperties" || k == "not" || k == "if" || k == "then" || k == "else" ||
+					k == "oneOf" || k == "anyOf" || k == "allOf" || k == "prefixItems"):
+					walk(c, at+"/"+k, true)
+				case schema:
+				case k == "schema" || k == "x-purser-line-schema":
+					walk(c, at+"/"+k, true)
+				case k == "schemas" && at == "/components":
+					m, _ := c.(map[string]any)
+					for name, s := range m {
+						walk(s, at+"/schemas/"+name, true)
+					}
+				default:
+					walk(c, at+"/"+k, false)
+				}
+			}
+		case []any:
+			for i, c := range v {
+				walk(c, fmt.Sprintf("%s/%d", at, i), schema)
+			}
+		}
+	}
+	walk(o.doc, "", false)
+	schemas, _ := o.doc["components"].(map[string]any)["schemas"].(map[string]any)
+	for name := range schemas {
+		if _, err := o.schema("/components/schemas/" + name); err != nil {
+			t.Errorf("components.schemas.%s: %v", name, err)
+		}
+	}
+}
