@@ -349,7 +349,11 @@ func TestOpenAPIRoutes(t *testing.T) {
 			t.Errorf("operationId %q names both %s and %s", id, prev, r)
 		}
 		ids[id] = r
-		if _, ok := op["responses"].(map[string]any)["default"]; ok {
+		responses, _ := op["responses"].(map[string]any)
+		if len(responses) == 0 {
+			t.Errorf("%s declares no responses", r)
+		}
+		if _, ok := responses["default"]; ok {
 			t.Errorf("%s declares a default response: declare each status, so that the test can hold the server to them", r)
 		}
 	}
