@@ -250,6 +250,11 @@ func (a *Agent) offerSpend(ctx context.Context, u *url.URL, method string, h htt
 	if err != nil {
 		return AuthorizeRequest{}, nil, err
 	}
+	return a.offerFor(ctx, u, method, pr, max)
+}
+
+// offerFor is offerSpend for a 402 already parsed.
+func (a *Agent) offerFor(ctx context.Context, u *url.URL, method string, pr *x402.PaymentRequired, max string) (AuthorizeRequest, *Offer, error) {
 	offer, asset, err := a.choose(ctx, pr, max)
 	if err != nil {
 		return AuthorizeRequest{}, nil, err
