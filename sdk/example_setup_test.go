@@ -24,47 +24,49 @@ import (
 	"github.com/purserhq/purser/x402/middleware"
 )
 
-// The examples run against one dev server, started by the first example
-// that needs it: Purser with its embedded dev chain (as `purser demo`
-// runs it), Purser's facilitator on that chain, and a paid API selling
-// GET /weather for 0.01 USDC.
+// The examples run against one dev market, started by the first example
+// that needs it.
 var (
-	exampleOnce sync.Once
-	exampleEnv  struct {
-		url, token, paidAPI string
-		dir                 string
-		stop                []func()
-	}
+	exampleOnce   sync.Once
+	exampleMarket *devMarket
+	exampleDir    string
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for i := len(exampleEnv.stop) - 1; i >= 0; i-- {
-		exampleEnv.stop[i]()
+	if exampleMarket != nil {
+		exampleMarket.close()
 	}
-	if exampleEnv.dir != "" {
-		os.RemoveAll(exampleEnv.dir)
+	if exampleDir != "" {
+		os.RemoveAll(exampleDir)
 	}
 	os.Exit(code)
+}
+
+func startExampleEnv() {
+	dir, err := os.MkdirTemp("", "purser-sdk-examples-*")
+	must(err)
+	exampleDir = dir
+	exampleMarket = startDevMarket(filepath.Join(dir, "purser"))
 }
 
 // exampleServer returns the dev server's URL and owner token.
 func exampleServer() (url, ownerToken string) {
 	exampleOnce.Do(startExampleEnv)
-	return exampleEnv.url, exampleEnv.token
+	return exampleMarket.url, exampleMarket.token
 }
 
 // examplePaidAPI returns the base URL of the dev server's paid API.
 func examplePaidAPI() string {
 	exampleOnce.Do(startExampleEnv)
-	return exampleEnv.paidAPI
+	return exampleMarket.paidAPI
 }
 
 // exampleKeyFile writes a fresh agent identity key file and returns its
 // path.
 func exampleKeyFile() string {
 	exampleOnce.Do(startExampleEnv)
-	dir, err := os.MkdirTemp(exampleEnv.dir, "agent-")
+	dir, err := os.MkdirTemp(exampleDir, "agent-")
 	must(err)
 	path := filepath.Join(dir, "agent.key")
 	_, err = sdk.GenerateKey(path)
@@ -96,18 +98,26 @@ func must(err error) {
 	}
 }
 
-func startExampleEnv() {
+// devMarket is Purser with its embedded dev chain (as `purser demo` runs
+// it), Purser's facilitator on that chain, and a paid API selling
+// GET /weather for 0.01 USDC, all on loopback in this process.
+type devMarket struct {
+	url, token, paidAPI string
+	stop                []func()
+}
+
+// startDevMarket starts a dev market keeping Purser's data in dataDir; it
+// panics if anything fails to start (examples have no *testing.T).
+func startDevMarket(dataDir string) *devMarket {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "purser-sdk-examples-*")
+	d := &devMarket{}
+	srv, err := app.Start(ctx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", DevChain: true})
 	must(err)
-	exampleEnv.dir = dir
-	srv, err := app.Start(ctx, app.Config{DataDir: filepath.Join(dir, "purser"), Listen: "127.0.0.1:0", DevChain: true})
+	d.stop = append(d.stop, func() { srv.Shutdown(context.Background()) })
+	d.url = "http://" + srv.Addr()
+	tok, err := os.ReadFile(filepath.Join(dataDir, "owner.token"))
 	must(err)
-	exampleEnv.stop = append(exampleEnv.stop, func() { srv.Shutdown(context.Background()) })
-	exampleEnv.url = "http://" + srv.Addr()
-	tok, err := os.ReadFile(filepath.Join(dir, "purser", "owner.token"))
-	must(err)
-	exampleEnv.token = strings.TrimSpace(string(tok))
+	d.token = strings.TrimSpace(string(tok))
 
 	dev := srv.DevChain()
 	gas, err := crypto.GenerateKey()
@@ -117,7 +127,7 @@ func startExampleEnv() {
 	fac, err := facilitator.New(facilitator.Config{Networks: map[string]facilitator.Network{
 		dev.Network(): {Client: dev.Client(), Relayer: evm.NewRelayer(dev.Client(), evm.KeySigner(gas))}}})
 	must(err)
-	facURL := serveLoopback(fac.Handler())
+	facURL := d.serve(fac.Handler())
 
 	sellerKey, err := crypto.GenerateKey()
 	must(err)
@@ -128,17 +138,25 @@ func startExampleEnv() {
 	must(err)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /weather", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "sunny, 21°C") })
-	exampleEnv.paidAPI = serveLoopback(mw(mux))
+	d.paidAPI = d.serve(mw(mux))
+	return d
 }
 
-// serveLoopback serves h on a free loopback port until TestMain ends.
-func serveLoopback(h http.Handler) string {
+// serve serves h on a free loopback port until close.
+func (d *devMarket) serve(h http.Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	s := &http.Server{Handler: h}
 	go s.Serve(ln)
-	exampleEnv.stop = append(exampleEnv.stop, func() { s.Close() })
+	d.stop = append(d.stop, func() { s.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// close stops what startDevMarket started, last first.
+func (d *devMarket) close() {
+	for i := len(d.stop) - 1; i >= 0; i-- {
+		d.stop[i]()
+	}
 }
 
 // exampleAskApproval registers an agent named name and has it ask for a
