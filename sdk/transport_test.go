@@ -277,6 +277,76 @@ func TestTransport(t *testing.T) {
 		}
 	})
 
+	t.Run("a retry with the key of a decided payment", func(t *testing.T) {
+		t.Parallel()
+		s := m.seller(t, false, route{pattern: "GET /pricey", amount: 500_000})
+		b := m.agent(t, "retrier", green, 1_000_000)
+		hc := &http.Client{Transport: sdk.Transport(b.Agent, nil, nil)}
+		ctx := context.Background()
+
+		// Approved while nobody waited: the retry under the same key pays
+		// that approved spend (Purser signs it now), once.
+		approvedKey := sdk.WithIdempotencyKey(ctx, "approved-later")
+		_, _, err := get(approvedKey, hc, s.url+"/pricey")
+		var ar *sdk.ApprovalRequiredError
+		if !errors.As(err, &ar) {
+			t.Fatalf("first attempt: %v; want an *ApprovalRequiredError", err)
+		}
+		if _, err := m.owner.Approve(ctx, ar.SpendID); err != nil {
+			t.Fatal(err)
+		}
+		resp, body, err := get(approvedKey, hc, s.url+"/pricey")
+		if err != nil || resp.StatusCode != http.StatusOK || string(body) != "content of /pricey" {
+			t.Fatalf("retry after approval: %v %v %q", resp, err, body)
+		}
+		sp, err := m.owner.Spend(ctx, ar.SpendID)
+		if err != nil || sp.Status != sdk.StatusCaptured || !m.used(t, b, sp) || m.balance(t, s.payTo) != 500_000 {
+			t.Fatalf("the approved spend: %+v %v; seller %d", sp, err, m.balance(t, s.payTo))
+		}
+
+		// Denied: the retry under the same key is the refusal, nothing sent.
+		deniedKey := sdk.WithIdempotencyKey(ctx, "denied")
+		if _, _, err = get(deniedKey, hc, s.url+"/pricey"); !errors.As(err, &ar) {
+			t.Fatalf("first attempt: %v; want an *ApprovalRequiredError", err)
+		}
+		if _, err := m.owner.Deny(ctx, ar.SpendID, "no"); err != nil {
+			t.Fatal(err)
+		}
+		paidBefore := s.paid.Load()
+		_, _, err = get(deniedKey, hc, s.url+"/pricey")
+		var re *sdk.RefusedError
+		if !errors.As(err, &re) || re.SpendID != ar.SpendID || !slices.Contains(re.Reasons, "owner_denied") {
+			t.Fatalf("retry after denial: %v; want a *RefusedError for %s (owner_denied)", err, ar.SpendID)
+		}
+		if s.paid.Load() != paidBefore || m.balance(t, s.payTo) != 500_000 {
+			t.Fatalf("a denied payment reached the seller")
+		}
+	})
+
+	t.Run("ConfirmFetch takes the URL as Fetch was given it", func(t *testing.T) {
+		t.Parallel()
+		s := m.seller(t, false, route{pattern: "GET /reports/{name}", amount: 500_000, handler: func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "report "+r.PathValue("name"))
+		}})
+		b := m.agent(t, "confirmer", green, 1_000_000)
+		ctx := context.Background()
+		u := s.url + "/reports/q4 2026" // sent as /reports/q4%202026
+		res, err := b.Fetch(ctx, sdk.FetchRequest{URL: u})
+		if err != nil || res.Outcome != sdk.Pending {
+			t.Fatalf("fetch: %+v %v; want pending", res, err)
+		}
+		if _, err := m.owner.Approve(ctx, res.Spend.SpendID); err != nil {
+			t.Fatal(err)
+		}
+		res, err = b.ConfirmFetch(ctx, res.Spend.SpendID, sdk.FetchRequest{URL: u})
+		if err != nil || res.Outcome != sdk.Paid || string(res.Body) != "report q4 2026" {
+			t.Fatalf("confirm with the same URL: %+v %v", res, err)
+		}
+		if m.balance(t, s.payTo) != 500_000 {
+			t.Fatalf("the seller received %d", m.balance(t, s.payTo))
+		}
+	})
+
 	t.Run("refusal is a RefusedError", func(t *testing.T) {
 		t.Parallel()
 		s := m.seller(t, false, route{pattern: "GET /item", amount: price})
