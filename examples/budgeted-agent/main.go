@@ -8,11 +8,13 @@
 // sdk.Transport pays each 402 within the mandate the owner set, and the
 // mandate's refusal arrives as an *sdk.RefusedError with reason codes.
 //
-// Run it against `purser demo`, which prints a server URL, an agent key
-// file and a paid API:
+// Run it against `go run ./cmd/purser demo`, which prints the two
+// variables and a paid API (its story ends with the demo agent frozen:
+// unfreeze it first, as the demo says):
 //
 //	export PURSER_SERVER=http://127.0.0.1:8402
 //	export PURSER_AGENT_KEY=/path/to/demo-agent.key
+//	purser --data DIR agent unfreeze demo-agent
 //	go run ./examples/budgeted-agent http://127.0.0.1:PORT/weather
 //
 // Flags:
