@@ -194,6 +194,43 @@ func TestTransport(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent requests under one key pay once", func(t *testing.T) {
+		t.Parallel()
+		const calls = 10
+		s := m.seller(t, false, route{pattern: "GET /item", amount: price})
+		b := m.agent(t, "impatient", green, 1_000_000)
+		hc := &http.Client{Transport: sdk.Transport(b.Agent, nil, nil)}
+		ctx := sdk.WithIdempotencyKey(context.Background(), "one-report")
+		var served, refusedBySeller, alreadyPaid atomic.Int64
+		var wg sync.WaitGroup
+		for range calls {
+			wg.Go(func() {
+				resp, body, err := get(ctx, hc, s.url+"/item")
+				switch {
+				case err == nil && resp.StatusCode == http.StatusOK && string(body) == "content of /item":
+					served.Add(1)
+				case err == nil && resp.StatusCode == http.StatusPaymentRequired:
+					refusedBySeller.Add(1) // the one authorization is in use or spent
+				case codeOf(err) == "already_paid":
+					alreadyPaid.Add(1)
+				default:
+					t.Errorf("unexpected: %v %v", resp, err)
+				}
+			})
+		}
+		wg.Wait()
+		if served.Load() != 1 || served.Load()+refusedBySeller.Load()+alreadyPaid.Load() != calls {
+			t.Fatalf("served %d, refused by the seller %d, already paid %d; want 1 served", served.Load(), refusedBySeller.Load(), alreadyPaid.Load())
+		}
+		l := m.spends(t, b.name)
+		if len(l) != 1 || l[0].Status != sdk.StatusCaptured || !m.used(t, b, &l[0]) {
+			t.Fatalf("spends %+v; want one, captured", l)
+		}
+		if got := m.balance(t, s.payTo); got != price {
+			t.Fatalf("the seller received %d, want one price", got)
+		}
+	})
+
 	t.Run("approval wait", func(t *testing.T) {
 		t.Parallel()
 		s := m.seller(t, false, route{pattern: "GET /pricey", amount: 500_000})
