@@ -23,6 +23,7 @@ func TestDependencyDirection(t *testing.T) {
 		"agentauth": {mod},
 		"spend":     {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
 		"httpapi":   {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
+		"portal":    {mod + "store", mod + "rails", mod + "app", mod + "cli", mod + "keystore", mod + "httpapi"},
 		// Rails and the facilitator move money; they reach no transport,
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
