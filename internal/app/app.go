@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"github.com/purserhq/purser/internal/mandate"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/portal"
 	"github.com/purserhq/purser/internal/rails"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/store/postgres"
@@ -94,6 +96,10 @@ type Config struct {
 	// MetricsAuth is "none" (default: /metrics is open) or "owner"
 	// (/metrics needs the owner token).
 	MetricsAuth string
+	// PublicURL is where owners reach this Purser (behind a proxy: its
+	// public https URL): the portal's origin, and the WebAuthn relying
+	// party's. Default http://localhost:PORT.
+	PublicURL string
 	// AcceptUnboundSignatures also accepts version 1 agent signatures,
 	// which bind no deployment, while agents upgrade (docs/api.md).
 	AcceptUnboundSignatures bool
@@ -149,6 +155,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("public-url %q: give an absolute http or https URL without a path", c.PublicURL))
+		}
 	}
 	switch c.MetricsAuth {
 	case "", "none", "owner":
@@ -331,10 +342,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	reg := metrics.NewRegistry()
 	observeStore(reg, st)
+	var chainsRead portal.Chains
+	if len(chains.networks()) > 0 {
+		chainsRead = chainInfo{chains}
+	}
+	owner, err := newPortal(svc, assets, chainsRead, noSessions{}, nil, portalOrigin(cfg.PublicURL, ln.Addr()), log)
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen)),
+		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen), publicHost(cfg.PublicURL)),
+		Portal:    owner.Handler(),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()

@@ -61,6 +61,13 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{ref}/balances", s.owner(s.ownerBalances))
 	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
+	if s.portal != nil {
+		// The API keeps /v1/ (unknown API paths answer JSON); the portal
+		// has the rest.
+		s.handle("/v1/", s.noRoute)
+		s.mux.Handle("/", s.portal)
+		return
+	}
 	s.handle("/", s.noRoute)
 }
 
@@ -73,7 +80,7 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
 		if m == r.Method {
 			continue
 		}
-		if _, pattern := s.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" && pattern != "" {
+		if _, pattern := s.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" && pattern != "/v1/" && pattern != "" {
 			allow = append(allow, m)
 		}
 	}

@@ -63,6 +63,10 @@ type Config struct {
 	// MetricsAuth is "owner" to require the owner token on /metrics;
 	// "" or "none" leaves it open (for a scraper on loopback).
 	MetricsAuth string
+	// Portal, when set, serves every path outside /v1/, /healthz and
+	// /metrics (the owner portal, internal/portal), behind the same Host
+	// check as the API.
+	Portal http.Handler
 }
 
 // Server serves the API.
@@ -88,6 +92,7 @@ type Server struct {
 	acceptUnbound bool
 	hosts         map[string]bool // nil: any host
 	metricsOwner  bool
+	portal        http.Handler
 
 	// patterns are the mux patterns registered by handle, in order:
 	// docs/openapi.yaml is checked against them.
@@ -110,6 +115,7 @@ func New(cfg Config) *Server {
 		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
+		portal: cfg.Portal,
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail
