@@ -92,7 +92,9 @@ func buildChart(days []string, usage []spend.DailyUsage) chart {
 			peak = sum
 		}
 	}
-	scaleMax := niceCeil(peak)
+	// Four gridlines a round step apart.
+	step := niceCeil(new(big.Int).Quo(new(big.Int).Add(peak, big.NewInt(3)), big.NewInt(4)))
+	scaleMax := new(big.Int).Mul(step, big.NewInt(4))
 	plotH := c.PlotBottom - c.PlotTop
 	for i := 0; i <= 4; i++ {
 		v := new(big.Int).Mul(scaleMax, big.NewInt(int64(i)))

@@ -14,6 +14,7 @@ import (
 var funcs = template.FuncMap{
 	"usd":       usd,
 	"when":      when,
+	"whenShort": whenShort,
 	"short":     short,
 	"statusTxt": statusText,
 	"reasonTxt": reasonText,
@@ -51,6 +52,19 @@ func when(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2 Jan 2006 15:04:05 UTC")
+}
+
+// whenShort is a time for a table cell: day, month and minute (UTC);
+// the year only when it is not the current one.
+func whenShort(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	t = t.UTC()
+	if t.Year() != time.Now().UTC().Year() {
+		return t.Format("2 Jan 2006 15:04")
+	}
+	return t.Format("2 Jan 15:04")
 }
 
 // short shortens a long identifier for tables (the full value is in the

@@ -330,7 +330,11 @@ func (s *Server) approval(w http.ResponseWriter, r *http.Request, sess Session) 
 	if err != nil {
 		return err
 	}
-	s.render(w, http.StatusOK, "approval", &view{Title: "Approve " + s.amount(sp) + "?", Nav: "approvals", Session: sess, Data: map[string]any{
+	title := "Payment of " + s.amount(sp)
+	if sp.Status == spend.StatusPendingApproval {
+		title = "Approve " + s.amount(sp) + "?"
+	}
+	s.render(w, http.StatusOK, "approval", &view{Title: title, Nav: "approvals", Session: sess, Data: map[string]any{
 		"Row": s.pendingRow(sp, l), "Pending": sp.Status == spend.StatusPendingApproval, "Identity": l.Agent.IdentityAddress}})
 	return nil
 }
