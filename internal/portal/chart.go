@@ -14,6 +14,7 @@ type chart struct {
 	Width, Height int
 	PlotTop       int
 	PlotBottom    int
+	Left, Right   int
 	Bars          []bar
 	Ticks         []tick
 	Labels        []dayLabel
@@ -45,9 +46,20 @@ type legendItem struct {
 
 const chartColors = 6
 
-func buildChart(days []string, usage []spend.DailyUsage) chart {
-	const width, height, left, right, top, bottom = 720, 220, 56, 8, 12, 28
-	c := chart{Width: width, Height: height, PlotTop: top, PlotBottom: height - bottom}
+// buildChart lays out the last n of days in a chart width units wide
+// (the page has a wide one and, for phones, a narrow one of fewer days).
+func buildChart(days []string, usage []spend.DailyUsage, n, width int) chart {
+	const height, left, right, top, bottom = 220, 56, 8, 12, 28
+	if n < len(days) {
+		cut := len(days) - n
+		days = days[cut:]
+		short := make([]spend.DailyUsage, len(usage))
+		for i, u := range usage {
+			short[i] = spend.DailyUsage{Agent: u.Agent, Days: u.Days[cut:]}
+		}
+		usage = short
+	}
+	c := chart{Width: width, Height: height, PlotTop: top, PlotBottom: height - bottom, Left: left, Right: width - right}
 	// Agents by their 30-day total, largest first; beyond five, the rest
 	// are drawn together as "Others".
 	type series struct {
@@ -116,7 +128,7 @@ func buildChart(days []string, usage []spend.DailyUsage) chart {
 			c.Bars = append(c.Bars, bar{X: x, Y: y, W: barW, H: h, Class: "c" + string(rune('0'+k)),
 				Title: s.name + ", " + dayName(d) + ": " + usd(v)})
 		}
-		if i%7 == len(days)%7 || i == len(days)-1 {
+		if (len(days)-1-i)%7 == 0 {
 			c.Labels = append(c.Labels, dayLabel{X: x + barW/2, Label: dayName(d)})
 		}
 	}

@@ -20,6 +20,7 @@ var funcs = template.FuncMap{
 	"reasonTxt": reasonText,
 	"actionTxt": actionText,
 	"pct":       pct,
+	"sub":       func(a, b int) int { return a - b },
 }
 
 // usd formats micro-USD as dollars with at least two decimals.

@@ -76,7 +76,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess Session) 
 		return err
 	}
 	s.render(w, http.StatusOK, "overview", &view{Title: "Overview", Nav: "overview", Session: sess, Data: map[string]any{
-		"Today": today, "Week": week, "Month": month, "Chart": buildChart(days, usage),
+		"Today": today, "Week": week, "Month": month, "Chart": buildChart(days, usage, 30, 720), "ChartNarrow": buildChart(days, usage, 14, 360),
 		"Pending": pending, "Events": s.eventRows(ctx, events), "Agents": len(usage)}})
 	return nil
 }
