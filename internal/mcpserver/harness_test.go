@@ -47,6 +47,7 @@ type market struct {
 	sellerURL string
 	asset     money.Asset
 	hits      atomic.Int64 // requests the seller's handler served
+	reqs      atomic.Int64 // requests that reached the seller at all (402s included)
 }
 
 func newMarket(t testing.TB) *market {
@@ -94,7 +95,11 @@ func newMarket(t testing.TB) *market {
 		}
 		fmt.Fprint(w, "content of "+r.URL.Path)
 	})
-	ss := httptest.NewServer(mw(mux))
+	paid := mw(mux)
+	ss := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.reqs.Add(1)
+		paid.ServeHTTP(w, r)
+	}))
 	t.Cleanup(ss.Close)
 	m.sellerURL = ss.URL
 	return m
