@@ -118,6 +118,7 @@ func (m *market) balance(t testing.TB, who common.Address) int64 {
 type purser struct {
 	url   string
 	dir   string
+	token string
 	owner *client.Client
 	srv   *app.Server
 	cfg   app.Config
@@ -141,7 +142,8 @@ func startPurser(t testing.TB, m *market, cfg app.Config) *purser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.owner, err = client.New(p.url, client.WithOwnerToken(string(bytes.TrimSpace(tok))), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	p.token = string(bytes.TrimSpace(tok))
+	p.owner, err = client.New(p.url, client.WithOwnerToken(p.token), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
 	if err != nil {
 		t.Fatal(err)
 	}
