@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -52,7 +53,9 @@ func runMCP(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	return s.ServeHTTP(ctx, o.mcp.http, func(a net.Addr) {
 		if o.json {
-			_ = writeJSON(e.stdio.Out, map[string]string{"url": "http://" + a.String() + "/", "listen": a.String()})
+			// One line: a supervisor reads it to find the port.
+			b, _ := json.Marshal(map[string]string{"url": "http://" + a.String() + "/", "listen": a.String()})
+			fmt.Fprintf(e.stdio.Out, "%s\n", b)
 		} else {
 			fmt.Fprintf(e.stdio.Out, "purser mcp: streamable HTTP at http://%s/ (agent %s)\n", a, c.AgentAddress())
 		}

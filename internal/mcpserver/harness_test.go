@@ -408,3 +408,12 @@ func writeKey(t testing.TB, key *ecdsa.PrivateKey) string {
 	}
 	return path
 }
+
+func newTestKey(t testing.TB) (*ecdsa.PrivateKey, common.Address) {
+	t.Helper()
+	k, err := agentauth.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, agentauth.Address(k)
+}
