@@ -395,7 +395,7 @@ func (s *Server) balance(ctx context.Context, req *mcp.CallToolRequest) reply {
 // ----- x402_fetch
 
 // fetchArgs validates the inputs shared by x402_fetch and its dry run.
-func (s *Server) fetchArgs(ctx context.Context, rawURL, method string, headers map[string]string, body *string, maxAmount string) (FetchRequest, *inputError) {
+func (s *Server) fetchArgs(ctx context.Context, rawURL, method string, headers map[string]string, body string, maxAmount string) (FetchRequest, *inputError) {
 	var fr FetchRequest
 	if ie := checkURL(rawURL); ie != nil {
 		return fr, ie
@@ -409,16 +409,14 @@ func (s *Server) fetchArgs(ctx context.Context, rawURL, method string, headers m
 		return fr, ie
 	}
 	fr = FetchRequest{URL: rawURL, Method: m, Header: h}
-	if body != nil {
-		if len(*body) > MaxRequestBody {
+	if body != "" {
+		if len(body) > MaxRequestBody {
 			return fr, inErr(CodeBodyTooLarge, "body", "body is larger than %d bytes", MaxRequestBody)
 		}
 		if m == http.MethodGet || m == http.MethodHead {
-			if *body != "" {
-				return fr, inErr(CodeValueInvalid, "body", "a %s request takes no body", m)
-			}
+			return fr, inErr(CodeValueInvalid, "body", "a %s request takes no body", m)
 		}
-		fr.Body = []byte(*body)
+		fr.Body = []byte(body)
 	}
 	if maxAmount != "" {
 		if ie := checkAmount("max_amount", maxAmount, s.decimalsFor(ctx, "", "")); ie != nil {

@@ -152,7 +152,7 @@ type fetchInput struct {
 	URL                    string            `json:"url" jsonschema:"the absolute http or https URL to request"`
 	Method                 string            `json:"method,omitempty" jsonschema:"HTTP method (default GET)"`
 	Headers                map[string]string `json:"headers,omitempty" jsonschema:"request headers to send to the seller (not Host, Content-Length or payment headers)"`
-	Body                   *string           `json:"body,omitempty" jsonschema:"request body, as text (at most 64 KiB)"`
+	Body                   string            `json:"body,omitempty" jsonschema:"request body, as text (at most 64 KiB)"`
 	MaxAmount              string            `json:"max_amount,omitempty" jsonschema:"pay at most this much, in the offer's asset units (e.g. 0.05 for 5 US cents of USDC); offers above it are refused without paying"`
 	WaitForApprovalSeconds int               `json:"wait_for_approval_seconds,omitempty" jsonschema:"if the owner must approve, wait up to this many seconds (0-300, default 0: return pending_approval at once)"`
 	IdempotencyKey         string            `json:"idempotency_key,omitempty" jsonschema:"a key of your choice for this one purchase; a retry with the same key never pays twice. Recommended."`
@@ -182,7 +182,7 @@ type dryRunInput struct {
 	URL       string            `json:"url,omitempty" jsonschema:"x402_fetch: the URL"`
 	Method    string            `json:"method,omitempty" jsonschema:"x402_fetch: the HTTP method"`
 	Headers   map[string]string `json:"headers,omitempty" jsonschema:"x402_fetch: request headers"`
-	Body      *string           `json:"body,omitempty" jsonschema:"x402_fetch: request body"`
+	Body      string            `json:"body,omitempty" jsonschema:"x402_fetch: request body"`
 	MaxAmount string            `json:"max_amount,omitempty" jsonschema:"x402_fetch: the most to pay"`
 	Address   string            `json:"address,omitempty" jsonschema:"pay: the recipient"`
 	Amount    string            `json:"amount,omitempty" jsonschema:"pay: the amount"`
