@@ -23,12 +23,10 @@ func TestDependencyDirection(t *testing.T) {
 		"agentauth": {mod},
 		"spend":     {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
 		"httpapi":   {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
-		"client":    {mod + "store", mod + "spend", mod + "app", mod + "httpapi"},
 		// Rails and the facilitator move money; they reach no transport,
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
 		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
-		"payer":       {mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
@@ -45,6 +43,25 @@ func TestDependencyDirection(t *testing.T) {
 						continue
 					}
 					t.Errorf("internal/%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+	// The public SDK is the agent's and the owner's side: it reaches no
+	// server package (it shares the wire types of package api instead).
+	// api declares types only and imports nothing of Purser.
+	for pkg, bad := range map[string][]string{
+		"../sdk": {mod + "store", mod + "spend", mod + "app", mod + "httpapi", mod + "rails", mod + "keystore", mod + "cli", mod + "mandate", mod + "audit"},
+		"../api": {mod, "github.com/purserhq/purser/x402", "github.com/purserhq/purser/sdk"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, b := range bad {
+				if dep == b || (strings.HasSuffix(b, "/") && strings.HasPrefix(dep, b)) || strings.HasPrefix(dep, b+"/") {
+					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -122,27 +123,60 @@ func Sign(key *ecdsa.PrivateKey, dom Domain, method, pathQuery string, body []by
 	if key == nil {
 		return Signed{}, errors.New("agentauth: nil key")
 	}
+	s, _, err := signImpl(Address(key), func(d [32]byte) ([]byte, error) { return crypto.Sign(d[:], key) }, dom, method, pathQuery, body, nonce, expires)
+	return s, err
+}
+
+// SignWith is Sign with a key held elsewhere (an OS keychain, an HSM):
+// sign is handed the EIP-712 digest and returns r ‖ s ‖ v (v 0/1 or
+// 27/28). The signature is checked to recover to agent before it is used,
+// so a signer holding another key fails here and not at the server.
+func SignWith(agent common.Address, sign func(digest [32]byte) ([]byte, error), dom Domain, method, pathQuery string, body []byte, nonce [32]byte, expires time.Time) (Signed, error) {
+	s, dig, err := signImpl(agent, sign, dom, method, pathQuery, body, nonce, expires)
+	if err != nil {
+		return Signed{}, err
+	}
+	sig := s.Signature
+	sig[64] -= 27
+	pub, err := crypto.SigToPub(dig[:], sig[:])
+	if err != nil || crypto.PubkeyToAddress(*pub) != agent {
+		return Signed{}, errors.New("agentauth: the signer's signature does not recover to its address")
+	}
+	return s, nil
+}
+
+func signImpl(agent common.Address, signFn func([32]byte) ([]byte, error), dom Domain, method, pathQuery string, body []byte, nonce [32]byte, expires time.Time) (Signed, [32]byte, error) {
+	var dig [32]byte
 	if !dom.valid() {
-		return Signed{}, errors.New("agentauth: no signing domain (fetch the deployment id first)")
+		return Signed{}, dig, errors.New("agentauth: no signing domain (fetch the deployment id first)")
 	}
 	if expires.Unix() < 0 {
-		return Signed{}, errors.New("agentauth: expires before 1970")
+		return Signed{}, dig, errors.New("agentauth: expires before 1970")
 	}
 	s := Signed{
-		Agent:   Address(key),
+		Agent:   agent,
 		Nonce:   nonce,
 		Expires: time.Unix(expires.Unix(), 0),
 	}
 	d := getDigester()
-	dig := d.digest(dom, s.Agent, method, pathQuery, d.hash(body), nonce, s.Expires)
+	dig = d.digest(dom, s.Agent, method, pathQuery, d.hash(body), nonce, s.Expires)
 	d.put()
-	sig, err := crypto.Sign(dig[:], key)
+	sig, err := signFn(dig)
 	if err != nil {
-		return Signed{}, err
+		return Signed{}, dig, err
+	}
+	if len(sig) != 65 {
+		return Signed{}, dig, fmt.Errorf("agentauth: signature of %d bytes, want 65 (r ‖ s ‖ v)", len(sig))
 	}
 	copy(s.Signature[:], sig)
-	s.Signature[64] += 27 // Ethereum wallet convention; Verify accepts both
-	return s, nil
+	switch s.Signature[64] {
+	case 0, 1:
+		s.Signature[64] += 27 // Ethereum wallet convention; Verify accepts both
+	case 27, 28:
+	default:
+		return Signed{}, dig, fmt.Errorf("agentauth: signature v = %d, want 0/1 or 27/28", s.Signature[64])
+	}
+	return s, dig, nil
 }
 
 // Verify checks that s is unexpired at now, not too far ahead, and a

@@ -12,14 +12,14 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func agentCommand() *command {
 	keyOut := func(fs *flag.FlagSet, o *opts) {
 		fs.StringVar(&o.keyOut, "key-out", "", "write the new identity key to `FILE` (mode 0600; never overwritten)")
 	}
-	status := func(name, summary string, call func(*client.Client, context.Context, string) (*client.Agent, error)) *command {
+	status := func(name, summary string, call func(*sdk.Owner, context.Context, string) (*sdk.AgentInfo, error)) *command {
 		return &command{name: name, args: "NAME", summary: summary, kind: kindOwner,
 			run: func(ctx context.Context, e *env, o *opts, args []string) error {
 				return runAgentStatus(ctx, e, o, args, call)
@@ -45,8 +45,8 @@ func agentCommand() *command {
 					fs.BoolVar(&o.cancelSigned, "cancel-signed", false, "also cancel on chain every authorization signed for the agent and not used yet; each hold is released once its cancellation is mined")
 				},
 				run: runAgentFreeze},
-			status("unfreeze", "unfreeze an agent", (*client.Client).UnfreezeAgent),
-			status("revoke", "revoke an agent for good", (*client.Client).RevokeAgent),
+			status("unfreeze", "unfreeze an agent", (*sdk.Owner).Unfreeze),
+			status("revoke", "revoke an agent for good", (*sdk.Owner).Revoke),
 			{name: "rotate-key", args: "NAME --key-out FILE", kind: kindOwner,
 				summary: "give an agent a new identity key; the old one stops working",
 				flags:   keyOut, run: runAgentRotateKey},
@@ -78,7 +78,7 @@ func newKeyFile(o *opts) (*ecdsa.PrivateKey, error) {
 // it. If the outcome is unknown (no answer), the key is kept: the server
 // may have registered it.
 func dropKeyFile(e *env, path string, err error) {
-	var ae *client.APIError
+	var ae *sdk.Error
 	if errors.As(err, &ae) {
 		os.Remove(path)
 		return
@@ -108,7 +108,7 @@ func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := c.CreateAgent(ctx, client.CreateAgentRequest{Name: args[0], IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
+	a, err := c.CreateAgent(ctx, sdk.CreateAgentRequest{Name: args[0], IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
 	if err != nil {
 		dropKeyFile(e, o.keyOut, err)
 		return err
@@ -121,7 +121,7 @@ func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
 	return nil
 }
 
-func printAgent(w io.Writer, a *client.Agent) {
+func printAgent(w io.Writer, a *sdk.AgentInfo) {
 	t := newTable(w)
 	fmt.Fprintf(t, "agent\t%s\n", a.Name)
 	fmt.Fprintf(t, "id\t%s\n", a.ID)
@@ -142,12 +142,12 @@ func runAgentList(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	as, err := c.ListAgents(ctx)
+	as, err := sdk.Collect(c.Agents(ctx))
 	if err != nil {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdio.Out, rawList("agents", as, func(a *client.Agent) json.RawMessage { return a.Raw }))
+		return writeJSON(e.stdio.Out, rawList("agents", as, func(a *sdk.AgentInfo) json.RawMessage { return a.Raw }))
 	}
 	if len(as) == 0 {
 		fmt.Fprintln(e.stdio.Out, "no agents")
@@ -169,7 +169,7 @@ func runAgentShow(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := c.GetAgent(ctx, args[0])
+	a, err := c.Agent(ctx, args[0])
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func runAgentShow(ctx context.Context, e *env, o *opts, args []string) error {
 	return nil
 }
 
-func runAgentStatus(ctx context.Context, e *env, o *opts, args []string, call func(*client.Client, context.Context, string) (*client.Agent, error)) error {
+func runAgentStatus(ctx context.Context, e *env, o *opts, args []string, call func(*sdk.Owner, context.Context, string) (*sdk.AgentInfo, error)) error {
 	if err := wantArgs(o, args, "NAME"); err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func runAgentRotateKey(ctx context.Context, e *env, o *opts, args []string) erro
 
 func runAgentFreeze(ctx context.Context, e *env, o *opts, args []string) error {
 	if !o.cancelSigned {
-		return runAgentStatus(ctx, e, o, args, (*client.Client).FreezeAgent)
+		return runAgentStatus(ctx, e, o, args, (*sdk.Owner).Freeze)
 	}
 	if err := wantArgs(o, args, "NAME"); err != nil {
 		return err
@@ -237,7 +237,7 @@ func runAgentFreeze(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, cs, err := c.FreezeAgentCancelSigned(ctx, args[0])
+	a, cs, err := c.FreezeCancelSigned(ctx, args[0])
 	if err != nil {
 		return err
 	}

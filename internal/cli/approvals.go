@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func approvalsCommand() *command {
@@ -40,12 +40,12 @@ func runApprovalsList(ctx context.Context, e *env, o *opts, args []string) error
 	if err != nil {
 		return err
 	}
-	l, err := c.ListApprovals(ctx)
+	l, err := sdk.Collect(c.Approvals(ctx))
 	if err != nil {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdio.Out, rawList("approvals", l, func(s *client.Spend) json.RawMessage { return s.Raw }))
+		return writeJSON(e.stdio.Out, rawList("approvals", l, func(s *sdk.Spend) json.RawMessage { return s.Raw }))
 	}
 	if len(l) == 0 {
 		fmt.Fprintln(e.stdio.Out, "no spends waiting for approval")
@@ -64,12 +64,12 @@ func runApprovalsList(ctx context.Context, e *env, o *opts, args []string) error
 	return t.Flush()
 }
 
-func runApprove(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
+func runApprove(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error {
 	s, err := c.Approve(ctx, args[0])
 	if err != nil {
 		return err
 	}
-	if s.Status == client.StatusDenied {
+	if s.Status == sdk.StatusDenied {
 		// The current mandate (or a freeze) refuses what the owner approved:
 		// nothing was authorized, and the owner must be told so.
 		if o.json {
@@ -84,7 +84,7 @@ func runApprove(ctx context.Context, e *env, o *opts, c *client.Client, args []s
 	return printDecided(e, o, s, "approved")
 }
 
-func runDeny(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
+func runDeny(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error {
 	s, err := c.Deny(ctx, args[0], o.reason)
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func runDeny(ctx context.Context, e *env, o *opts, c *client.Client, args []stri
 	return printDecided(e, o, s, "denied")
 }
 
-func printDecided(e *env, o *opts, s *client.Spend, verb string) error {
+func printDecided(e *env, o *opts, s *sdk.Spend, verb string) error {
 	if o.json {
 		return writeRaw(e.stdio.Out, s.Raw)
 	}

@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/internal/audit"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func auditCommand() *command {
@@ -62,7 +62,7 @@ func runAuditTail(ctx context.Context, e *env, o *opts, args []string) error {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdio.Out, rawList("events", evs, func(ev *client.AuditEvent) json.RawMessage { return ev.Raw }))
+		return writeJSON(e.stdio.Out, rawList("events", evs, func(ev *sdk.AuditEvent) json.RawMessage { return ev.Raw }))
 	}
 	t := newTable(e.stdio.Out)
 	fmt.Fprintln(t, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT")
@@ -202,7 +202,7 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 		// The server checks what an export cannot show: checkpoints beyond
 		// the head and the copy of the last one in its data directory.
 		if _, err := c.AuditVerify(ctx); err != nil {
-			var ae *client.APIError
+			var ae *sdk.Error
 			if errors.As(err, &ae) && ae.Code == "audit_chain_broken" {
 				seq, _ := ae.Details["seq"].(float64)
 				reason, _ := ae.Details["reason"].(string)

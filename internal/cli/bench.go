@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 type benchOpts struct {
@@ -76,7 +76,7 @@ type benchResult struct {
 
 // benchWorker is one agent's loop and what it measured.
 type benchWorker struct {
-	c       *client.Client
+	c       *sdk.Agent
 	samples []time.Duration // latencies of authorizations in the window
 	reqs    int
 	late    int // open loop: requests in the window sent more than lateAfter behind schedule
@@ -104,9 +104,9 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 2 * b.agents
 	tr.MaxIdleConnsPerHost = b.agents
-	hc := &http.Client{Transport: tr, Timeout: client.DefaultTimeout}
+	hc := &http.Client{Transport: tr, Timeout: sdk.DefaultTimeout}
 	defer tr.CloseIdleConnections()
-	owner, err := e.newClient(o, client.WithHTTPClient(hc), client.WithOwnerToken(tok))
+	owner, err := sdk.NewOwner(e.serverURL(o), tok, e.sdkOptions(sdk.WithHTTPClient(hc))...)
 	if err != nil {
 		return err
 	}
@@ -126,11 +126,15 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 			return err
 		}
 		name := fmt.Sprintf("bench-%s-%d", run, i)
-		if _, err := owner.CreateAgent(ctx, client.CreateAgentRequest{Name: name, IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate}); err != nil {
+		if _, err := owner.CreateAgent(ctx, sdk.CreateAgentRequest{Name: name, IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate}); err != nil {
 			return fmt.Errorf("create agent %s: %w", name, err)
 		}
 		created = append(created, name)
-		c, err := e.newClient(o, client.WithHTTPClient(hc), client.WithAgentKey(key))
+		signer, err := sdk.NewKey(key)
+		if err != nil {
+			return err
+		}
+		c, err := sdk.NewAgent(e.serverURL(o), signer, e.sdkOptions(sdk.WithHTTPClient(hc))...)
 		if err != nil {
 			return err
 		}
@@ -192,12 +196,12 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 // revokeBenchAgents revokes the agents a bench run created, also when it
 // was interrupted: a bench agent's key lives only in this process, so
 // nothing could use it again, and revoked it cannot be misused either.
-func revokeBenchAgents(e *env, owner *client.Client, names []string) {
+func revokeBenchAgents(e *env, owner *sdk.Owner, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	failed := 0
 	for _, name := range names {
-		if _, err := owner.RevokeAgent(ctx, name); err != nil {
+		if _, err := owner.Revoke(ctx, name); err != nil {
 			failed++
 		}
 	}
@@ -207,8 +211,8 @@ func revokeBenchAgents(e *env, owner *client.Client, names []string) {
 }
 
 // authorize sends agent i's request seq of the run.
-func (w *benchWorker) authorize(ctx context.Context, run string, i, seq int, amount string) (*client.Spend, error) {
-	return w.c.Authorize(ctx, client.AuthorizeRequest{
+func (w *benchWorker) authorize(ctx context.Context, run string, i, seq int, amount string) (*sdk.Spend, error) {
+	return w.c.Authorize(ctx, sdk.AuthorizeRequest{
 		Rail: "custom", Payee: benchPayee, Amount: amount,
 		IdempotencyKey: fmt.Sprintf("bench-%s-%d-%d", run, i, seq),
 	})
@@ -272,15 +276,15 @@ func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOp
 }
 
 // record counts one answered request of the measuring window.
-func (w *benchWorker) record(s *client.Spend, err error, lat time.Duration) {
+func (w *benchWorker) record(s *sdk.Spend, err error, lat time.Duration) {
 	w.reqs++
 	switch {
-	case err == nil && s.Status == client.StatusAuthorized && !s.Replayed:
+	case err == nil && s.Status == sdk.StatusAuthorized && !s.Replayed:
 		w.samples = append(w.samples, lat)
-	case err == nil:
+	case err == nil || (s != nil && errors.As(err, new(*sdk.ApprovalRequiredError))):
 		w.errs["status_"+s.Status]++
 	default:
-		var ae *client.APIError
+		var ae *sdk.Error
 		if errors.As(err, &ae) {
 			w.errs[ae.Code]++
 		} else {

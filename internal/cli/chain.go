@@ -5,7 +5,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func payCommand() *command {
@@ -31,22 +31,22 @@ func runPay(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := e.authorizeAndPrint(ctx, o, c, client.AuthorizeRequest{Rail: "payout", Payee: args[0], Amount: args[1],
+	s, err := e.authorizeAndPrint(ctx, o, c, sdk.AuthorizeRequest{Rail: "payout", Payee: args[0], Amount: args[1],
 		Asset: o.asset, Network: o.network, IdempotencyKey: o.idemKey, Memo: o.memo})
 	if err != nil {
 		return err
 	}
 	switch s.Status {
-	case client.StatusCaptured:
+	case sdk.StatusCaptured:
 		return nil
-	case client.StatusPendingApproval:
+	case sdk.StatusPendingApproval:
 		if !o.json {
 			fmt.Fprintf(e.stdio.Err, "after an owner approves: purser spend confirm %s\n", s.SpendID)
 		}
 		return exitCode(ExitPending)
-	case client.StatusAuthorized, client.StatusUnknown:
+	case sdk.StatusAuthorized, sdk.StatusUnknown:
 		return exitCode(ExitSellerFailed) // sent or signed; the reconciler settles it from the chain
-	case client.StatusDenied:
+	case sdk.StatusDenied:
 		return exitCode(ExitRefused)
 	}
 	return exitCode(ExitFailure) // released: the transfer could not be made (see reasons)
@@ -93,7 +93,7 @@ func balanceCommand() *command {
 			if err != nil {
 				return err
 			}
-			bs, err := c.Balances(ctx)
+			bs, err := sdk.Collect(c.Balances(ctx))
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ func balanceCommand() *command {
 	}
 }
 
-func printBalances(e *env, o *opts, bs []client.Balance) error {
+func printBalances(e *env, o *opts, bs []sdk.Balance) error {
 	if o.json {
 		return writeJSON(e.stdio.Out, map[string]any{"balances": bs})
 	}

@@ -1,7 +1,7 @@
 // Package cli is Purser's command line: a small dispatcher over one file
 // per subcommand, built on the standard flag package. Every command but
 // `serve` and the offline `audit verify FILE` talks to a running server
-// through internal/client, over the same HTTP API users call.
+// through the public Go SDK (package sdk), over the same HTTP API users call.
 //
 // Flags may come before or after positional arguments, with one or two
 // dashes, as --flag=value or --flag value. Exit codes are a contract:
@@ -17,7 +17,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // Exit codes.
@@ -48,7 +48,7 @@ type env struct {
 	getenv func(string) string
 	g      opts
 	// clientOpts are added to every client (tests).
-	clientOpts []client.Option
+	clientOpts []sdk.Option
 }
 
 func (e *env) run(ctx context.Context, args []string) int {
@@ -82,7 +82,7 @@ func (e *env) exit(err error) int {
 		fmt.Fprintln(e.stdio.Err, "error: interrupted")
 		return ExitFailure
 	}
-	var ae *client.APIError
+	var ae *sdk.Error
 	if errors.As(err, &ae) && ae.Code == "spend_denied" {
 		// A refusal is an answer, not a failure: exit 4 whichever command
 		// met it (confirm after a freeze, a replay, ...).
@@ -95,7 +95,7 @@ func (e *env) exit(err error) int {
 
 // errorText is "<message> (<code>)" for API errors.
 func errorText(err error) string {
-	var ae *client.APIError
+	var ae *sdk.Error
 	if errors.As(err, &ae) {
 		return fmt.Sprintf("%s (%s)", strings.TrimSpace(ae.Message), ae.Code)
 	}

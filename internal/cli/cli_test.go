@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -460,7 +460,7 @@ func TestOwnerTokenPlainHTTPWarning(t *testing.T) {
 			getenv: func(k string) string {
 				return map[string]string{"PURSER_SERVER": tc.server, "PURSER_OWNER_TOKEN": "tok"}[k]
 			},
-			clientOpts: []client.Option{client.WithHTTPClient(hc)}}
+			clientOpts: []sdk.Option{sdk.WithHTTPClient(hc)}}
 		sawRequest.Store(false)
 		if code := e.run(context.Background(), []string{"approvals"}); code != 0 || !sawRequest.Load() {
 			t.Fatalf("%s: exit %d, request sent %v, stderr %q", tc.server, code, sawRequest.Load(), errb.String())

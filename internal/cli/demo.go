@@ -19,11 +19,11 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/facilitator"
 	"github.com/purserhq/purser/internal/money"
-	"github.com/purserhq/purser/internal/payer"
+	
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
@@ -130,7 +130,7 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	owner, err := client.New(purserURL, client.WithOwnerToken(strings.TrimSpace(string(tok))))
+	owner, err := sdk.NewOwner(purserURL, strings.TrimSpace(string(tok)))
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 		return err
 	}
 	mandate := json.RawMessage(`{"per_tx_auto":"0.10","per_tx_max":"1.00","daily":"5.00","rails":["x402","payout"]}`)
-	agent, err := owner.CreateAgent(ctx, client.CreateAgentRequest{Name: "demo-agent", IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
+	agent, err := owner.CreateAgent(ctx, sdk.CreateAgentRequest{Name: "demo-agent", IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
 	if err != nil {
 		return err
 	}
@@ -163,13 +163,16 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	say("funded with %s USDC on the dev chain (tx %s)", f.Amount, short(f.Tx))
 
-	ag, err := client.New(purserURL, client.WithAgentKey(key))
+	signer, err := sdk.NewKey(key)
 	if err != nil {
 		return err
 	}
-	pay := payer.New(ag)
-	fetch := func(path string) (*payer.Result, error) {
-		return pay.Fetch(ctx, payer.Request{URL: sellerURL + path})
+	pay, err := sdk.NewAgent(purserURL, signer)
+	if err != nil {
+		return err
+	}
+	fetch := func(path string) (*sdk.FetchResult, error) {
+		return pay.Fetch(ctx, sdk.FetchRequest{URL: sellerURL + path})
 	}
 
 	step("green: the agent fetches %s/weather (0.01 USDC, under the auto-approve threshold)", sellerURL)
@@ -177,7 +180,7 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	if res.Outcome != payer.Paid {
+	if res.Outcome != sdk.Paid {
 		return fmt.Errorf("demo: the green payment ended %s", res.Outcome)
 	}
 	say("paid at once: spend %s, tx %s", res.Spend.SpendID, short(res.Settlement.Transaction))
@@ -188,7 +191,7 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	if res.Outcome != payer.Pending {
+	if res.Outcome != sdk.Pending {
 		return fmt.Errorf("demo: the yellow payment ended %s", res.Outcome)
 	}
 	id := res.Spend.SpendID
@@ -197,11 +200,11 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 		return err
 	}
 	say("the owner approves it (purser approve %s)", id)
-	res, err = pay.Confirm(ctx, id, payer.Request{})
+	res, err = pay.ConfirmFetch(ctx, id, sdk.FetchRequest{})
 	if err != nil {
 		return err
 	}
-	if res.Outcome != payer.Paid {
+	if res.Outcome != sdk.Paid {
 		return fmt.Errorf("demo: the approved payment ended %s", res.Outcome)
 	}
 	say("the agent confirms (purser x402 confirm %s): paid, tx %s", id, short(res.Settlement.Transaction))
@@ -211,26 +214,26 @@ func runDemo(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	if res.Outcome != payer.Refused {
+	if res.Outcome != sdk.Refused {
 		return fmt.Errorf("demo: the red payment ended %s", res.Outcome)
 	}
 	say("refused, nothing signed: %s", strings.Join(res.Reasons, ", "))
 
 	step("freeze: the owner freezes demo-agent; its next payment is refused")
-	if _, err := owner.FreezeAgent(ctx, "demo-agent"); err != nil {
+	if _, err := owner.Freeze(ctx, "demo-agent"); err != nil {
 		return err
 	}
 	res, err = fetch("/weather")
 	if err != nil {
 		return err
 	}
-	if res.Outcome != payer.Refused {
+	if res.Outcome != sdk.Refused {
 		return fmt.Errorf("demo: a frozen agent's payment ended %s", res.Outcome)
 	}
 	say("refused: %s", strings.Join(res.Reasons, ", "))
 
 	step("balances and the audit trail")
-	if bs, err := owner.AgentBalances(ctx, "demo-agent"); err == nil {
+	if bs, err := sdk.Collect(owner.Balances(ctx, "demo-agent")); err == nil {
 		for _, b := range bs {
 			say("demo-agent holds %s %s on %s", b.Balance, b.Asset, b.Network)
 		}

@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // DefaultServer is the server client commands talk to unless --server or
@@ -289,14 +289,14 @@ func (e *env) ownerToken(o *opts) (string, error) {
 }
 
 // ownerClient is a client with the owner's token.
-func (e *env) ownerClient(o *opts) (*client.Client, error) {
+func (e *env) ownerClient(o *opts) (*sdk.Owner, error) {
 	tok, err := e.ownerToken(o)
 	if err != nil {
 		return nil, err
 	}
-	c, err := e.newClient(o, client.WithOwnerToken(tok))
+	c, err := sdk.NewOwner(e.serverURL(o), tok, e.sdkOptions()...)
 	if err != nil {
-		return nil, err
+		return nil, usagef(o.path, "%s", strings.TrimPrefix(err.Error(), "sdk: "))
 	}
 	if host, ok := plainHTTPRemote(e.serverURL(o)); ok {
 		fmt.Fprintf(e.stdio.Err, "purser: warning: sending the owner token over plain http:// to %s, which is not this machine: anyone on the way can read it and use it. Put a TLS proxy in front of the server and use https://, or use a loopback address.\n", host)
@@ -323,7 +323,7 @@ func plainHTTPRemote(raw string) (string, bool) {
 
 // agentClient is a client signing with the agent key of --agent-key or
 // PURSER_AGENT_KEY.
-func (e *env) agentClient(o *opts) (*client.Client, error) {
+func (e *env) agentClient(o *opts) (*sdk.Agent, error) {
 	path := o.agentKey
 	if path == "" {
 		path = e.getenv("PURSER_AGENT_KEY")
@@ -331,30 +331,30 @@ func (e *env) agentClient(o *opts) (*client.Client, error) {
 	if path == "" {
 		return nil, usagef(o.path, "no agent key: pass --agent-key FILE or set PURSER_AGENT_KEY")
 	}
-	key, err := agentauth.ReadKeyFile(path)
+	key, err := sdk.LoadKeyFile(path)
 	if err != nil {
 		return nil, err
 	}
-	opts := []client.Option{client.WithAgentKey(key)}
+	opts := e.sdkOptions()
 	// A pinned deployment id: signatures are valid there only, whatever
 	// the server at --server claims to be.
 	if v := strings.TrimSpace(e.getenv("PURSER_DEPLOYMENT")); v != "" {
-		id, err := agentauth.ParseDeployment(v)
-		if err != nil {
+		if _, err := agentauth.ParseDeployment(v); err != nil {
 			return nil, fmt.Errorf("PURSER_DEPLOYMENT: %w", err)
 		}
-		opts = append(opts, client.WithDeployment(id))
+		opts = append(opts, sdk.WithDeployment(v))
 	}
-	return e.newClient(o, opts...)
-}
-
-func (e *env) newClient(o *opts, extra ...client.Option) (*client.Client, error) {
-	opts := append([]client.Option{client.WithUserAgent("purser-cli")}, e.clientOpts...)
-	c, err := client.New(e.serverURL(o), append(opts, extra...)...)
+	c, err := sdk.NewAgent(e.serverURL(o), key, opts...)
 	if err != nil {
-		return nil, usagef(o.path, "%s", strings.TrimPrefix(err.Error(), "client: "))
+		return nil, usagef(o.path, "%s", strings.TrimPrefix(err.Error(), "sdk: "))
 	}
 	return c, nil
+}
+
+// sdkOptions are the options of every client the CLI makes.
+func (e *env) sdkOptions(extra ...sdk.Option) []sdk.Option {
+	opts := append([]sdk.Option{sdk.WithUserAgent("purser-cli")}, e.clientOpts...)
+	return append(opts, extra...)
 }
 
 // wantArgs checks the number of positionals.
@@ -370,7 +370,7 @@ func wantArgs(o *opts, args []string, names ...string) error {
 
 // ownerRun is the run of an owner command that takes exactly the named
 // arguments: it checks them, builds the owner client and calls fn.
-func ownerRun(names []string, fn func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error) func(context.Context, *env, *opts, []string) error {
+func ownerRun(names []string, fn func(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error) func(context.Context, *env, *opts, []string) error {
 	return func(ctx context.Context, e *env, o *opts, args []string) error {
 		if err := wantArgs(o, args, names...); err != nil {
 			return err

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func limitsCommand() *command {
@@ -28,7 +28,7 @@ func runLimits(ctx context.Context, e *env, o *opts, args []string) error {
 }
 
 // writeLimits prints limits as answered with --json, as a table otherwise.
-func writeLimits(e *env, o *opts, l *client.Limits) error {
+func writeLimits(e *env, o *opts, l *sdk.Limits) error {
 	if o.json {
 		return writeRaw(e.stdio.Out, l.Raw)
 	}
@@ -36,12 +36,12 @@ func writeLimits(e *env, o *opts, l *client.Limits) error {
 	return nil
 }
 
-func printLimits(e *env, l *client.Limits) {
+func printLimits(e *env, l *sdk.Limits) {
 	w := e.stdio.Out
 	fmt.Fprintf(w, "agent %s (%s), mandate version %d, day %s\n", l.Name, l.Status, l.MandateVersion, orDash(l.Day))
 	t := newTable(w)
 	fmt.Fprintln(t, "WINDOW\tLIMIT\tUSED\tREMAINING")
-	row := func(name string, win *client.Window) {
+	row := func(name string, win *sdk.Window) {
 		if win == nil {
 			fmt.Fprintf(t, "%s\tnone\t-\t-\n", name)
 			return
@@ -51,7 +51,7 @@ func printLimits(e *env, l *client.Limits) {
 	row("daily", l.Daily)
 	row("lifetime", l.Lifetime)
 	if l.Rate != nil {
-		fmt.Fprintf(t, "rate\t%s\t%s\t-\n", l.Rate.Limit, l.Rate.Used)
+		fmt.Fprintf(t, "rate\t%s\t%d\t-\n", l.Rate.Limit, l.Rate.Used)
 	}
 	t.Flush()
 	if l.PerTxAuto != "" || l.PerTxMax != "" {

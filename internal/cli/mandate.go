@@ -6,7 +6,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // mandateSetAttempts bounds the read-merge-write loop of mandate set when
@@ -38,7 +38,7 @@ func runMandateShow(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := c.GetMandate(ctx, args[0])
+	v, err := c.Mandate(ctx, args[0])
 	if err != nil {
 		return err
 	}
@@ -78,11 +78,11 @@ func runMandateSet(ctx context.Context, e *env, o *opts, args []string) error {
 // setMandate reads the mandate, merges the flags into it and writes it
 // back based on the version read; if another edit came first
 // (mandate_conflict) it starts over, a bounded number of times.
-func setMandate(ctx context.Context, c *client.Client, ref string, m *mandateFlags) (*client.MandateView, error) {
+func setMandate(ctx context.Context, c *sdk.Owner, ref string, m *mandateFlags) (*sdk.MandateView, error) {
 	var err error
 	for range mandateSetAttempts {
-		var cur *client.MandateView
-		cur, err = c.GetMandate(ctx, ref)
+		var cur *sdk.MandateView
+		cur, err = c.Mandate(ctx, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -91,12 +91,12 @@ func setMandate(ctx context.Context, c *client.Client, ref string, m *mandateFla
 			return nil, merr
 		}
 		base := cur.Version
-		var v *client.MandateView
+		var v *sdk.MandateView
 		v, err = c.SetMandate(ctx, ref, merged, &base)
 		if err == nil {
 			return v, nil
 		}
-		if !client.IsCode(err, "mandate_conflict") {
+		if !sdk.IsCode(err, "mandate_conflict") {
 			return nil, err
 		}
 	}

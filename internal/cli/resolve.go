@@ -4,7 +4,7 @@ import (
 	"context"
 	"flag"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // resolveOpts are the flags of spend resolve.
@@ -42,7 +42,7 @@ func runSpendResolve(ctx context.Context, e *env, o *opts, args []string) error 
 	if err != nil {
 		return err
 	}
-	s, err := c.Resolve(ctx, args[0], client.ResolveRequest{CapturedTx: o.resolve.captured, Released: o.resolve.released, Reason: o.reason})
+	s, err := c.Resolve(ctx, args[0], sdk.ResolveRequest{CapturedTx: o.resolve.captured, Released: o.resolve.released, Reason: o.reason})
 	if err != nil {
 		return err
 	}

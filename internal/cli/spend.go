@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 func spendCommand() *command {
@@ -23,7 +23,7 @@ func spendCommand() *command {
 			},
 			run: runSpendCapture},
 		{name: "release", args: "SPEND_ID", summary: "release an authorized spend's hold unspent",
-			kind: kindAgent, run: spendAction((*client.Client).Release)},
+			kind: kindAgent, run: spendAction((*sdk.Agent).Release)},
 		spendResolveCommand(),
 	}
 	c := &command{
@@ -58,13 +58,13 @@ func spendCommand() *command {
 // statusExit maps a spend's status to the exit code of the contract.
 func statusExit(status string) int {
 	switch status {
-	case client.StatusAuthorized, client.StatusCaptured:
+	case sdk.StatusAuthorized, sdk.StatusCaptured:
 		return ExitOK
-	case client.StatusPendingApproval:
+	case sdk.StatusPendingApproval:
 		return ExitPending
-	case client.StatusDenied, client.StatusExpired, client.StatusReleased:
+	case sdk.StatusDenied, sdk.StatusExpired, sdk.StatusReleased:
 		return ExitRefused
-	case client.StatusUnknown:
+	case sdk.StatusUnknown:
 		return ExitSellerFailed // money may have moved; the reconciler settles it from the chain
 	}
 	return ExitFailure
@@ -81,7 +81,7 @@ func runSpend(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := e.authorizeAndPrint(ctx, o, c, client.AuthorizeRequest{
+	s, err := e.authorizeAndPrint(ctx, o, c, sdk.AuthorizeRequest{
 		Rail: o.rail, Payee: o.payee, Amount: o.amount, Host: o.host, Asset: o.asset, Network: o.network,
 		IdempotencyKey: o.idemKey, Memo: o.memo,
 	})
@@ -93,19 +93,17 @@ func runSpend(ctx context.Context, e *env, o *opts, args []string) error {
 
 // authorizeAndPrint asks for an authorization and prints the answer. A
 // refusal by the mandate is printed too and ends with exit 4.
-func (e *env) authorizeAndPrint(ctx context.Context, o *opts, c *client.Client, req client.AuthorizeRequest) (*client.Spend, error) {
+func (e *env) authorizeAndPrint(ctx context.Context, o *opts, c *sdk.Agent, req sdk.AuthorizeRequest) (*sdk.Spend, error) {
 	s, err := c.Authorize(ctx, req)
-	var ae *client.APIError
-	if errors.As(err, &ae) && ae.Code == "spend_denied" && s != nil {
-		if len(s.Reasons) == 0 {
-			s.Reasons = ae.Reasons()
-		}
-		if err := printSpend(e, o, s); err != nil {
+	var re *sdk.RefusedError
+	if errors.As(err, &re) {
+		if err := printSpend(e, o, re.Spend); err != nil {
 			return nil, err
 		}
 		return nil, exitCode(ExitRefused)
 	}
-	if err != nil {
+	var ar *sdk.ApprovalRequiredError
+	if err != nil && !errors.As(err, &ar) {
 		return nil, err
 	}
 	return s, printSpend(e, o, s)
@@ -113,7 +111,7 @@ func (e *env) authorizeAndPrint(ctx context.Context, o *opts, c *client.Client, 
 
 // printSpend prints the outcome of a spend: the object as answered with
 // --json, one line otherwise.
-func printSpend(e *env, o *opts, s *client.Spend) error {
+func printSpend(e *env, o *opts, s *sdk.Spend) error {
 	if o.json {
 		if len(s.Raw) > 0 {
 			return writeRaw(e.stdio.Out, s.Raw)
@@ -124,11 +122,11 @@ func printSpend(e *env, o *opts, s *client.Spend) error {
 	what := strings.TrimSpace(fmt.Sprintf("%s %s to %s", s.Amount, s.Asset, s.Payee))
 	reasons := strings.Join(s.Reasons, ", ")
 	switch s.Status {
-	case client.StatusAuthorized, client.StatusCaptured:
+	case sdk.StatusAuthorized, sdk.StatusCaptured:
 		fmt.Fprintf(w, "%s %s: %s\n", s.Status, s.SpendID, what)
-	case client.StatusPendingApproval:
+	case sdk.StatusPendingApproval:
 		fmt.Fprintf(w, "waiting for approval: %s (%s)\n", s.SpendID, orDash(reasons))
-	case client.StatusDenied:
+	case sdk.StatusDenied:
 		fmt.Fprintf(w, "refused by the mandate: %s (spend %s)\n", orDash(reasons), s.SpendID)
 	default:
 		if reasons != "" {
@@ -148,7 +146,7 @@ func runSpendStatus(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := c.AgentSpend(ctx, args[0])
+	s, err := c.Spend(ctx, args[0])
 	if err != nil {
 		return err
 	}
@@ -158,7 +156,7 @@ func runSpendStatus(ctx context.Context, e *env, o *opts, args []string) error {
 	return exitCode(statusExit(s.Status))
 }
 
-func spendAction(call func(*client.Client, context.Context, string) (*client.Spend, error)) func(context.Context, *env, *opts, []string) error {
+func spendAction(call func(*sdk.Agent, context.Context, string) (*sdk.Spend, error)) func(context.Context, *env, *opts, []string) error {
 	return func(ctx context.Context, e *env, o *opts, args []string) error {
 		if err := wantArgs(o, args, "SPEND_ID"); err != nil {
 			return err

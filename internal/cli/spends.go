@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // Owner views of what the API already offers: spends of every agent, an
@@ -32,16 +32,16 @@ func spendsCommand() *command {
 	}
 }
 
-func runSpendsList(ctx context.Context, e *env, o *opts, c *client.Client, _ []string) error {
+func runSpendsList(ctx context.Context, e *env, o *opts, c *sdk.Owner, _ []string) error {
 	if o.n < 1 || o.n > 1000 {
 		return usagef(o.path, "-n must be 1..1000")
 	}
-	l, err := c.ListSpends(ctx, client.SpendFilter{Agent: o.agent, Status: o.status, Limit: o.n})
+	l, err := sdk.Collect(c.Spends(ctx, sdk.SpendFilter{Agent: o.agent, Status: o.status, Limit: o.n}))
 	if err != nil {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdio.Out, rawList("spends", l, func(s *client.Spend) json.RawMessage { return s.Raw }))
+		return writeJSON(e.stdio.Out, rawList("spends", l, func(s *sdk.Spend) json.RawMessage { return s.Raw }))
 	}
 	if len(l) == 0 {
 		fmt.Fprintln(e.stdio.Out, "no spends")
@@ -56,8 +56,8 @@ func runSpendsList(ctx context.Context, e *env, o *opts, c *client.Client, _ []s
 	return t.Flush()
 }
 
-func runSpendsShow(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
-	s, err := c.GetSpend(ctx, args[0])
+func runSpendsShow(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error {
+	s, err := c.Spend(ctx, args[0])
 	if err != nil {
 		return err
 	}
@@ -89,8 +89,8 @@ func runSpendsShow(ctx context.Context, e *env, o *opts, c *client.Client, args 
 
 func agentLimitsCommand() *command {
 	return &command{name: "limits", args: "NAME", summary: "show an agent's limits: per window limit, used, remaining", kind: kindOwner,
-		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
-			l, err := c.AgentLimits(ctx, args[0])
+		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error {
+			l, err := c.Limits(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -100,8 +100,8 @@ func agentLimitsCommand() *command {
 
 func agentBalancesCommand() *command {
 	return &command{name: "balances", args: "NAME", summary: "show an agent wallet's on-chain balances", kind: kindOwner,
-		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *client.Client, args []string) error {
-			bs, err := c.AgentBalances(ctx, args[0])
+		run: ownerRun([]string{"NAME"}, func(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []string) error {
+			bs, err := sdk.Collect(c.Balances(ctx, args[0]))
 			if err != nil {
 				return err
 			}
@@ -111,7 +111,7 @@ func agentBalancesCommand() *command {
 
 func chainsCommand() *command {
 	return &command{name: "chains", summary: "show the connected chains and the relayer address that pays gas (fund it)", kind: kindOwner,
-		run: ownerRun(nil, func(ctx context.Context, e *env, o *opts, c *client.Client, _ []string) error {
+		run: ownerRun(nil, func(ctx context.Context, e *env, o *opts, c *sdk.Owner, _ []string) error {
 			ch, err := c.Chains(ctx)
 			if err != nil {
 				return err

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
-	"github.com/purserhq/purser/internal/payer"
+	"github.com/purserhq/purser/sdk"
+	
 )
 
 // ExitSellerFailed: a payment was authorized (and signed), but the seller
@@ -70,20 +70,12 @@ func x402Command() *command {
 	return &command{name: "x402", summary: "pay x402 (HTTP 402) APIs", sub: []*command{fetch, confirm}}
 }
 
-func (e *env) payer(o *opts) (*payer.Payer, error) {
-	c, err := e.agentClient(o)
-	if err != nil {
-		return nil, err
-	}
-	return payer.New(c), nil
-}
-
-func (o *opts) payerRequest(url string) (payer.Request, error) {
+func (o *opts) payerRequest(url string) (sdk.FetchRequest, error) {
 	h, err := o.x402.header()
 	if err != nil {
-		return payer.Request{}, usagef(o.path, "%v", err)
+		return sdk.FetchRequest{}, usagef(o.path, "%v", err)
 	}
-	r := payer.Request{URL: url, Method: strings.ToUpper(o.x402.method), Header: h, Max: o.x402.max,
+	r := sdk.FetchRequest{URL: url, Method: strings.ToUpper(o.x402.method), Header: h, Max: o.x402.max,
 		IdempotencyKey: o.idemKey, DryRun: o.x402.dryRun}
 	if o.x402.data != "" {
 		r.Body = []byte(o.x402.data)
@@ -99,7 +91,7 @@ func runX402Fetch(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := e.payer(o)
+	p, err := e.agentClient(o)
 	if err != nil {
 		return err
 	}
@@ -115,22 +107,22 @@ func runX402Confirm(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := e.payer(o)
+	p, err := e.agentClient(o)
 	if err != nil {
 		return err
 	}
-	res, err := p.Confirm(ctx, args[0], r)
+	res, err := p.ConfirmFetch(ctx, args[0], r)
 	return e.x402Result(o, res, err)
 }
 
 // x402Result prints a fetch's outcome: the body on stdout (or, with
 // --json, an object with the outcome, the spend and the body), what
 // happened on stderr, and the exit code of the contract.
-func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
+func (e *env) x402Result(o *opts, res *sdk.FetchResult, err error) error {
 	if err != nil {
 		if codeOf(err) == "x402_amount_above_max" {
 			if o.json {
-				if err := writeJSON(e.stdio.Out, map[string]any{"outcome": payer.Refused, "reasons": []string{"x402_amount_above_max"},
+				if err := writeJSON(e.stdio.Out, map[string]any{"outcome": sdk.Refused, "reasons": []string{"x402_amount_above_max"},
 					"message": errorText(err)}); err != nil {
 					return err
 				}
@@ -143,16 +135,16 @@ func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
 	}
 	code := ExitOK
 	switch res.Outcome {
-	case payer.Pending:
+	case sdk.Pending:
 		code = ExitPending
-	case payer.Refused:
+	case sdk.Refused:
 		code = ExitRefused
-	case payer.SellerFailed:
+	case sdk.SellerFailed:
 		code = ExitSellerFailed
-	case payer.DryRun:
-		if res.Spend != nil && res.Spend.Status == client.StatusDenied {
+	case sdk.DryRun:
+		if res.Spend != nil && res.Spend.Status == sdk.StatusDenied {
 			code = ExitRefused
-		} else if res.Spend != nil && res.Spend.Status == client.StatusPendingApproval {
+		} else if res.Spend != nil && res.Spend.Status == sdk.StatusPendingApproval {
 			code = ExitPending
 		}
 	}
@@ -175,22 +167,22 @@ func (e *env) x402Result(o *opts, res *payer.Result, err error) error {
 	}
 	w := e.stdio.Err
 	switch res.Outcome {
-	case payer.Served:
+	case sdk.Served:
 		// nothing to pay
-	case payer.Paid:
+	case sdk.Paid:
 		fmt.Fprintf(w, "paid %s %s to %s (spend %s, tx %s)\n", res.Spend.Amount, res.Spend.Asset, res.Spend.Payee, res.Spend.SpendID, res.Settlement.Transaction)
-	case payer.Pending:
+	case sdk.Pending:
 		fmt.Fprintf(e.stdio.Out, "waiting for approval: %s (%s)\n", res.Spend.SpendID, orDash(strings.Join(res.Spend.Reasons, ", ")))
 		fmt.Fprintf(w, "after an owner approves: purser x402 confirm %s\n", res.Spend.SpendID)
 		return exitCode(code)
-	case payer.Refused:
+	case sdk.Refused:
 		fmt.Fprintf(e.stdio.Out, "refused by the mandate: %s\n", orDash(strings.Join(res.Reasons, ", ")))
 		return exitCode(code)
-	case payer.DryRun:
+	case sdk.DryRun:
 		fmt.Fprintf(e.stdio.Out, "would pay %s %s to %s on %s: %s (%s)\n", res.Offer.Amount, res.Offer.Asset, res.Offer.PayTo,
 			res.Offer.Network, res.Spend.Decision, orDash(strings.Join(res.Spend.Reasons, ", ")))
 		return exitCode(code)
-	case payer.SellerFailed:
+	case sdk.SellerFailed:
 		reason := strings.Join(res.Reasons, ", ")
 		if res.Error != "" {
 			reason += ": " + res.Error
@@ -213,6 +205,10 @@ func nonNil(s []string) []string {
 
 // codeOf is the stable code of an error of any package, "" if none.
 func codeOf(err error) string {
+	var se *sdk.Error
+	if errors.As(err, &se) {
+		return se.Code
+	}
 	var c interface{ Code() string }
 	if errors.As(err, &c) {
 		return c.Code()

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/mandate"
 )
 
@@ -20,7 +20,7 @@ func TestAgentRateBeforeWrites(t *testing.T) {
 	ctx := context.Background()
 	c := n.agentClient(t, n.newAgent(t, "hasty", `{"per_tx_max":"1","daily":"10"}`))
 	other := n.agentClient(t, n.newAgent(t, "calm", `{"per_tx_max":"1","daily":"10"}`))
-	req := client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"}
+	req := sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"}
 	for i := range 4 {
 		if _, err := c.Authorize(ctx, req); err != nil {
 			t.Fatalf("request %d within the burst: %v", i, err)
@@ -29,7 +29,7 @@ func TestAgentRateBeforeWrites(t *testing.T) {
 	before := n.verify(t)
 	for i := range 20 {
 		_, err := c.Authorize(ctx, req)
-		var ae *client.APIError
+		var ae *sdk.Error
 		if !errors.As(err, &ae) || ae.Status != 429 || ae.Code != "too_many_requests" {
 			t.Fatalf("request %d over the rate: %v; want 429 too_many_requests", i, err)
 		}

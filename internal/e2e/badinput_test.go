@@ -10,7 +10,7 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestHTTPBadInputChangesNothing sends every documented kind of bad
@@ -178,15 +178,15 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 	if got := n.limits(t, "bob").Daily.Used; got != usedB || micro(t, got) != 10_000 {
 		t.Errorf("bob: daily used %s, want %s (the one good spend) before and after", got, usedB)
 	}
-	if l, err := n.owner.ListSpends(ctx, client.SpendFilter{Agent: "alice"}); err != nil || len(l) != 0 {
+	if l, err := sdk.Collect(n.owner.Spends(ctx, sdk.SpendFilter{Agent: "alice"})); err != nil || len(l) != 0 {
 		t.Errorf("alice's spends after bad input only: %d, %v; want none", len(l), err)
 	}
 	for _, name := range []string{"erin", "zed", "dave", "x"} {
-		if _, err := n.owner.GetAgent(ctx, name); !client.IsCode(err, "agent_not_found") {
+		if _, err := n.owner.Agent(ctx, name); !sdk.IsCode(err, "agent_not_found") {
 			t.Errorf("agent %s after refused creation: %v, want agent_not_found", name, err)
 		}
 	}
-	if mv, err := n.owner.GetMandate(ctx, "alice"); err != nil || mv.Version != 1 {
+	if mv, err := n.owner.Mandate(ctx, "alice"); err != nil || mv.Version != 1 {
 		t.Errorf("alice's mandate after refused edits: %+v, %v; want version 1", mv, err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestBurstOneAgentAllAnswered: 500 concurrent authorizations of one agent
@@ -26,7 +26,7 @@ func TestBurstOneAgentAllAnswered(t *testing.T) {
 
 	const total, fits = 500, 100
 	type result struct {
-		sp  *client.Spend
+		sp  *sdk.Spend
 		err error
 	}
 	results := make([]result, total)
@@ -35,7 +35,7 @@ func TestBurstOneAgentAllAnswered(t *testing.T) {
 	for i := range total {
 		wg.Go(func() {
 			<-start
-			sp, err := c.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
+			sp, err := c.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
 			results[i] = result{sp, err}
 		})
 	}
@@ -45,9 +45,9 @@ func TestBurstOneAgentAllAnswered(t *testing.T) {
 	allowed, denied := 0, 0
 	ids := map[string]bool{}
 	for i, r := range results {
-		var ae *client.APIError
+		var ae *sdk.Error
 		switch {
-		case r.err == nil && r.sp.Status == client.StatusAuthorized:
+		case r.err == nil && r.sp.Status == sdk.StatusAuthorized:
 			allowed++
 		case errors.As(r.err, &ae) && ae.Status == 403 && ae.Code == "spend_denied":
 			if !slices.Contains(ae.Reasons(), "daily_budget_exceeded") {

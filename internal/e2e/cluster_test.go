@@ -9,7 +9,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // storetest.PostgresDSN opens the database through database/sql
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/store/storetest"
 )
 
@@ -27,30 +27,30 @@ func TestTwoServersSharePostgres(t *testing.T) {
 	ctx := context.Background()
 
 	key := a.newAgent(t, "shared", `{"per_tx_max":"1","daily":"1.00"}`)
-	agents := []*client.Client{a.agentClient(t, key), b.agentClient(t, key)}
+	agents := []*sdk.Agent{a.agentClient(t, key), b.agentClient(t, key)}
 	// Both nodes see the agent.
-	if _, err := b.owner.GetAgent(ctx, "shared"); err != nil {
+	if _, err := b.owner.Agent(ctx, "shared"); err != nil {
 		t.Fatalf("node B does not see the agent created on node A: %v", err)
 	}
 
 	const total, fits = 300, 100
 	errs := make([]error, total)
-	sps := make([]*client.Spend, total)
+	sps := make([]*sdk.Spend, total)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range total {
 		wg.Go(func() {
 			<-start
-			sps[i], errs[i] = agents[i%2].Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
+			sps[i], errs[i] = agents[i%2].Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
 		})
 	}
 	close(start)
 	wg.Wait()
 	allowed := [2]int{}
 	for i, err := range errs {
-		var ae *client.APIError
+		var ae *sdk.Error
 		switch {
-		case err == nil && sps[i].Status == client.StatusAuthorized:
+		case err == nil && sps[i].Status == sdk.StatusAuthorized:
 			allowed[i%2]++
 		case errors.As(err, &ae) && ae.Code == "spend_denied" && slices.Contains(ae.Reasons(), "daily_budget_exceeded"):
 		default:
@@ -68,8 +68,8 @@ func TestTwoServersSharePostgres(t *testing.T) {
 
 	// A pending approval on a second agent, made on B before the freeze.
 	key2 := a.newAgent(t, "shared2", `{"per_tx_auto":"0.001","per_tx_max":"1","daily":"1"}`)
-	pend, err := b.agentClient(t, key2).Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
-	if err != nil || pend.Status != client.StatusPendingApproval {
+	pend, err := b.agentClient(t, key2).Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
+	if !isPending(err) || pend.Status != sdk.StatusPendingApproval {
 		t.Fatalf("second agent's spend: %+v, %v; want pending_approval", pend, err)
 	}
 
@@ -79,20 +79,20 @@ func TestTwoServersSharePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"shared", "shared2"} {
-		if _, err := a.owner.FreezeAgent(ctx, name); err != nil {
+		if _, err := a.owner.Freeze(ctx, name); err != nil {
 			t.Fatalf("freeze %s via A: %v", name, err)
 		}
 	}
-	_, err = agents[1].Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
-	var ae *client.APIError
+	_, err = agents[1].Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
+	var ae *sdk.Error
 	if !errors.As(err, &ae) || ae.Code != "spend_denied" || !slices.Contains(ae.Reasons(), "agent_frozen") {
 		t.Errorf("authorize via B right after the freeze via A: %v, want spend_denied agent_frozen", err)
 	}
-	got, err := b.owner.GetSpend(ctx, pend.SpendID)
-	if err != nil || got.Status != client.StatusDenied {
+	got, err := b.owner.Spend(ctx, pend.SpendID)
+	if err != nil || got.Status != sdk.StatusDenied {
 		t.Errorf("pending spend after the freeze: %+v, %v; want denied", got, err)
 	}
-	if apps, err := b.owner.ListApprovals(ctx); err != nil || len(apps) != 0 {
+	if apps, err := sdk.Collect(b.owner.Approvals(ctx)); err != nil || len(apps) != 0 {
 		t.Errorf("approvals after the freeze: %d, %v; want none", len(apps), err)
 	}
 	if l := b.limits(t, "shared2"); micro(t, l.Daily.Used) != 0 {

@@ -11,8 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/purserhq/purser/internal/client"
-	"github.com/purserhq/purser/internal/payer"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestFreezeStopsWhatWasApproved is the reproduced attack: an owner
@@ -38,34 +37,34 @@ func TestFreezeStopsWhatWasApproved(t *testing.T) {
 			"extra": map[string]any{"name": "USD Coin", "version": "2"}}))
 		w.WriteHeader(http.StatusPaymentRequired)
 	})
-	held, err := p.Fetch(ctx, payer.Request{URL: seller})
-	if err != nil || held.Outcome != payer.SellerFailed || held.Spend.Status != client.StatusAuthorized {
+	held, err := p.Fetch(ctx, sdk.FetchRequest{URL: seller})
+	if err != nil || held.Outcome != sdk.SellerFailed || held.Spend.Status != sdk.StatusAuthorized {
 		t.Fatalf("signed, unused x402 payment: %+v %v", held, err)
 	}
 	heldNonce := nonceOf(t, held.Spend)
 
 	// 2. A payout and an x402 payment above auto-approve, approved.
-	payReq := client.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "1", IdempotencyKey: "big-payout"}
-	pay, err := p.Purser.Authorize(ctx, payReq)
-	if err != nil || pay.Status != client.StatusPendingApproval {
+	payReq := sdk.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "1", IdempotencyKey: "big-payout"}
+	pay, err := p.Authorize(ctx, payReq)
+	if !isPending(err) || pay.Status != sdk.StatusPendingApproval {
 		t.Fatalf("payout above auto-approve: %+v %v", pay, err)
 	}
-	x, err := p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/pricey"})
-	if err != nil || x.Outcome != payer.Pending {
+	x, err := p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/pricey"})
+	if err != nil || x.Outcome != sdk.Pending {
 		t.Fatalf("x402 above auto-approve: %+v %v", x, err)
 	}
 	for _, id := range []string{pay.SpendID, x.Spend.SpendID} {
-		if sp, err := n.owner.Approve(ctx, id); err != nil || sp.Status != client.StatusAuthorized {
+		if sp, err := n.owner.Approve(ctx, id); err != nil || sp.Status != sdk.StatusAuthorized {
 			t.Fatalf("approve %s: %+v %v", id, sp, err)
 		}
 	}
 
 	// 3. Freeze, cancelling what was signed.
-	a, cancels, err := n.owner.FreezeAgentCancelSigned(ctx, "frosty")
+	a, cancels, err := n.owner.FreezeCancelSigned(ctx, "frosty")
 	if err != nil || a.Status != "frozen" {
 		t.Fatalf("freeze --cancel-signed: %+v %v", a, err)
 	}
-	if len(cancels) != 1 || cancels[0].SpendID != held.Spend.SpendID || cancels[0].Status != client.StatusReleased ||
+	if len(cancels) != 1 || cancels[0].SpendID != held.Spend.SpendID || cancels[0].Status != sdk.StatusReleased ||
 		!slices.Contains(cancels[0].Reasons, "authorization_cancelled") || cancels[0].Error != "" {
 		t.Fatalf("cancellations: %+v; want the signed x402 spend released as authorization_cancelled", cancels)
 	}
@@ -74,18 +73,18 @@ func TestFreezeStopsWhatWasApproved(t *testing.T) {
 	}
 
 	// 4. Nothing approved before the freeze is carried out after it.
-	if _, err := p.Purser.Confirm(ctx, pay.SpendID); codeOf(err) != "spend_denied" || !hasReason(err, "agent_frozen") {
+	if _, err := p.Confirm(ctx, pay.SpendID); codeOf(err) != "spend_denied" || !hasReason(err, "agent_frozen") {
 		t.Fatalf("confirm of the approved payout after freeze: %v; want spend_denied agent_frozen", err)
 	}
-	if _, err := p.Confirm(ctx, x.Spend.SpendID, payer.Request{}); codeOf(err) != "spend_denied" {
-		t.Fatalf("x402 confirm after freeze: %v; want spend_denied", err)
+	if res, err := p.ConfirmFetch(ctx, x.Spend.SpendID, sdk.FetchRequest{}); err != nil || res.Outcome != sdk.Refused || !slices.Contains(res.Reasons, "agent_frozen") {
+		t.Fatalf("x402 confirm after freeze: %+v %v; want refused, agent_frozen", res, err)
 	}
-	if _, err := p.Purser.Authorize(ctx, payReq); codeOf(err) != "spend_denied" || !hasReason(err, "agent_frozen") {
+	if _, err := p.Authorize(ctx, payReq); codeOf(err) != "spend_denied" || !hasReason(err, "agent_frozen") {
 		t.Fatalf("replay of the payout request after freeze: %v; want spend_denied agent_frozen", err)
 	}
 	for _, id := range []string{pay.SpendID, x.Spend.SpendID} {
-		sp, err := n.owner.GetSpend(ctx, id)
-		if err != nil || sp.Status != client.StatusReleased || sp.RailRef != "" || len(sp.RailData) != 0 {
+		sp, err := n.owner.Spend(ctx, id)
+		if err != nil || sp.Status != sdk.StatusReleased || sp.RailRef != "" || len(sp.RailData) != 0 {
 			t.Fatalf("approved spend %s after the freeze: %+v %v; want released, never signed", id, sp, err)
 		}
 	}
@@ -114,23 +113,23 @@ func TestPayoutAuthorizationNeverShown(t *testing.T) {
 	p, _ := m.agentFor(t, n, "poor", `{"per_tx_auto":"5","per_tx_max":"5","daily":"5","rails":["payout"]}`, 1_000_000)
 	payee := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
 	for i := range 3 {
-		sp, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "5"})
-		if err != nil || sp.Status != client.StatusReleased || !slices.Contains(sp.Reasons, "insufficient_funds") {
+		sp, err := p.Authorize(ctx, sdk.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "5"})
+		if err != nil || sp.Status != sdk.StatusReleased || !slices.Contains(sp.Reasons, "insufficient_funds") {
 			t.Fatalf("payout %d above the balance: %+v %v", i, sp, err)
 		}
 		if sp.RailRef != "" || len(sp.RailData) != 0 {
 			t.Fatalf("payout %d was signed though it could not be paid: ref %q data %s", i, sp.RailRef, sp.RailData)
 		}
 	}
-	ok, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "0.5"})
-	if err != nil || ok.Status != client.StatusCaptured {
+	ok, err := p.Authorize(ctx, sdk.AuthorizeRequest{Rail: "payout", Payee: payee.Hex(), Amount: "0.5"})
+	if err != nil || ok.Status != sdk.StatusCaptured {
 		t.Fatalf("covered payout: %+v %v", ok, err)
 	}
-	agentView, err := p.Purser.AgentSpend(ctx, ok.SpendID)
+	agentView, err := p.Spend(ctx, ok.SpendID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ownerView, err := n.owner.GetSpend(ctx, ok.SpendID)
+	ownerView, err := n.owner.Spend(ctx, ok.SpendID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +149,7 @@ func TestPayoutAuthorizationNeverShown(t *testing.T) {
 }
 
 func hasReason(err error, reason string) bool {
-	var ae *client.APIError
+	var ae *sdk.Error
 	return errors.As(err, &ae) && slices.Contains(ae.Reasons(), reason)
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // payee is the payee of every test spend.
@@ -30,7 +31,7 @@ type node struct {
 	url   string
 	token string
 	dir   string
-	owner *client.Client
+	owner *sdk.Owner
 }
 
 // startApp starts Purser in process on 127.0.0.1:0 (SQLite in a fresh
@@ -58,7 +59,7 @@ func startApp(t *testing.T, cfg app.Config) *node {
 func newNode(t *testing.T, url, dataDir string) *node {
 	t.Helper()
 	tok := readToken(t, dataDir)
-	owner, err := client.New(url, client.WithOwnerToken(tok), client.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
+	owner, err := sdk.NewOwner(url, tok, sdk.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +80,9 @@ func readToken(t *testing.T, dataDir string) string {
 }
 
 // agentClient is a client of n that signs with key.
-func (n *node) agentClient(t *testing.T, key *ecdsa.PrivateKey) *client.Client {
+func (n *node) agentClient(t *testing.T, key *ecdsa.PrivateKey) *sdk.Agent {
 	t.Helper()
-	c, err := client.New(n.url, client.WithAgentKey(key), client.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
+	c, err := sdk.NewAgent(n.url, signer(t, key), sdk.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func (n *node) agentClient(t *testing.T, key *ecdsa.PrivateKey) *client.Client {
 func (n *node) newAgent(t *testing.T, name, mandate string) *ecdsa.PrivateKey {
 	t.Helper()
 	key := newKey(t)
-	req := client.CreateAgentRequest{Name: name, IdentityAddress: agentauth.Address(key).Hex()}
+	req := sdk.CreateAgentRequest{Name: name, IdentityAddress: agentauth.Address(key).Hex()}
 	if mandate != "" {
 		req.Mandate = json.RawMessage(mandate)
 	}
@@ -103,7 +104,7 @@ func (n *node) newAgent(t *testing.T, name, mandate string) *ecdsa.PrivateKey {
 	return key
 }
 
-func (n *node) verify(t *testing.T) *client.AuditVerifyResult {
+func (n *node) verify(t *testing.T) *sdk.AuditVerifyResult {
 	t.Helper()
 	r, err := n.owner.AuditVerify(context.Background())
 	if err != nil {
@@ -115,9 +116,9 @@ func (n *node) verify(t *testing.T) *client.AuditVerifyResult {
 	return r
 }
 
-func (n *node) limits(t *testing.T, ref string) *client.Limits {
+func (n *node) limits(t *testing.T, ref string) *sdk.Limits {
 	t.Helper()
-	l, err := n.owner.AgentLimits(context.Background(), ref)
+	l, err := n.owner.Limits(context.Background(), ref)
 	if err != nil {
 		t.Fatalf("limits of %s: %v", ref, err)
 	}
@@ -191,11 +192,15 @@ func send(t *testing.T, method, url string, body []byte, prep func(h http.Header
 // domain is the signature domain n publishes (GET /v1/deployment).
 func (n *node) domain(t *testing.T) agentauth.Domain {
 	t.Helper()
-	d, err := n.owner.Domain(context.Background())
+	d, err := n.owner.Deployment(context.Background())
 	if err != nil {
 		t.Fatalf("deployment of %s: %v", n.url, err)
 	}
-	return d
+	id, err := agentauth.ParseDeployment(d.DeploymentID)
+	if err != nil {
+		t.Fatalf("deployment of %s: %v", n.url, err)
+	}
+	return agentauth.DeploymentDomain(id)
 }
 
 // signHeaders signs method+pathQuery+body in dom with key, a fresh nonce and the
@@ -258,4 +263,20 @@ func spendBody(amount, idem string) []byte {
 	}
 	b, _ := json.Marshal(m)
 	return b
+}
+
+// signer is key as an sdk.Signer.
+func signer(t testing.TB, key *ecdsa.PrivateKey) sdk.Signer {
+	t.Helper()
+	s, err := sdk.NewKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// isPending reports whether err is the SDK's needs-approval outcome.
+func isPending(err error) bool {
+	var ar *sdk.ApprovalRequiredError
+	return errors.As(err, &ar)
 }

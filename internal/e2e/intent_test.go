@@ -19,8 +19,7 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
-	"github.com/purserhq/purser/internal/payer"
+	"github.com/purserhq/purser/sdk"
 )
 
 // exportedIntent is the signed request an agent event carries.
@@ -125,29 +124,29 @@ func TestExportProvesEveryAgentEvent(t *testing.T) {
 	m := newMarket(t)
 	n := m.purserOn(t, "")
 	ctx := context.Background()
-	dep, err := n.owner.GetDeployment(ctx)
+	dep, err := n.owner.Deployment(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	key := n.newAgent(t, "prover", `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"10"}`)
 	a := n.agentClient(t, key)
-	green, err := a.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.05", Memo: `quotes " \ <b>&amp; é ☃ 😀`})
+	green, err := a.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.05", Memo: `quotes " \ <b>&amp; é ☃ 😀`})
 	if err != nil || green.Decision != "allow" {
 		t.Fatalf("green: %+v %v", green, err)
 	}
 	if _, err := a.Capture(ctx, green.SpendID, "0.04"); err != nil {
 		t.Fatalf("capture: %v", err)
 	}
-	green2, err := a.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.06"})
+	green2, err := a.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.06"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Release(ctx, green2.SpendID); err != nil {
 		t.Fatalf("release: %v", err)
 	}
-	yellow, err := a.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.50"})
-	if err != nil || yellow.Decision != "needs_approval" {
+	yellow, err := a.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.50"})
+	if !isPending(err) || yellow.Decision != "needs_approval" {
 		t.Fatalf("yellow: %+v %v", yellow, err)
 	}
 	if _, err := n.owner.Approve(ctx, yellow.SpendID); err != nil {
@@ -159,19 +158,19 @@ func TestExportProvesEveryAgentEvent(t *testing.T) {
 	if _, err := a.Capture(ctx, yellow.SpendID, ""); err != nil {
 		t.Fatalf("capture approved: %v", err)
 	}
-	if _, err := a.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "5"}); !isAPI(err, 403, "spend_denied") {
+	if _, err := a.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "5"}); !isAPI(err, 403, "spend_denied") {
 		t.Fatalf("red: %v", err)
 	}
 
 	// An x402 payment: authorize (signed by Purser), then the agent's
 	// settlement report.
 	p, _ := m.agentFor(t, n, "x402-prover", `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"5","rails":["x402"]}`, 1_000_000)
-	if res, err := p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/item"}); err != nil || res.Outcome != payer.Paid {
+	if res, err := p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/item"}); err != nil || res.Outcome != sdk.Paid {
 		t.Fatalf("x402 fetch: %+v %v", res, err)
 	}
 
 	identity := map[string]string{} // agent id → identity address
-	agents, err := n.owner.ListAgents(ctx)
+	agents, err := sdk.Collect(n.owner.Agents(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +228,7 @@ func TestSignedBodiesAreUnambiguous(t *testing.T) {
 	post := func(path string, body []byte) answer {
 		return send(t, "POST", n.url+path, body, signHeaders(t, dom, key, "POST", path, body, time.Now().Add(time.Minute)))
 	}
-	good, err := n.agentClient(t, key).Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
+	good, err := n.agentClient(t, key).Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.01"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestSignedBodiesAreUnambiguous(t *testing.T) {
 	if after.HeadSeq != before.HeadSeq || after.HeadHash != before.HeadHash {
 		t.Errorf("refused bodies changed the audit trail: head %d → %d", before.HeadSeq, after.HeadSeq)
 	}
-	if sp, err := n.owner.GetSpend(ctx, good.SpendID); err != nil || sp.Status != client.StatusAuthorized {
+	if sp, err := n.owner.Spend(ctx, good.SpendID); err != nil || sp.Status != sdk.StatusAuthorized {
 		t.Errorf("the spend after refused captures: %+v %v", sp, err)
 	}
 
@@ -305,7 +304,7 @@ func TestSignatureBoundToDeployment(t *testing.T) {
 	const mandate = `{"per_tx_max":"1","daily":"10"}`
 	key := newKey(t)
 	for _, n := range []*node{a, b, c} {
-		if _, err := n.owner.CreateAgent(context.Background(), client.CreateAgentRequest{Name: "twin", IdentityAddress: agentauth.Address(key).Hex(), Mandate: json.RawMessage(mandate)}); err != nil {
+		if _, err := n.owner.CreateAgent(context.Background(), sdk.CreateAgentRequest{Name: "twin", IdentityAddress: agentauth.Address(key).Hex(), Mandate: json.RawMessage(mandate)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -334,7 +333,7 @@ func TestSignatureBoundToDeployment(t *testing.T) {
 	if got := send(t, "POST", c.url+spends, body, unbound); got.status != http.StatusCreated {
 		t.Errorf("version 1 signature on C (accepting them): %v", got)
 	}
-	var d client.Deployment
+	var d sdk.Deployment
 	if err := json.Unmarshal(send(t, "GET", c.url+"/v1/deployment", nil, nil).body, &d); err != nil || len(d.AuthVersions) != 2 {
 		t.Errorf("C's deployment: %+v %v", d, err)
 	}
@@ -465,7 +464,7 @@ func TestDataDirModes(t *testing.T) {
 	check("fresh start")
 	deployment := func() string {
 		t.Helper()
-		var d client.Deployment
+		var d sdk.Deployment
 		if err := json.Unmarshal(send(t, "GET", "http://"+srv.Addr()+"/v1/deployment", nil, nil).body, &d); err != nil || d.DeploymentID == "" {
 			t.Fatalf("deployment: %+v %v", d, err)
 		}

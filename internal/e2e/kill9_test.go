@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/store/storetest"
 )
 
@@ -59,7 +59,7 @@ func kill9(t *testing.T, dsn string) {
 	// One short timeout per request: a request to the killed server must
 	// not hang past the test.
 	tr := newFlightTracker(http.DefaultTransport)
-	c, err := client.New(p.url, client.WithAgentKey(key), client.WithHTTPClient(&http.Client{Timeout: 20 * time.Second, Transport: tr}))
+	c, err := sdk.NewAgent(p.url, signer(t, key), sdk.WithHTTPClient(&http.Client{Timeout: 20 * time.Second, Transport: tr}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,11 +86,11 @@ func kill9(t *testing.T, dsn string) {
 					amount = "0.03"
 				}
 				after := restarted.Load()
-				sp, err := c.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: amount,
+				sp, err := c.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: amount,
 					IdempotencyKey: fmt.Sprintf("w%d-%d", w, i)})
-				var ae *client.APIError
+				var ae *sdk.Error
 				switch {
-				case err == nil && sp.Status == client.StatusAuthorized || err == nil && sp.Status == client.StatusPendingApproval,
+				case err == nil && sp.Status == sdk.StatusAuthorized || isPending(err) && sp.Status == sdk.StatusPendingApproval,
 					errors.As(err, &ae) && ae.Code == "spend_denied":
 					mu.Lock()
 					acks = append(acks, ack{sp.SpendID, sp.Status, amount, after})
@@ -151,7 +151,7 @@ func kill9(t *testing.T, dsn string) {
 	n = newNode(t, p.url, dir)
 	// Every acknowledged decision survived, unchanged.
 	for _, a := range acks {
-		got, err := n.owner.GetSpend(ctx, a.id)
+		got, err := n.owner.Spend(ctx, a.id)
 		if err != nil {
 			t.Errorf("acknowledged spend %s (%s) lost after kill -9: %v", a.id, a.status, err)
 			continue
@@ -160,19 +160,19 @@ func kill9(t *testing.T, dsn string) {
 			t.Errorf("spend %s: acknowledged %s %s, after the restart %s %s", a.id, a.status, a.amount, got.Status, got.Amount)
 		}
 	}
-	list, err := n.owner.ListSpends(ctx, client.SpendFilter{Agent: "k9", Limit: 1000})
+	list, err := sdk.Collect(n.owner.Spends(ctx, sdk.SpendFilter{Agent: "k9", Limit: 1000}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) >= 1000 {
 		t.Fatalf("%d spends: the list may be cut short at 1000; lower the load", len(list))
 	}
-	found := map[string]client.Spend{}
+	found := map[string]sdk.Spend{}
 	var holding int64
 	for _, s := range list {
 		found[s.SpendID] = s
 		switch s.Status {
-		case client.StatusAuthorized, client.StatusPendingApproval:
+		case sdk.StatusAuthorized, sdk.StatusPendingApproval:
 			h := micro(t, s.HeldUSD)
 			if s.CapturedUSD != nil {
 				h += micro(t, *s.CapturedUSD)
@@ -181,7 +181,7 @@ func kill9(t *testing.T, dsn string) {
 				t.Errorf("spend %s (%s) holds %d µUSD, its amount is %s", s.SpendID, s.Status, h, s.AmountUSD)
 			}
 			holding += h
-		case client.StatusDenied:
+		case sdk.StatusDenied:
 			if micro(t, s.HeldUSD) != 0 {
 				t.Errorf("denied spend %s holds %s", s.SpendID, s.HeldUSD)
 			}

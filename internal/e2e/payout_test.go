@@ -8,7 +8,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/evm"
 )
 
@@ -27,20 +27,20 @@ func TestPayout(t *testing.T) {
 	p, wallet := m.agentFor(t, n, "payer", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
 	to := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
 	// The relayer has no gas yet: nothing is sent, the hold is released.
-	unfunded, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.10"})
-	if err != nil || unfunded.Status != client.StatusReleased || !slices.Contains(unfunded.Reasons, "relayer_unfunded") {
+	unfunded, err := p.Authorize(ctx, sdk.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.10"})
+	if err != nil || unfunded.Status != sdk.StatusReleased || !slices.Contains(unfunded.Reasons, "relayer_unfunded") {
 		t.Fatalf("payout with an unfunded relayer: %+v %v", unfunded, err)
 	}
 	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
 		t.Fatal(err)
 	}
-	req := client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.75", IdempotencyKey: "payout-1"}
-	sp, err := p.Purser.Authorize(ctx, req)
-	if err != nil || sp.Status != client.StatusCaptured || len(sp.RailRef) != 66 {
+	req := sdk.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "0.75", IdempotencyKey: "payout-1"}
+	sp, err := p.Authorize(ctx, req)
+	if err != nil || sp.Status != sdk.StatusCaptured || len(sp.RailRef) != 66 {
 		t.Fatalf("payout: %+v %v", sp, err)
 	}
-	again, err := p.Purser.Authorize(ctx, req)
-	if err != nil || again.SpendID != sp.SpendID || again.Status != client.StatusCaptured {
+	again, err := p.Authorize(ctx, req)
+	if err != nil || again.SpendID != sp.SpendID || again.Status != sdk.StatusCaptured {
 		t.Fatalf("retried payout: %+v %v", again, err)
 	}
 	if got := m.balance(t, to); got.Int64() != 750_000 {
@@ -59,15 +59,15 @@ func TestPayout(t *testing.T) {
 		t.Fatalf("payout tx %s: %+v %v", sp.RailRef, rcpt, err)
 	}
 	// More than the wallet holds: nothing moves, the hold is released.
-	poor, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "1.50"})
-	if err != nil || poor.Status != client.StatusReleased || !slices.Contains(poor.Reasons, "insufficient_funds") {
+	poor, err := p.Authorize(ctx, sdk.AuthorizeRequest{Rail: "payout", Payee: to.Hex(), Amount: "1.50"})
+	if err != nil || poor.Status != sdk.StatusReleased || !slices.Contains(poor.Reasons, "insufficient_funds") {
 		t.Fatalf("uncovered payout: %+v %v", poor, err)
 	}
 	if got := m.balance(t, to); got.Int64() != 750_000 {
 		t.Fatalf("payee balance moved to %s", got)
 	}
 	// Not an address: refused before anything is stored.
-	if _, err := p.Purser.Authorize(ctx, client.AuthorizeRequest{Rail: "payout", Payee: "acct_1", Amount: "0.10"}); codeOf(err) != "invalid_request" {
+	if _, err := p.Authorize(ctx, sdk.AuthorizeRequest{Rail: "payout", Payee: "acct_1", Amount: "0.10"}); codeOf(err) != "invalid_request" {
 		t.Fatalf("payout to a non-address: %v", err)
 	}
 	verifyChain(t, n)

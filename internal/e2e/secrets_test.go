@@ -77,13 +77,13 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 		t.Fatalf("spend above the cap: %v, want spend_denied", a)
 	}
 	agentCall(kb, "GET", "/v1/agent/limits", nil)
-	if _, err := n.owner.FreezeAgent(ctx, "sec-a"); err != nil {
+	if _, err := n.owner.Freeze(ctx, "sec-a"); err != nil {
 		t.Fatal(err)
 	}
 	if a := agentCall(ka, "POST", "/v1/agent/spends", spendBody("0.01", "")); a.code != "spend_denied" {
 		t.Fatalf("frozen agent's spend: %v, want spend_denied", a)
 	}
-	if _, err := n.owner.UnfreezeAgent(ctx, "sec-a"); err != nil {
+	if _, err := n.owner.Unfreeze(ctx, "sec-a"); err != nil {
 		t.Fatal(err)
 	}
 	newB := newKey(t)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestOwnerAndAgentSeparation: an agent sees only its own spends, and
@@ -21,27 +21,27 @@ func TestOwnerAndAgentSeparation(t *testing.T) {
 	keyB := n.newAgent(t, "ben", mandate)
 	b := n.agentClient(t, keyB)
 
-	spB, err := b.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.05"})
+	spB, err := b.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.05"})
 	if err != nil {
 		t.Fatalf("ben authorizes: %v", err)
 	}
-	spA, err := a.Authorize(ctx, client.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.02"})
+	spA, err := a.Authorize(ctx, sdk.AuthorizeRequest{Rail: "custom", Payee: payee, Amount: "0.02"})
 	if err != nil {
 		t.Fatalf("ann authorizes: %v", err)
 	}
 	// Positive controls: each agent reads its own spend.
-	if got, err := b.AgentSpend(ctx, spB.SpendID); err != nil || got.SpendID != spB.SpendID {
+	if got, err := b.Spend(ctx, spB.SpendID); err != nil || got.SpendID != spB.SpendID {
 		t.Fatalf("ben reads his own spend: %+v, %v", got, err)
 	}
-	if got, err := a.AgentSpend(ctx, spA.SpendID); err != nil || got.SpendID != spA.SpendID {
+	if got, err := a.Spend(ctx, spA.SpendID); err != nil || got.SpendID != spA.SpendID {
 		t.Fatalf("ann reads her own spend: %+v, %v", got, err)
 	}
 
 	// Ann can neither read nor settle Ben's spend, and cannot tell it exists.
-	if _, err := a.AgentSpend(ctx, spB.SpendID); !isAPI(err, 404, "spend_not_found") {
+	if _, err := a.Spend(ctx, spB.SpendID); !isAPI(err, 404, "spend_not_found") {
 		t.Errorf("ann reads ben's spend: %v, want 404 spend_not_found", err)
 	}
-	if _, err := a.AgentSpend(ctx, "spd_doesnotexist"); !isAPI(err, 404, "spend_not_found") {
+	if _, err := a.Spend(ctx, "spd_doesnotexist"); !isAPI(err, 404, "spend_not_found") {
 		t.Errorf("ann reads a missing spend: %v, want 404 spend_not_found", err)
 	}
 	if _, err := a.Release(ctx, spB.SpendID); !isAPI(err, 404, "spend_not_found") {
@@ -50,7 +50,7 @@ func TestOwnerAndAgentSeparation(t *testing.T) {
 	if _, err := a.Capture(ctx, spB.SpendID, ""); !isAPI(err, 404, "spend_not_found") {
 		t.Errorf("ann captures ben's spend: %v, want 404 spend_not_found", err)
 	}
-	if got, err := n.owner.GetSpend(ctx, spB.SpendID); err != nil || got.Status != client.StatusAuthorized {
+	if got, err := n.owner.Spend(ctx, spB.SpendID); err != nil || got.Status != sdk.StatusAuthorized {
 		t.Errorf("ben's spend after ann's attempts: %+v, %v; want authorized", got, err)
 	}
 	if l := n.limits(t, "ben"); micro(t, l.Daily.Used) != 50_000 {
@@ -86,16 +86,16 @@ func TestOwnerAndAgentSeparation(t *testing.T) {
 	}
 	// The owner sees both agents' spends.
 	for _, id := range []string{spA.SpendID, spB.SpendID} {
-		if _, err := n.owner.GetSpend(ctx, id); err != nil {
+		if _, err := n.owner.Spend(ctx, id); err != nil {
 			t.Errorf("owner reads %s: %v", id, err)
 		}
 	}
-	if got, err := n.owner.GetSpend(ctx, spA.SpendID); err != nil || got.Status != client.StatusAuthorized {
+	if got, err := n.owner.Spend(ctx, spA.SpendID); err != nil || got.Status != sdk.StatusAuthorized {
 		t.Errorf("ann's spend after the unsigned attempts: %+v, %v; want authorized", got, err)
 	}
 }
 
 func isAPI(err error, status int, code string) bool {
-	var ae *client.APIError
+	var ae *sdk.Error
 	return errors.As(err, &ae) && ae.Status == status && ae.Code == code
 }

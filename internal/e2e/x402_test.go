@@ -22,12 +22,11 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/facilitator"
 	"github.com/purserhq/purser/internal/money"
-	"github.com/purserhq/purser/internal/payer"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
@@ -100,14 +99,14 @@ func (m *market) purserOn(t *testing.T, dataDir string) *node {
 }
 
 // agentFor creates a funded agent and returns its payer.
-func (m *market) agentFor(t *testing.T, n *node, name, mandate string, fund int64) (*payer.Payer, common.Address) {
+func (m *market) agentFor(t *testing.T, n *node, name, mandate string, fund int64) (*sdk.Agent, common.Address) {
 	t.Helper()
 	key, err := agentauth.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.keys.Store(name, key)
-	a, err := n.owner.CreateAgent(context.Background(), client.CreateAgentRequest{Name: name,
+	a, err := n.owner.CreateAgent(context.Background(), sdk.CreateAgentRequest{Name: name,
 		IdentityAddress: agentauth.Address(key).Hex(), Mandate: json.RawMessage(mandate)})
 	if err != nil {
 		t.Fatal(err)
@@ -126,14 +125,14 @@ func (m *market) agentFor(t *testing.T, n *node, name, mandate string, fund int6
 			t.Fatal(err)
 		}
 	}
-	c, err := client.New(n.url, client.WithAgentKey(key), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	c, err := sdk.NewAgent(n.url, signer(t, key), sdk.WithHTTPClient(&http.Client{Timeout: time.Minute}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return payer.New(c), wallet
+	return c, wallet
 }
 
-func nonceOf(t *testing.T, sp *client.Spend) [32]byte {
+func nonceOf(t *testing.T, sp *sdk.Spend) [32]byte {
 	t.Helper()
 	var rec struct {
 		Nonce string `json:"nonce"`
@@ -153,11 +152,11 @@ func TestX402PaysOnceAndCaptures(t *testing.T) {
 	p, wallet := m.agentFor(t, n, "buyer", `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"5","rails":["x402"]}`, 1_000_000)
 	ctx := context.Background()
 
-	res, err := p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/item", IdempotencyKey: "once"})
+	res, err := p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/item", IdempotencyKey: "once"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outcome != payer.Paid || string(res.Body) != "content of /item" || !res.Settlement.Success {
+	if res.Outcome != sdk.Paid || string(res.Body) != "content of /item" || !res.Settlement.Success {
 		t.Fatalf("green fetch: %+v body %q", res, res.Body)
 	}
 	if got := m.balance(t, m.seller); got.Int64() != price {
@@ -170,40 +169,40 @@ func TestX402PaysOnceAndCaptures(t *testing.T) {
 	if err != nil || !used {
 		t.Fatalf("authorizationState(nonce) = %v, %v; want used", used, err)
 	}
-	sp, err := n.owner.GetSpend(ctx, res.Spend.SpendID)
-	if err != nil || sp.Status != client.StatusCaptured || sp.RailRef != res.Settlement.Transaction {
+	sp, err := n.owner.Spend(ctx, res.Spend.SpendID)
+	if err != nil || sp.Status != sdk.StatusCaptured || sp.RailRef != res.Settlement.Transaction {
 		t.Fatalf("spend after settlement: %+v %v; want captured with the tx", sp, err)
 	}
 	// The same intent again (a retry after a timeout): the same spend,
 	// no second payment.
-	if _, err := p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/item", IdempotencyKey: "once"}); codeOf(err) != "already_paid" {
+	if _, err := p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/item", IdempotencyKey: "once"}); codeOf(err) != "already_paid" {
 		t.Fatalf("replayed intent: %v; want already_paid", err)
 	}
 	if got := m.balance(t, m.seller); got.Int64() != price {
 		t.Fatalf("seller balance after replay %s, want %d", got, price)
 	}
 	// Dry run: the verdict, nothing held or signed.
-	res, err = p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/pricey", DryRun: true})
-	if err != nil || res.Outcome != payer.DryRun || res.Spend.Status != client.StatusPendingApproval {
+	res, err = p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/pricey", DryRun: true})
+	if err != nil || res.Outcome != sdk.DryRun || res.Spend.Status != sdk.StatusPendingApproval {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
 	// Yellow: waits, is approved, then confirmed and paid.
-	res, err = p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/pricey"})
-	if err != nil || res.Outcome != payer.Pending {
+	res, err = p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/pricey"})
+	if err != nil || res.Outcome != sdk.Pending {
 		t.Fatalf("yellow fetch: %+v %v", res, err)
 	}
 	if _, err := n.owner.Approve(ctx, res.Spend.SpendID); err != nil {
 		t.Fatal(err)
 	}
-	res, err = p.Confirm(ctx, res.Spend.SpendID, payer.Request{})
-	if err != nil || res.Outcome != payer.Paid || string(res.Body) != "content of /pricey" {
+	res, err = p.ConfirmFetch(ctx, res.Spend.SpendID, sdk.FetchRequest{})
+	if err != nil || res.Outcome != sdk.Paid || string(res.Body) != "content of /pricey" {
 		t.Fatalf("confirm after approval: %+v %v", res, err)
 	}
 	if got := m.balance(t, m.seller); got.Int64() != price+500000 {
 		t.Fatalf("seller balance %s after the approved payment", got)
 	}
 	// Red: above the agent's own --max: nothing asked, nothing signed.
-	if _, err := p.Fetch(ctx, payer.Request{URL: m.sellerURL + "/pricey", Max: "0.10"}); codeOf(err) != "x402_amount_above_max" {
+	if _, err := p.Fetch(ctx, sdk.FetchRequest{URL: m.sellerURL + "/pricey", Max: "0.10"}); codeOf(err) != "x402_amount_above_max" {
 		t.Fatalf("above --max: %v", err)
 	}
 	verifyChain(t, n)
@@ -224,14 +223,14 @@ func TestX402ConcurrentBudget(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := p.Fetch(context.Background(), payer.Request{URL: m.sellerURL + "/item"})
+			res, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: m.sellerURL + "/item"})
 			switch {
 			case err != nil:
 				other.Add(1)
 				errs <- err
-			case res.Outcome == payer.Paid:
+			case res.Outcome == sdk.Paid:
 				paid.Add(1)
-			case res.Outcome == payer.Refused && strings.Contains(strings.Join(res.Reasons, ","), "daily_budget_exceeded"):
+			case res.Outcome == sdk.Refused && strings.Contains(strings.Join(res.Reasons, ","), "daily_budget_exceeded"):
 				refused.Add(1)
 			default:
 				other.Add(1)
@@ -319,9 +318,9 @@ func TestX402HostileSellers(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			res, err := p.Fetch(context.Background(), payer.Request{URL: c.url, Max: c.max})
+			res, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: c.url, Max: c.max})
 			got := codeOf(err)
-			if err == nil && res.Outcome == payer.Refused {
+			if err == nil && res.Outcome == sdk.Refused {
 				got = strings.Join(res.Reasons, ",")
 			}
 			if !strings.Contains(got, c.code) {
@@ -355,22 +354,22 @@ func TestX402UnusedAuthorizationReleases(t *testing.T) {
 			"extra": map[string]any{"name": "USD Coin", "version": "2"}}))
 		w.WriteHeader(http.StatusPaymentRequired) // never serves: the paid retry fails too
 	})
-	res, err := p.Fetch(context.Background(), payer.Request{URL: seller})
-	if err != nil || res.Outcome != payer.SellerFailed {
+	res, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: seller})
+	if err != nil || res.Outcome != sdk.SellerFailed {
 		t.Fatalf("fetch from a seller that never settles: %+v %v", res, err)
 	}
 	id := res.Spend.SpendID
 	nonce := nonceOf(t, res.Spend)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		sp, err := n.owner.GetSpend(context.Background(), id)
+		sp, err := n.owner.Spend(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sp.Status == client.StatusReleased {
+		if sp.Status == sdk.StatusReleased {
 			break
 		}
-		if sp.Status != client.StatusAuthorized || time.Now().After(deadline) {
+		if sp.Status != sdk.StatusAuthorized || time.Now().After(deadline) {
 			t.Fatalf("spend %s is %s; want it authorized until released", id, sp.Status)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -379,7 +378,7 @@ func TestX402UnusedAuthorizationReleases(t *testing.T) {
 	if err != nil || used {
 		t.Fatalf("authorizationState = %v, %v; want unused", used, err)
 	}
-	l, err := n.owner.AgentLimits(context.Background(), "quitter")
+	l, err := n.owner.Limits(context.Background(), "quitter")
 	if err != nil || l.Daily == nil || l.Daily.Used != "0" {
 		t.Fatalf("limits after release: %+v %v", l, err)
 	}
@@ -389,7 +388,7 @@ func codeOf(err error) string {
 	if err == nil {
 		return ""
 	}
-	var ae *client.APIError
+	var ae *sdk.Error
 	if errors.As(err, &ae) {
 		return ae.Code
 	}
@@ -433,8 +432,8 @@ func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
 		}
 		forward(t, w, r, m.sellerURL+"/item")
 	})
-	first, err := p.Fetch(context.Background(), payer.Request{URL: front, IdempotencyKey: "restart-1"})
-	if err != nil || first.Outcome != payer.SellerFailed {
+	first, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: front, IdempotencyKey: "restart-1"})
+	if err != nil || first.Outcome != sdk.SellerFailed {
 		t.Fatalf("first attempt: %+v %v", first, err)
 	}
 	if err := srv.Shutdown(context.Background()); err != nil {
@@ -442,13 +441,13 @@ func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
 	}
 	n2 := m.purserOn(t, dir)
 	key, _ := m.keys.Load("restart")
-	c2, err := client.New(n2.url, client.WithAgentKey(key.(*ecdsa.PrivateKey)))
+	c2, err := sdk.NewAgent(n2.url, signer(t, key.(*ecdsa.PrivateKey)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2 := payer.New(c2)
-	second, err := p2.Fetch(context.Background(), payer.Request{URL: front, IdempotencyKey: "restart-1"})
-	if err != nil || second.Outcome != payer.Paid || second.Spend.SpendID != first.Spend.SpendID {
+	p2 := c2
+	second, err := p2.Fetch(context.Background(), sdk.FetchRequest{URL: front, IdempotencyKey: "restart-1"})
+	if err != nil || second.Outcome != sdk.Paid || second.Spend.SpendID != first.Spend.SpendID {
 		t.Fatalf("retry after restart: %+v %v", second, err)
 	}
 	if nonceOf(t, second.Spend) != nonceOf(t, first.Spend) {
@@ -460,8 +459,8 @@ func TestX402RestartBetweenSigningAndSettlement(t *testing.T) {
 	if used, _ := m.dev.Client().AuthorizationState(context.Background(), m.dev.Token(), wallet, nonceOf(t, first.Spend)); !used {
 		t.Fatal("the authorization is unused on chain")
 	}
-	sp, err := n2.owner.GetSpend(context.Background(), first.Spend.SpendID)
-	if err != nil || sp.Status != client.StatusCaptured {
+	sp, err := n2.owner.Spend(context.Background(), first.Spend.SpendID)
+	if err != nil || sp.Status != sdk.StatusCaptured {
 		t.Fatalf("spend after settlement: %+v %v", sp, err)
 	}
 }
@@ -510,12 +509,12 @@ func TestX402PinnedPayee(t *testing.T) {
 		}
 		forward(t, w, r, m.sellerURL+"/item")
 	})
-	if res, err := p.Fetch(context.Background(), payer.Request{URL: front}); err != nil || res.Outcome != payer.Paid {
+	if res, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: front}); err != nil || res.Outcome != sdk.Paid {
 		t.Fatalf("first payment: %+v %v", res, err)
 	}
 	switched.Store(true)
-	res, err := p.Fetch(context.Background(), payer.Request{URL: front})
-	if err != nil || res.Outcome != payer.Refused || !strings.Contains(strings.Join(res.Reasons, ","), "payee_pin_mismatch") {
+	res, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: front})
+	if err != nil || res.Outcome != sdk.Refused || !strings.Contains(strings.Join(res.Reasons, ","), "payee_pin_mismatch") {
 		t.Fatalf("switched payee: %+v %v", res, err)
 	}
 	if got := m.balance(t, common.HexToAddress(swindler)); got.Sign() != 0 {

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"github.com/purserhq/purser/api"
+
 	"context"
 	"encoding/json"
 	"math/big"
@@ -25,19 +27,10 @@ type Faucet interface {
 	Fund(ctx context.Context, to string, amount *big.Int) (tx string, err error)
 }
 
-type balanceJSON struct {
-	Network string `json:"network"`
-	Asset   string `json:"asset"`
-	Token   string `json:"token"`
-	Address string `json:"address"`
-	Balance string `json:"balance"`
-	Error   string `json:"error,omitempty"`
-}
-
 // balances reads every configured token balance of a's wallets on the
 // connected networks.
-func (s *Server) balances(ctx context.Context, a *spend.Agent) []balanceJSON {
-	out := []balanceJSON{}
+func (s *Server) balances(ctx context.Context, a *spend.Agent) []api.Balance {
+	out := []api.Balance{}
 	if s.chains == nil {
 		return out
 	}
@@ -53,7 +46,7 @@ func (s *Server) balances(ctx context.Context, a *spend.Agent) []balanceJSON {
 			if as.Network != w.Network || as.Address == "" {
 				continue
 			}
-			b := balanceJSON{Network: w.Network, Asset: as.Symbol, Token: as.Address, Address: w.Address}
+			b := api.Balance{Network: w.Network, Asset: as.Symbol, Token: as.Address, Address: w.Address}
 			v, err := s.chains.Balance(ctx, w.Network, as.Address, w.Address)
 			if err != nil {
 				s.log.Warn("balance read failed", "network", w.Network, "err", err)
@@ -72,7 +65,7 @@ func (s *Server) ownerBalances(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"agent_id": a.ID, "balances": s.balances(r.Context(), a)})
+	return writeJSON(w, http.StatusOK, api.Balances{AgentID: a.ID, Balances: s.balances(r.Context(), a)})
 }
 
 func (s *Server) agentBalances(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
@@ -84,17 +77,7 @@ func (s *Server) agentBalances(w http.ResponseWriter, r *http.Request, c spend.C
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"agent_id": a.ID, "balances": s.balances(r.Context(), a)})
-}
-
-type assetJSON struct {
-	Symbol        string `json:"symbol"`
-	Network       string `json:"network"`
-	Address       string `json:"address,omitempty"`
-	Decimals      uint8  `json:"decimals"`
-	USD           bool   `json:"usd"`
-	EIP712Name    string `json:"eip712_name,omitempty"`
-	EIP712Version string `json:"eip712_version,omitempty"`
+	return writeJSON(w, http.StatusOK, api.Balances{AgentID: a.ID, Balances: s.balances(r.Context(), a)})
 }
 
 // agentAssets lists what this server can pay with, so a client can pick
@@ -103,12 +86,12 @@ func (s *Server) agentAssets(w http.ResponseWriter, r *http.Request, c spend.Cal
 	if _, err := s.svc.AgentLimits(r.Context(), c); err != nil { // authenticates and spends the nonce
 		return err
 	}
-	out := []assetJSON{}
+	out := api.Assets{Assets: []api.Asset{}}
 	for _, a := range s.assets.Assets() {
-		out = append(out, assetJSON{Symbol: a.Symbol, Network: a.Network, Address: a.Address, Decimals: a.Decimals, USD: a.USD,
+		out.Assets = append(out.Assets, api.Asset{Symbol: a.Symbol, Network: a.Network, Address: a.Address, Decimals: a.Decimals, USD: a.USD,
 			EIP712Name: a.EIP712Name, EIP712Version: a.EIP712Version})
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"assets": out})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) chainsInfo(w http.ResponseWriter, r *http.Request) error {
@@ -120,15 +103,12 @@ func (s *Server) chainsInfo(w http.ResponseWriter, r *http.Request) error {
 	if s.faucet != nil {
 		dev = s.faucet.Network()
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"networks": nets, "relayer": s.relayer, "dev_network": dev})
+	return writeJSON(w, http.StatusOK, api.Chains{Networks: nets, Relayer: s.relayer, DevNetwork: dev})
 }
 
 // fund mints dev-chain USDC to an agent's wallet and records it.
 func (s *Server) fund(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Amount string `json:"amount"`
-		Asset  string `json:"asset"`
-	}
+	var req api.FundRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -169,8 +149,8 @@ func (s *Server) fund(w http.ResponseWriter, r *http.Request) error {
 		"address": addr, "amount": formatted, "tx": tx}); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"agent_id": a.ID, "network": network, "asset": asset.Symbol,
-		"address": addr, "amount": formatted, "tx": tx})
+	return writeJSON(w, http.StatusOK, api.Funding{AgentID: a.ID, Network: network, Asset: asset.Symbol,
+		Address: addr, Amount: formatted, Tx: tx})
 }
 
 // reportSettlement takes the settlement an x402 seller returned (or its

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/purserhq/purser/api"
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/money"
@@ -101,10 +102,10 @@ func (s *Server) deployment(w http.ResponseWriter, r *http.Request) error {
 	if s.acceptUnbound {
 		versions = append(versions, agentauth.VersionUnbound)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"deployment_id": s.domain.DeploymentHex(),
-		"auth_versions": versions,
-		"eip712_domain": map[string]string{"name": "Purser", "version": "2", "salt": s.domain.DeploymentHex()},
+	return writeJSON(w, http.StatusOK, api.Deployment{
+		DeploymentID: s.domain.DeploymentHex(),
+		AuthVersions: versions,
+		EIP712Domain: api.EIP712Domain{Name: "Purser", Version: "2", Salt: s.domain.DeploymentHex()},
 	})
 }
 
@@ -116,63 +117,13 @@ func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) error {
 
 // ---- JSON views ----
 
-type walletJSON struct {
-	Network string `json:"network"`
-	Address string `json:"address"`
-	Custody string `json:"custody"`
-	Path    string `json:"path"`
-}
-
-type agentJSON struct {
-	ID              string       `json:"id"`
-	Name            string       `json:"name"`
-	Status          string       `json:"status"`
-	IdentityAddress string       `json:"identity_address"`
-	Wallets         []walletJSON `json:"wallets"`
-	MandateVersion  int64        `json:"mandate_version"`
-	CreatedAt       time.Time    `json:"created_at"`
-	UpdatedAt       time.Time    `json:"updated_at"`
-}
-
-func agentView(a *spend.Agent) agentJSON {
-	ws := make([]walletJSON, len(a.Wallets))
+func agentView(a *spend.Agent) api.Agent {
+	ws := make([]api.Wallet, len(a.Wallets))
 	for i, w := range a.Wallets {
-		ws[i] = walletJSON{Network: w.Network, Address: w.Address, Custody: w.Custody, Path: w.Path}
+		ws[i] = api.Wallet{Network: w.Network, Address: w.Address, Custody: w.Custody, Path: w.Path}
 	}
-	return agentJSON{ID: a.ID, Name: a.Name, Status: string(a.Status), IdentityAddress: a.IdentityAddress,
+	return api.Agent{ID: a.ID, Name: a.Name, Status: string(a.Status), IdentityAddress: a.IdentityAddress,
 		Wallets: ws, MandateVersion: a.MandateVersion, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
-}
-
-type spendJSON struct {
-	SpendID        string   `json:"spend_id"`
-	AgentID        string   `json:"agent_id"`
-	Status         string   `json:"status"`
-	Decision       string   `json:"decision"`
-	Reasons        []string `json:"reasons"`
-	Rail           string   `json:"rail"`
-	Host           string   `json:"host"`
-	Payee          string   `json:"payee"`
-	Asset          string   `json:"asset"`
-	Network        string   `json:"network"`
-	Amount         string   `json:"amount"`
-	AmountUSD      string   `json:"amount_usd"`
-	HeldUSD        string   `json:"held_usd"`
-	Captured       *string  `json:"captured,omitempty"`
-	CapturedUSD    *string  `json:"captured_usd,omitempty"`
-	MandateVersion int64    `json:"mandate_version"`
-	IdempotencyKey string   `json:"idempotency_key,omitempty"`
-	Memo           string   `json:"memo,omitempty"`
-	RailRef        string   `json:"rail_ref,omitempty"`
-	// RailRequest is what the agent signed for the rail (an x402 offer);
-	// RailData what the rail produced (an x402 payment header). Neither
-	// holds a secret: a payment authorization can only pay its payee.
-	RailRequest json.RawMessage `json:"rail_request,omitempty"`
-	RailData    json.RawMessage `json:"rail_data,omitempty"`
-	DryRun      bool            `json:"dry_run,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	ExpiresAt   *time.Time      `json:"expires_at"`
-	Replayed    bool            `json:"replayed"`
 }
 
 // decisionOf is the authorization verdict a spend's status reflects.
@@ -199,12 +150,12 @@ func usdString(v *big.Int) string {
 	return money.FormatAmount(v, money.USDDecimals)
 }
 
-func (s *Server) spendView(sp *spend.Spend, replayed bool) spendJSON {
+func (s *Server) spendView(sp *spend.Spend, replayed bool) api.Spend {
 	dec := uint8(money.USDDecimals)
 	if a, err := s.assets.Lookup(sp.Network, sp.Asset); err == nil {
 		dec = a.Decimals
 	}
-	v := spendJSON{
+	v := api.Spend{
 		SpendID: sp.ID, AgentID: sp.AgentID, Status: string(sp.Status), Decision: decisionOf(sp.Status, sp.Reasons),
 		Reasons: sp.Reasons, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, Asset: sp.Asset, Network: sp.Network,
 		Amount: money.FormatAmount(sp.Amount, dec), AmountUSD: usdString(sp.AmountUSD), HeldUSD: usdString(sp.Held()),
@@ -234,11 +185,7 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) spendJSON {
 // ---- owner handlers ----
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Name            string          `json:"name"`
-		IdentityAddress string          `json:"identity_address"`
-		Mandate         json.RawMessage `json:"mandate"`
-	}
+	var req api.CreateAgentRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -254,11 +201,11 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]agentJSON, len(as))
+	out := api.Agents{Agents: make([]api.Agent, len(as))}
 	for i, a := range as {
-		out[i] = agentView(a)
+		out.Agents[i] = agentView(a)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) error {
@@ -282,25 +229,8 @@ func (s *Server) agentStatus(fn func(ctx context.Context, ref string) (*spend.Ag
 	}
 }
 
-// freezeJSON is the answer of a freeze: the agent, and with
-// cancel_signed what became of each signed authorization.
-type freezeJSON struct {
-	agentJSON
-	Cancellations []cancellationJSON `json:"cancellations,omitempty"`
-}
-
-type cancellationJSON struct {
-	SpendID string   `json:"spend_id"`
-	Status  string   `json:"status"`
-	Reasons []string `json:"reasons"`
-	RailRef string   `json:"rail_ref,omitempty"`
-	Error   string   `json:"error,omitempty"`
-}
-
 func (s *Server) freeze(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		CancelSigned bool `json:"cancel_signed"`
-	}
+	var req api.FreezeRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -309,7 +239,7 @@ func (s *Server) freeze(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, freezeJSON{agentJSON: agentView(a)})
+		return writeJSON(w, http.StatusOK, api.FreezeResponse{Agent: agentView(a)})
 	}
 	a, results, err := s.svc.FreezeCancelSigned(r.Context(), r.PathValue("ref"))
 	if a == nil {
@@ -320,22 +250,20 @@ func (s *Server) freeze(w http.ResponseWriter, r *http.Request) error {
 		// cancellation, and the reconciler records it from the chain.
 		s.log.Warn("freeze --cancel-signed: a cancellation was not recorded", "agent", a.ID, "err", err)
 	}
-	out := freezeJSON{agentJSON: agentView(a), Cancellations: make([]cancellationJSON, len(results))}
+	out := api.FreezeResponse{Agent: agentView(a), Cancellations: make([]api.Cancellation, len(results))}
 	for i, c := range results {
 		reasons := c.Spend.Reasons
 		if reasons == nil {
 			reasons = []string{}
 		}
-		out.Cancellations[i] = cancellationJSON{SpendID: c.Spend.ID, Status: string(c.Spend.Status), Reasons: reasons,
+		out.Cancellations[i] = api.Cancellation{SpendID: c.Spend.ID, Status: string(c.Spend.Status), Reasons: reasons,
 			RailRef: c.Spend.RailRef, Error: c.Err}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		IdentityAddress string `json:"identity_address"`
-	}
+	var req api.RotateKeyRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -348,9 +276,13 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) error {
 
 // writeMandate renders a mandate version (mandate null when none is set).
 func writeMandate(w http.ResponseWriter, v *spend.MandateView) error {
-	out := map[string]any{"agent_id": v.AgentID, "version": v.Version, "mandate": nil}
+	out := api.MandateView{AgentID: v.AgentID, Version: v.Version, Mandate: json.RawMessage("null")}
 	if v.Mandate != nil {
-		out["mandate"] = v.Mandate
+		raw, err := json.Marshal(v.Mandate)
+		if err != nil {
+			return err
+		}
+		out.Mandate = raw
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -364,10 +296,7 @@ func (s *Server) getMandate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) setMandate(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Mandate     json.RawMessage `json:"mandate"`
-		BaseVersion *int64          `json:"base_version"`
-	}
+	var req api.SetMandateRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -390,36 +319,50 @@ func (s *Server) ownerLimits(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, limitsView(l))
+	return writeLimits(w, l)
 }
 
-func limitsView(l *spend.Limits) map[string]any {
-	window := func(limit, used, remaining *big.Int) any {
+func limitsView(l *spend.Limits) (api.Limits, error) {
+	window := func(limit, used, remaining *big.Int) *api.Window {
 		if limit == nil {
 			return nil
 		}
-		return map[string]string{"limit": usdString(limit), "used": usdString(used), "remaining": usdString(remaining)}
+		return &api.Window{Limit: usdString(limit), Used: usdString(used), Remaining: usdString(remaining)}
 	}
-	out := map[string]any{
-		"agent_id": l.Agent.ID, "name": l.Agent.Name, "status": l.Agent.Status, "mandate_version": l.MandateVersion,
-		"mandate": l.Mandate, "day": l.DayKey, "daily": nil, "lifetime": nil, "rate": nil,
-		"daily_used": usdString(l.DailyUsedUSD), "lifetime_used": usdString(l.LifetimeUsedUSD),
-		"wallets": agentView(l.Agent).Wallets,
+	out := api.Limits{
+		AgentID: l.Agent.ID, Name: l.Agent.Name, Status: string(l.Agent.Status), MandateVersion: l.MandateVersion,
+		Mandate: json.RawMessage("null"), Day: l.DayKey,
+		DailyUsed: usdString(l.DailyUsedUSD), LifetimeUsed: usdString(l.LifetimeUsedUSD),
+		Wallets: agentView(l.Agent).Wallets,
 	}
 	if m := l.Mandate; m != nil {
-		out["daily"] = window(m.Daily, l.DailyUsedUSD, l.DailyRemaining)
-		out["lifetime"] = window(m.Lifetime, l.LifetimeUsedUSD, l.LifetimeRemaining)
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return api.Limits{}, err
+		}
+		out.Mandate = raw
+		out.Daily = window(m.Daily, l.DailyUsedUSD, l.DailyRemaining)
+		out.Lifetime = window(m.Lifetime, l.LifetimeUsedUSD, l.LifetimeRemaining)
 		if m.Rate != nil {
-			out["rate"] = map[string]any{"limit": m.Rate.String(), "used": l.RateUsed}
+			out.Rate = &api.RateWindow{Limit: m.Rate.String(), Used: int64(l.RateUsed)}
 		}
 		if m.PerTxMax != nil {
-			out["per_tx_max"] = usdString(m.PerTxMax)
+			out.PerTxMax = usdString(m.PerTxMax)
 		}
 		if m.PerTxAuto != nil {
-			out["per_tx_auto"] = usdString(m.PerTxAuto)
+			out.PerTxAuto = usdString(m.PerTxAuto)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// writeLimits answers with an agent's limits.
+func writeLimits(w http.ResponseWriter, l *spend.Limits) error {
+	v, err := limitsView(l)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func parseStatuses(v string) ([]spend.Status, error) {
@@ -469,7 +412,7 @@ func (s *Server) listSpends(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) writeSpends(w http.ResponseWriter, key string, list []*spend.Spend) error {
-	out := make([]spendJSON, len(list))
+	out := make([]api.Spend, len(list))
 	for i, sp := range list {
 		out[i] = s.spendView(sp, false)
 	}
@@ -504,9 +447,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deny(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Reason string `json:"reason"`
-	}
+	var req api.DenyRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
@@ -562,13 +503,13 @@ func (s *Server) auditTail(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, len(evs))
+	out := api.AuditEvents{Events: make([]api.AuditEvent, len(evs))}
 	for i, e := range evs {
-		out[i] = map[string]any{"seq": e.Seq, "time": e.Time, "actor": map[string]string{"type": e.Actor.Type, "id": e.Actor.ID},
-			"action": e.Action, "subject": e.Subject, "details": json.RawMessage(e.Details),
-			"prev_hash": hex.EncodeToString(e.PrevHash[:]), "hash": hex.EncodeToString(e.Hash[:])}
+		out.Events[i] = api.AuditEvent{Seq: e.Seq, Time: e.Time, Actor: api.AuditActor{Type: e.Actor.Type, ID: e.Actor.ID},
+			Action: e.Action, Subject: e.Subject, Details: json.RawMessage(e.Details),
+			PrevHash: hex.EncodeToString(e.PrevHash[:]), Hash: hex.EncodeToString(e.Hash[:])}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"events": out})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) error {
@@ -576,38 +517,26 @@ func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"ok": true, "events": res.Events, "checkpoints": res.Checkpoints,
-		"head_seq": res.HeadSeq, "head_hash": hex.EncodeToString(res.HeadHash[:]), "key_id": res.KeyID})
+	return writeJSON(w, http.StatusOK, api.AuditVerifyResult{OK: true, Events: int64(res.Events), Checkpoints: int64(res.Checkpoints),
+		HeadSeq: res.HeadSeq, HeadHash: hex.EncodeToString(res.HeadHash[:]), KeyID: res.KeyID})
 }
 
 func (s *Server) auditKey(w http.ResponseWriter, r *http.Request) error {
 	pub := s.svc.AuditPublicKey()
-	return writeJSON(w, http.StatusOK, map[string]string{"audit_key": hex.EncodeToString(pub), "key_id": audit.KeyID(pub)})
+	return writeJSON(w, http.StatusOK, api.AuditKey{AuditKey: hex.EncodeToString(pub), KeyID: audit.KeyID(pub)})
 }
 
 // ---- agent handlers ----
 
-type authorizeBody struct {
-	Rail           string `json:"rail"`
-	Host           string `json:"host"`
-	Payee          string `json:"payee"`
-	Asset          string `json:"asset"`
-	Network        string `json:"network"`
-	Amount         string `json:"amount"`
-	IdempotencyKey string `json:"idempotency_key"`
-	Memo           string `json:"memo"`
-	// RailRequest carries rail-specific data, e.g. the x402 offer.
-	RailRequest json.RawMessage `json:"rail_request,omitempty"`
-	DryRun      bool            `json:"dry_run,omitempty"`
-}
-
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
 	start := time.Now()
-	var req authorizeBody
+	var req api.AuthorizeRequest
 	if err := decodeStrict(c.Body, &req); err != nil {
 		return err
 	}
-	out, err := s.svc.Authorize(r.Context(), c, spend.AuthorizeRequest(req))
+	out, err := s.svc.Authorize(r.Context(), c, spend.AuthorizeRequest{Rail: req.Rail, Host: req.Host, Payee: req.Payee,
+		Asset: req.Asset, Network: req.Network, Amount: req.Amount, IdempotencyKey: req.IdempotencyKey, Memo: req.Memo,
+		RailRequest: req.RailRequest, DryRun: req.DryRun})
 	if err != nil {
 		return err
 	}
@@ -662,9 +591,7 @@ func (s *Server) agentSpendAction(fn func(context.Context, spend.Caller, string)
 }
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
-	var req struct {
-		Amount string `json:"amount"`
-	}
+	var req api.CaptureRequest
 	if err := decodeStrict(c.Body, &req); err != nil {
 		return err
 	}
@@ -680,17 +607,13 @@ func (s *Server) agentLimits(w http.ResponseWriter, r *http.Request, c spend.Cal
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, limitsView(l))
+	return writeLimits(w, l)
 }
 
 // resolveSpend settles an unknown spend on the owner's word, checked
 // against the chain where one is connected (spend.Service.Resolve).
 func (s *Server) resolveSpend(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		CapturedTx string `json:"captured_tx"`
-		Released   bool   `json:"released"`
-		Reason     string `json:"reason"`
-	}
+	var req api.ResolveRequest
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}

@@ -31,10 +31,9 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/internal/client"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/evm/token"
-	"github.com/purserhq/purser/internal/payer"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
@@ -703,7 +702,7 @@ func TestPurserPaysOfficialServers(t *testing.T) {
 // the same official v2 server: the official v2 client signing with a raw
 // key, against Purser (policy check, hold, signing, audit and settlement
 // report included). Warm: one process making n requests (bench-client.mjs;
-// Go's payer package, which the CLI runs). Cold: a new process per request
+// the Go SDK's Agent.Fetch, which the CLI runs). Cold: a new process per request
 // (node client-v2.mjs; purser x402 fetch). Run with PURSER_INTEROP_BENCH=N.
 func TestLatency(t *testing.T) {
 	n := 0
@@ -738,18 +737,22 @@ func TestLatency(t *testing.T) {
 	if err := json.Unmarshal(out, &base); err != nil || len(base.Latencies) != n {
 		t.Fatalf("bench-client.mjs printed %s", out)
 	}
-	// Warm Purser: the payer package in this process (after a warm-up).
+	// Warm Purser: the SDK's Agent.Fetch in this process (after a warm-up).
 	k, err := agentauth.ReadKeyFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(server, client.WithAgentKey(k))
+	sk, err := sdk.NewKey(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := payer.New(c)
+	c, err := sdk.NewAgent(server, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c
 	pay := func() {
-		if r, err := p.Fetch(context.Background(), payer.Request{URL: url}); err != nil || r.Outcome != payer.Paid {
+		if r, err := p.Fetch(context.Background(), sdk.FetchRequest{URL: url}); err != nil || r.Outcome != sdk.Paid {
 			t.Fatalf("payer: %+v %v", r, err)
 		}
 	}

@@ -1,6 +1,8 @@
 package rails
 
 import (
+	"github.com/purserhq/purser/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,23 +24,11 @@ import (
 
 // X402Request is the rail request of an x402 payment: the seller's offer,
 // exactly as the seller sent it, inside the intent the agent signs.
-type X402Request struct {
-	URL      string          `json:"url"`
-	Method   string          `json:"method,omitempty"`
-	Version  int             `json:"x402_version"`
-	Offer    json.RawMessage `json:"offer"`
-	Resource json.RawMessage `json:"resource,omitempty"` // v2 PaymentRequired.resource
-	Max      string          `json:"max,omitempty"`      // the agent's own cap, in the asset's units
-}
+type X402Request = api.X402Request
 
 // X402Payment is what an agent gets back for a signed x402 spend: the
 // header to retry the request with.
-type X402Payment struct {
-	Header      string `json:"header"`
-	HeaderValue string `json:"header_value"`
-	Nonce       string `json:"nonce"`
-	ValidBefore int64  `json:"valid_before"`
-}
+type X402Payment = api.X402Payment
 
 // PaymentOf extracts the payment header from an x402 spend's rail data.
 func PaymentOf(railData json.RawMessage) (*X402Payment, error) {
@@ -243,13 +233,7 @@ func (r *X402) Reconcile(ctx context.Context, sp *spend.Spend) (spend.ExecResult
 // SettlementReport is what an agent reports after its paid retry: the
 // seller's decoded settlement header, or only the HTTP status when the
 // seller sent none.
-type SettlementReport struct {
-	Success     bool   `json:"success"`
-	Transaction string `json:"transaction,omitempty"`
-	Network     string `json:"network,omitempty"`
-	ErrorReason string `json:"error_reason,omitempty"`
-	HTTPStatus  int    `json:"http_status,omitempty"`
-}
+type SettlementReport = api.SettlementReport
 
 // Report weighs an agent's settlement report. With a chain client the
 // chain decides. Without one, a reported success with a transaction hash

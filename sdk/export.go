@@ -1,4 +1,4 @@
-package client
+package sdk
 
 import (
 	"context"
@@ -17,19 +17,19 @@ import (
 // not apply to it (an export may take longer than one request should):
 // the timeout bounds only the wait for the answer's headers, and ctx
 // bounds the rest.
-func (c *Client) AuditExport(ctx context.Context, format string) (io.ReadCloser, error) {
+func (o *Owner) AuditExport(ctx context.Context, format string) (io.ReadCloser, error) {
 	q := url.Values{}
 	if format != "" {
 		q.Set("format", format)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/audit/export", q, nil, authOwner)
+	req, err := o.c.newRequest(ctx, http.MethodGet, "/v1/audit/export", q, nil, authOwner)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	req.Header.Set("Accept", "*/*")
-	hc := *c.hc
+	hc := *o.c.hc
 	timeout := hc.Timeout
 	hc.Timeout = 0
 	if timeout <= 0 {

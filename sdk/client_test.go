@@ -1,7 +1,8 @@
-package client
+package sdk
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"io"
@@ -71,23 +72,20 @@ func TestAgentRequestsAreSigned(t *testing.T) {
 			io.WriteString(w, `{"spend_id":"sp_1","status":"captured","decision":"allow","reasons":[],"amount":"0.05"}`)
 		}
 	})
-	c, err := New(srv.URL, WithAgentKey(key))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testAgent(t, srv.URL, key)
 	ctx := context.Background()
 	tests := []struct {
 		name string
 		call func() error
 	}{
-		{"get spend", func() error { _, err := c.AgentSpend(ctx, "sp_1"); return err }},
-		{"id needing escapes", func() error { _, err := c.AgentSpend(ctx, "sp 1/ü?x"); return err }},
+		{"get spend", func() error { _, err := c.Spend(ctx, "sp_1"); return err }},
+		{"id needing escapes", func() error { _, err := c.Spend(ctx, "sp 1/ü?x"); return err }},
 		{"confirm", func() error { _, err := c.Confirm(ctx, "sp_1"); return err }},
 		{"capture", func() error { _, err := c.Capture(ctx, "sp_1", "0.01"); return err }},
 		{"release", func() error { _, err := c.Release(ctx, "sp_1"); return err }},
 		{"limits", func() error {
 			l, err := c.Limits(ctx)
-			if err == nil && (l.Daily == nil || l.Daily.Remaining != "9" || l.Rate.Used.String() != "3") {
+			if err == nil && (l.Daily == nil || l.Daily.Remaining != "9" || l.Rate.Used != 3) {
 				t.Errorf("limits decoded as %+v", l)
 			}
 			return err
@@ -132,15 +130,26 @@ func TestAuthorizeOutcomes(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			c, _ := New(srv.URL, WithAgentKey(key))
+			c := testAgent(t, srv.URL, key)
 			s, err := c.Authorize(context.Background(), AuthorizeRequest{Rail: "custom", Payee: "0xdead", Amount: "0.05"})
-			var ae *APIError
-			if tt.wantCode == "" {
+			var ae *Error
+			var ar *ApprovalRequiredError
+			var re *RefusedError
+			switch {
+			case tt.wantStatus == "pending_approval":
+				if !errors.As(err, &ar) || ar.SpendID != "sp_2" || ar.Spend != s {
+					t.Fatalf("err %#v, want an *ApprovalRequiredError", err)
+				}
+			case tt.wantCode == "":
 				if err != nil {
 					t.Fatalf("err %v", err)
 				}
-			} else if !errors.As(err, &ae) || ae.Code != tt.wantCode || ae.Status != tt.status {
+			case !errors.As(err, &ae) || ae.Code != tt.wantCode || ae.Status != tt.status:
 				t.Fatalf("err %#v, want code %s", err, tt.wantCode)
+			}
+			if tt.wantCode == "spend_denied" && (!errors.As(err, &re) || re.SpendID == "" || re.Spend != s ||
+				strings.Join(re.Reasons, ",") != strings.Join(tt.wantReason, ",")) {
+				t.Errorf("err %#v, want a *RefusedError with the spend and its reasons", err)
 			}
 			if tt.wantStatus == "" {
 				if s != nil {
@@ -185,19 +194,18 @@ func TestOwnerTokenAndErrors(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 
-	bad, _ := New(srv.URL, WithOwnerToken("wrong"))
-	_, err := bad.ListAgents(ctx)
-	var ae *APIError
+	bad, _ := NewOwner(srv.URL, "wrong")
+	_, err := Collect(bad.Agents(ctx))
+	var ae *Error
 	if !errors.As(err, &ae) || ae.Code != "unauthorized" || ae.RequestID != "r1" {
 		t.Fatalf("wrong token: %v", err)
 	}
-	none, _ := New(srv.URL)
-	if _, err := none.ListAgents(ctx); !errors.Is(err, errNoOwnerToken) {
-		t.Errorf("no token: %v", err)
+	if _, err := NewOwner(srv.URL, ""); err == nil {
+		t.Errorf("an owner client without a token was made")
 	}
 
-	c, _ := New(srv.URL+"/", WithOwnerToken("tok"))
-	as, err := c.ListAgents(ctx)
+	c, _ := NewOwner(srv.URL+"/", "tok")
+	as, err := Collect(c.Agents(ctx))
 	if err != nil || len(as) != 1 || as[0].Name != "bob" || !strings.Contains(string(as[0].Raw), `"future":1`) {
 		t.Fatalf("list: %v %+v", err, as)
 	}
@@ -206,16 +214,16 @@ func TestOwnerTokenAndErrors(t *testing.T) {
 	if err != nil || v.Version != 4 {
 		t.Fatalf("set mandate: %v %+v", err, v)
 	}
-	if _, err := c.GetSpend(ctx, "nope"); !IsCode(err, "not_found") {
+	if _, err := c.Spend(ctx, "nope"); !IsCode(err, "not_found") {
 		t.Errorf("missing spend: %v", err)
 	}
 }
 
 func TestNewRejectsBadURLs(t *testing.T) {
 	t.Parallel()
-	for _, u := range []string{"", "127.0.0.1:8402", "ftp://x", "http://", "http://h/?q=1"} {
-		if _, err := New(u); err == nil {
-			t.Errorf("New(%q) accepted", u)
+	for _, u := range []string{"", "127.0.0.1:8402", "ftp://x", "http://", "http://h/?q=1", "http://user:pw@h/"} {
+		if _, err := NewOwner(u, "t"); err == nil {
+			t.Errorf("NewOwner(%q) accepted", u)
 		}
 	}
 }
@@ -231,8 +239,8 @@ func TestResponseBodyCapped(t *testing.T) {
 		io.WriteString(w, `]}`)
 	}))
 	t.Cleanup(srv.Close)
-	c, _ := New(srv.URL, WithOwnerToken("t"))
-	if _, err := c.ListAgents(context.Background()); err == nil || !strings.Contains(err.Error(), "larger than") {
+	c, _ := NewOwner(srv.URL, "t")
+	if _, err := Collect(c.Agents(context.Background())); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized answer: %v", err)
 	}
 }
@@ -273,10 +281,7 @@ func TestDeploymentFetchedOnceOrPinned(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 
-	c, err := New(srv.URL, WithAgentKey(key))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testAgent(t, srv.URL, key)
 	if _, err := c.Limits(ctx); err == nil || signed.Load() != 0 {
 		t.Fatalf("with the deployment unknown: err %v, %d signed requests sent", err, signed.Load())
 	}
@@ -290,15 +295,25 @@ func TestDeploymentFetchedOnceOrPinned(t *testing.T) {
 	}
 
 	fetches.Store(0)
-	pinned, err := New(srv.URL, WithAgentKey(key), WithDeployment(testDomain.Deployment()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pinned := testAgent(t, srv.URL, key, WithDeployment(testDomain.DeploymentHex()))
 	if _, err := pinned.Limits(ctx); err != nil || fetches.Load() != 0 {
 		t.Errorf("pinned: %v, %d fetches", err, fetches.Load())
 	}
-	other, _ := New(srv.URL, WithAgentKey(key), WithDeployment([32]byte{1}))
+	other := testAgent(t, srv.URL, key, WithDeployment("0x01"+strings.Repeat("00", 31)))
 	if _, err := other.Limits(ctx); !IsCode(err, "signature_invalid") {
 		t.Errorf("pinned to another deployment: %v, want signature_invalid", err)
 	}
+}
+
+func testAgent(t *testing.T, url string, key *ecdsa.PrivateKey, opts ...Option) *Agent {
+	t.Helper()
+	s, err := NewKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAgent(url, s, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
