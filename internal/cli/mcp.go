@@ -47,7 +47,7 @@ func runMCP(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	// stdout carries the protocol on stdio: logs go to stderr only.
 	log := slog.New(slog.NewJSONHandler(e.stdio.Err, nil))
-	s := mcpserver.New(mcpserver.NewClientAgent(c), mcpserver.Options{Logger: log, ApprovalURL: o.mcp.approvalURL})
+	s := mcpserver.New(mcpserver.NewSDKAgent(c), mcpserver.Options{Logger: log, ApprovalURL: o.mcp.approvalURL})
 	if o.mcp.http == "" {
 		return s.RunIO(ctx, e.stdio.In, e.stdio.Out)
 	}
@@ -57,7 +57,7 @@ func runMCP(ctx context.Context, e *env, o *opts, args []string) error {
 			b, _ := json.Marshal(map[string]string{"url": "http://" + a.String() + "/", "listen": a.String()})
 			fmt.Fprintf(e.stdio.Out, "%s\n", b)
 		} else {
-			fmt.Fprintf(e.stdio.Out, "purser mcp: streamable HTTP at http://%s/ (agent %s)\n", a, c.AgentAddress())
+			fmt.Fprintf(e.stdio.Out, "purser mcp: streamable HTTP at http://%s/ (agent %s)\n", a, c.Address())
 		}
 	})
 }

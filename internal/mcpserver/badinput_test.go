@@ -8,8 +8,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/purserhq/purser/internal/client"
 	"github.com/purserhq/purser/internal/mcpserver"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestBadInput: malformed arguments get a tool error (isError, status
@@ -93,11 +93,11 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	// Nothing was held, paid or asked of the seller.
-	spends, err := p.owner.ListSpends(context.Background(), client.SpendFilter{Agent: "careful"})
+	spends, err := sdk.Collect(p.owner.Spends(context.Background(), sdk.SpendFilter{Agent: "careful"}))
 	if err != nil || len(spends) != 0 {
 		t.Fatalf("spends after bad input: %d %v", len(spends), err)
 	}
-	if l, err := p.owner.AgentLimits(context.Background(), "careful"); err != nil || l.Daily.Used != "0" {
+	if l, err := p.owner.Limits(context.Background(), "careful"); err != nil || l.Daily.Used != "0" {
 		t.Fatalf("daily used %+v %v", l.Daily, err)
 	}
 	if got := m.balance(t, wallet); got != 1_000_000 {

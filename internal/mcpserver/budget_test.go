@@ -57,7 +57,7 @@ func TestConcurrentFetchBudget(t *testing.T) {
 	if got := m.balance(t, wallet); got != 1_000_000-20*price {
 		t.Fatalf("the agent's wallet holds %d, want %d", got, 1_000_000-20*price)
 	}
-	if l, err := p.owner.AgentLimits(context.Background(), "crowd"); err != nil || l.Daily.Used != "0.2" || l.Daily.Remaining != "0" {
+	if l, err := p.owner.Limits(context.Background(), "crowd"); err != nil || l.Daily.Used != "0.2" || l.Daily.Remaining != "0" {
 		t.Fatalf("daily window %+v %v", l.Daily, err)
 	}
 }

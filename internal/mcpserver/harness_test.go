@@ -27,12 +27,12 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/facilitator"
 	"github.com/purserhq/purser/internal/mcpserver"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
@@ -119,7 +119,7 @@ type purser struct {
 	url   string
 	dir   string
 	token string
-	owner *client.Client
+	owner *sdk.Owner
 	srv   *app.Server
 	cfg   app.Config
 }
@@ -143,7 +143,7 @@ func startPurser(t testing.TB, m *market, cfg app.Config) *purser {
 		t.Fatal(err)
 	}
 	p.token = string(bytes.TrimSpace(tok))
-	p.owner, err = client.New(p.url, client.WithOwnerToken(p.token), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	p.owner, err = sdk.NewOwner(p.url, p.token, sdk.WithHTTPClient(&http.Client{Timeout: time.Minute}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func (p *purser) newAgent(t testing.TB, m *market, name, mandate string, fund in
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := p.owner.CreateAgent(context.Background(), client.CreateAgentRequest{Name: name,
+	a, err := p.owner.CreateAgent(context.Background(), sdk.CreateAgentRequest{Name: name,
 		IdentityAddress: agentauth.Address(key).Hex(), Mandate: json.RawMessage(mandate)})
 	if err != nil {
 		t.Fatal(err)
@@ -186,11 +186,15 @@ func (p *purser) newAgent(t testing.TB, m *market, name, mandate string, fund in
 // agentOf is the mcpserver.Agent of key against the Purser at url.
 func agentOf(t testing.TB, url string, key *ecdsa.PrivateKey) mcpserver.Agent {
 	t.Helper()
-	c, err := client.New(url, client.WithAgentKey(key), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	signer, err := sdk.NewKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mcpserver.NewClientAgent(c)
+	a, err := sdk.NewAgent(url, signer, sdk.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mcpserver.NewSDKAgent(a)
 }
 
 // connect runs s and returns a Go SDK client session connected to it in

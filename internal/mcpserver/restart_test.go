@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/internal/client"
 	"github.com/purserhq/purser/internal/mcpserver"
+	"github.com/purserhq/purser/sdk"
 )
 
 // restart stops p and starts it again on the same data directory (on a
@@ -24,7 +24,7 @@ func (p *purser) restart(t testing.TB) string {
 		return ""
 	}
 	p.srv, p.url = srv, "http://"+srv.Addr()
-	owner, err := client.New(p.url, client.WithOwnerToken(p.token), client.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	owner, err := sdk.NewOwner(p.url, p.token, sdk.WithHTTPClient(&http.Client{Timeout: time.Minute}))
 	if err != nil {
 		t.Error(err)
 	}
@@ -134,8 +134,8 @@ func TestRestartUnknownThenRetry(t *testing.T) {
 // oneSpend checks that the agent made exactly one spend, id.
 func oneSpend(t *testing.T, p *purser, id string) {
 	t.Helper()
-	spends, err := p.owner.ListSpends(context.Background(), client.SpendFilter{})
-	if err != nil || len(spends) != 1 || spends[0].SpendID != id || spends[0].Status != client.StatusCaptured {
+	spends, err := sdk.Collect(p.owner.Spends(context.Background(), sdk.SpendFilter{}))
+	if err != nil || len(spends) != 1 || spends[0].SpendID != id || spends[0].Status != sdk.StatusCaptured {
 		t.Fatalf("spends %+v %v; want one, %s, captured", spends, err, id)
 	}
 }

@@ -4,46 +4,47 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 
-	"github.com/purserhq/purser/internal/client"
-	"github.com/purserhq/purser/internal/payer"
+	"github.com/purserhq/purser/api"
+	"github.com/purserhq/purser/sdk"
 )
 
-// ClientAgent is the Agent of a Purser client signing with the agent's
-// key, and of the x402 payer built on it.
-type ClientAgent struct {
-	C *client.Client
-	P *payer.Payer
+// SDKAgent is the Agent of a public-SDK client (sdk.Agent): the MCP
+// server is a client of the API like any agent program, and the key stays
+// in the sdk.Signer.
+type SDKAgent struct {
+	A *sdk.Agent
 }
 
-// NewClientAgent wraps c.
-func NewClientAgent(c *client.Client) *ClientAgent {
-	return &ClientAgent{C: c, P: payer.New(c)}
-}
+// NewSDKAgent wraps a.
+func NewSDKAgent(a *sdk.Agent) *SDKAgent { return &SDKAgent{A: a} }
 
-var _ Agent = (*ClientAgent)(nil)
+var _ Agent = (*SDKAgent)(nil)
 
+// convErr maps the SDK's errors to APIError; transport errors stay as
+// they are.
 func convErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ae *client.APIError
-	if errors.As(err, &ae) {
-		e := &APIError{Status: ae.Status, ErrCode: ae.Code, Msg: ae.Message, Reasons: ae.Reasons()}
-		if f, ok := ae.Details["field"].(string); ok {
-			e.Field = f
-		}
-		return e
+	var re *sdk.RefusedError
+	if errors.As(err, &re) {
+		return &APIError{Status: http.StatusForbidden, ErrCode: "spend_denied", Msg: "the mandate refused the spend", Reasons: re.Reasons}
 	}
-	var pe *payer.Error
-	if errors.As(err, &pe) {
-		return &APIError{ErrCode: pe.Code(), Msg: pe.Message()}
+	var e *sdk.Error
+	if errors.As(err, &e) {
+		out := &APIError{Status: e.Status, ErrCode: e.Code, Msg: e.Message, Reasons: e.Reasons()}
+		if f, ok := e.Details["field"].(string); ok {
+			out.Field = f
+		}
+		return out
 	}
 	return err
 }
 
-func convSpend(s *client.Spend) *Spend {
+func convSpend(s *sdk.Spend) *Spend {
 	if s == nil {
 		return nil
 	}
@@ -53,11 +54,8 @@ func convSpend(s *client.Spend) *Spend {
 	if s.Captured != nil {
 		out.Captured = *s.Captured
 	}
-	if s.Rail == "x402" && len(s.RailRequest) > 0 {
-		var rr struct {
-			URL    string `json:"url"`
-			Method string `json:"method"`
-		}
+	if s.Rail == api.RailX402 && len(s.RailRequest) > 0 {
+		var rr api.X402Request
 		if json.Unmarshal(s.RailRequest, &rr) == nil {
 			out.URL, out.Method = rr.URL, rr.Method
 		}
@@ -66,8 +64,8 @@ func convSpend(s *client.Spend) *Spend {
 }
 
 // Limits implements Agent.
-func (a *ClientAgent) Limits(ctx context.Context) (*Limits, error) {
-	l, err := a.C.Limits(ctx)
+func (a *SDKAgent) Limits(ctx context.Context) (*Limits, error) {
+	l, err := a.A.Limits(ctx)
 	if err != nil {
 		return nil, convErr(err)
 	}
@@ -80,8 +78,7 @@ func (a *ClientAgent) Limits(ctx context.Context) (*Limits, error) {
 		out.Lifetime = &Window{Limit: l.Lifetime.Limit, Used: l.Lifetime.Used, Remaining: l.Lifetime.Remaining}
 	}
 	if l.Rate != nil {
-		out.RateLimit = l.Rate.Limit
-		out.RateUsed, _ = l.Rate.Used.Int64()
+		out.RateLimit, out.RateUsed = l.Rate.Limit, l.Rate.Used
 	}
 	var m struct {
 		PerTxAuto  string   `json:"per_tx_auto"`
@@ -104,8 +101,8 @@ func (a *ClientAgent) Limits(ctx context.Context) (*Limits, error) {
 }
 
 // Balances implements Agent.
-func (a *ClientAgent) Balances(ctx context.Context) ([]Balance, error) {
-	bs, err := a.C.Balances(ctx)
+func (a *SDKAgent) Balances(ctx context.Context) ([]Balance, error) {
+	bs, err := sdk.Collect(a.A.Balances(ctx))
 	if err != nil {
 		return nil, convErr(err)
 	}
@@ -117,8 +114,8 @@ func (a *ClientAgent) Balances(ctx context.Context) ([]Balance, error) {
 }
 
 // Assets implements Agent.
-func (a *ClientAgent) Assets(ctx context.Context) ([]Asset, error) {
-	as, err := a.C.Assets(ctx)
+func (a *SDKAgent) Assets(ctx context.Context) ([]Asset, error) {
+	as, err := sdk.Collect(a.A.Assets(ctx))
 	if err != nil {
 		return nil, convErr(err)
 	}
@@ -129,45 +126,59 @@ func (a *ClientAgent) Assets(ctx context.Context) ([]Asset, error) {
 	return out, nil
 }
 
-// Authorize implements Agent: a refusal is the denied spend, no error.
-func (a *ClientAgent) Authorize(ctx context.Context, r AuthorizeRequest) (*Spend, error) {
-	s, err := a.C.Authorize(ctx, client.AuthorizeRequest{Rail: r.Rail, Payee: r.Payee, Amount: r.Amount, Asset: r.Asset,
-		Network: r.Network, Memo: r.Memo, IdempotencyKey: r.IdempotencyKey, DryRun: r.DryRun})
-	if s != nil && client.IsCode(err, "spend_denied") {
-		out := convSpend(s)
-		if len(out.Reasons) == 0 {
-			var ae *client.APIError
-			errors.As(err, &ae)
-			out.Reasons = ae.Reasons()
-		}
-		return out, nil
+// Authorize implements Agent: a refusal is the denied spend and a spend
+// waiting for approval the pending one, both without an error.
+func (a *SDKAgent) Authorize(ctx context.Context, r AuthorizeRequest) (*Spend, error) {
+	req := sdk.AuthorizeRequest{Rail: r.Rail, Payee: r.Payee, Amount: r.Amount, Asset: r.Asset,
+		Network: r.Network, Memo: r.Memo, IdempotencyKey: r.IdempotencyKey}
+	var s *sdk.Spend
+	var err error
+	if r.DryRun {
+		s, err = a.A.DryRun(ctx, req)
+	} else {
+		s, err = a.A.Authorize(ctx, req)
 	}
-	if err != nil {
+	var re *sdk.RefusedError
+	var ar *sdk.ApprovalRequiredError
+	switch {
+	case errors.As(err, &re) && re.Spend != nil:
+		out := convSpend(re.Spend)
+		if len(out.Reasons) == 0 {
+			out.Reasons = re.Reasons
+		}
+		out.Status = StatusDenied
+		return out, nil
+	case errors.As(err, &ar):
+		return convSpend(ar.Spend), nil
+	case err != nil:
 		return nil, convErr(err)
 	}
 	return convSpend(s), nil
 }
 
 // Spend implements Agent.
-func (a *ClientAgent) Spend(ctx context.Context, id string) (*Spend, error) {
-	s, err := a.C.AgentSpend(ctx, id)
-	return convSpend(s), convErr(err)
-}
-
-// Confirm implements Agent.
-func (a *ClientAgent) Confirm(ctx context.Context, id string) (*Spend, error) {
-	s, err := a.C.Confirm(ctx, id)
+func (a *SDKAgent) Spend(ctx context.Context, id string) (*Spend, error) {
+	s, err := a.A.Spend(ctx, id)
 	if err != nil {
 		return nil, convErr(err)
 	}
 	return convSpend(s), nil
 }
 
-func convFetch(r FetchRequest, res *payer.Result, err error) (*FetchResult, error) {
+// Confirm implements Agent.
+func (a *SDKAgent) Confirm(ctx context.Context, id string) (*Spend, error) {
+	s, err := a.A.Confirm(ctx, id)
 	if err != nil {
-		var c interface{ Code() string }
-		var ae *client.APIError
-		if !errors.As(err, &c) && !errors.As(err, &ae) && r.URL != "" &&
+		return nil, convErr(err)
+	}
+	return convSpend(s), nil
+}
+
+func convFetch(r FetchRequest, res *sdk.FetchResult, err error) (*FetchResult, error) {
+	if err != nil {
+		var e *sdk.Error
+		var re *sdk.RefusedError
+		if !errors.As(err, &e) && !errors.As(err, &re) && r.URL != "" &&
 			(strings.HasPrefix(err.Error(), "request "+r.URL+":") || strings.HasPrefix(err.Error(), "read "+r.URL+":")) {
 			// The seller, not Purser, could not be reached.
 			return nil, &APIError{ErrCode: "seller_unreachable", Msg: "the seller could not be reached"}
@@ -176,6 +187,9 @@ func convFetch(r FetchRequest, res *payer.Result, err error) (*FetchResult, erro
 	}
 	out := &FetchResult{Outcome: string(res.Outcome), HTTPStatus: res.HTTPStatus, Header: res.Header, Body: res.Body,
 		Spend: convSpend(res.Spend), Reasons: res.Reasons, Error: res.Error}
+	if out.Outcome == OutcomeRefused && out.Spend != nil && out.Spend.Status == "" {
+		out.Spend.Status = StatusDenied
+	}
 	if res.Settlement != nil {
 		out.Transaction, out.Settled = res.Settlement.Transaction, res.Settlement.Success
 	}
@@ -185,19 +199,20 @@ func convFetch(r FetchRequest, res *payer.Result, err error) (*FetchResult, erro
 	return out, nil
 }
 
-func payerRequest(r FetchRequest) payer.Request {
-	return payer.Request{URL: r.URL, Method: strings.ToUpper(r.Method), Header: r.Header, Body: r.Body, Max: r.Max,
+func fetchRequest(r FetchRequest) sdk.FetchRequest {
+	return sdk.FetchRequest{URL: r.URL, Method: strings.ToUpper(r.Method), Header: r.Header, Body: r.Body, Max: r.Max,
 		IdempotencyKey: r.IdempotencyKey, DryRun: r.DryRun}
 }
 
-// Fetch implements Agent.
-func (a *ClientAgent) Fetch(ctx context.Context, r FetchRequest) (*FetchResult, error) {
-	res, err := a.P.Fetch(ctx, payerRequest(r))
+// Fetch implements Agent. Waiting for approval is the MCP server's (it
+// sends progress notifications meanwhile), not the SDK's.
+func (a *SDKAgent) Fetch(ctx context.Context, r FetchRequest) (*FetchResult, error) {
+	res, err := a.A.Fetch(ctx, fetchRequest(r))
 	return convFetch(r, res, err)
 }
 
 // ConfirmFetch implements Agent.
-func (a *ClientAgent) ConfirmFetch(ctx context.Context, id string, r FetchRequest) (*FetchResult, error) {
-	res, err := a.P.Confirm(ctx, id, payerRequest(r))
+func (a *SDKAgent) ConfirmFetch(ctx context.Context, id string, r FetchRequest) (*FetchResult, error) {
+	res, err := a.A.ConfirmFetch(ctx, id, fetchRequest(r))
 	return convFetch(r, res, err)
 }
