@@ -27,6 +27,9 @@ func TestDependencyDirection(t *testing.T) {
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
 		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
+		// The MCP server is a client of the API, through the public SDK,
+		// like any agent program: no pipeline, store, rail or key store.
+		"mcpserver": {mod + "spend", mod + "store", mod + "rails", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "evm"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
