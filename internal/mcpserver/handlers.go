@@ -57,7 +57,7 @@ func outcomeText(o *Outcome) string {
 	if o.Error != nil {
 		fmt.Fprintf(&b, " [%s]", o.Error.Code)
 	}
-	if len(o.Reasons) > 0 {
+	if len(o.Reasons) > 0 && o.Status != StatusPaid && o.Status != StatusServed && o.Status != StatusCaptured {
 		fmt.Fprintf(&b, " Reasons: %s.", strings.Join(o.Reasons, ", "))
 	}
 	if o.Remaining != nil {
