@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 
 	"github.com/purserhq/purser/internal/mcpserver"
@@ -49,6 +50,14 @@ func runMCP(ctx context.Context, e *env, o *opts, args []string) error {
 	log := slog.New(slog.NewJSONHandler(e.stdio.Err, nil))
 	s := mcpserver.New(mcpserver.NewSDKAgent(c), mcpserver.Options{Logger: log, ApprovalURL: o.mcp.approvalURL})
 	if o.mcp.http == "" {
+		// One client, whose calls mostly wait on Purser and sellers: one P
+		// keeps the hand-offs between the stdin reader, the tool handler
+		// and the HTTP client's goroutines on one thread instead of waking
+		// another, which halves the median of a limits call on a busy
+		// machine (docs/performance.md). GOMAXPROCS in the environment wins.
+		if e.getenv("GOMAXPROCS") == "" {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		}
 		return s.RunIO(ctx, e.stdio.In, e.stdio.Out)
 	}
 	return s.ServeHTTP(ctx, o.mcp.http, func(a net.Addr) {

@@ -50,9 +50,12 @@ type market struct {
 	reqs      atomic.Int64 // requests that reached the seller at all (402s included)
 }
 
-func newMarket(t testing.TB) *market {
+func newMarket(t testing.TB) *market { return newMarketOn(t, devchain.Config{}) }
+
+// newMarketOn is newMarket on a dev chain configured by cfg.
+func newMarketOn(t testing.TB, cfg devchain.Config) *market {
 	t.Helper()
-	dev, err := devchain.Start(devchain.Config{})
+	dev, err := devchain.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +366,13 @@ func (rc *recorder) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(rb)
+}
+
+// setFail sets fail (see recorder.fail).
+func (rc *recorder) setFail(f func(r *http.Request) int) {
+	rc.mu.Lock()
+	rc.fail = f
+	rc.mu.Unlock()
 }
 
 func (rc *recorder) all() [][]byte {

@@ -49,7 +49,7 @@ func TestRestartMidCall(t *testing.T) {
 	var once sync.Once
 	var restarted sync.WaitGroup
 	restarted.Add(1)
-	rec.fail = func(r *http.Request) int {
+	rec.setFail(func(r *http.Request) int {
 		mode := 0
 		if isAuthorize(r) {
 			once.Do(func() {
@@ -62,7 +62,7 @@ func TestRestartMidCall(t *testing.T) {
 			})
 		}
 		return mode
-	}
+	})
 	s := mcpserver.New(agentOf(t, rec.srv.URL, key), mcpserver.Options{RetryFor: 30 * time.Second})
 	cs := connect(t, s, nil)
 	args := map[string]any{"url": m.sellerURL + "/item", "idempotency_key": "restart-1"}
@@ -94,7 +94,7 @@ func TestRestartUnknownThenRetry(t *testing.T) {
 	rec := newRecorder(t, p.url)
 	var down atomic.Bool
 	var first atomic.Bool
-	rec.fail = func(r *http.Request) int {
+	rec.setFail(func(r *http.Request) int {
 		if down.Load() {
 			return 2
 		}
@@ -103,7 +103,7 @@ func TestRestartUnknownThenRetry(t *testing.T) {
 			return 1
 		}
 		return 0
-	}
+	})
 	s := mcpserver.New(agentOf(t, rec.srv.URL, key), mcpserver.Options{RetryFor: time.Second})
 	cs := connect(t, s, nil)
 	args := map[string]any{"url": m.sellerURL + "/item", "idempotency_key": "lazarus-1"}
