@@ -377,7 +377,7 @@ func (s *Server) balance(ctx context.Context, req *mcp.CallToolRequest) reply {
 	bo := &BalanceOutput{Status: StatusOK, Balances: []BalanceOut{}}
 	var parts []string
 	for _, b := range bs {
-		bo.Balances = append(bo.Balances, BalanceOut{Network: b.Network, Asset: b.Asset, Address: b.Address, Balance: b.Balance, Error: b.Error})
+		bo.Balances = append(bo.Balances, BalanceOut(b))
 		if b.Error != "" {
 			parts = append(parts, fmt.Sprintf("%s on %s: unreadable (%s)", b.Asset, b.Network, b.Error))
 		} else {

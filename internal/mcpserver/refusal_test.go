@@ -52,7 +52,7 @@ func TestRefusalExplained(t *testing.T) {
 		t.Fatalf("refusal: %v", out)
 	}
 	at, err := time.Parse(time.RFC3339, str(out, "retry_at"))
-	if err != nil || !at.After(time.Now()) || at.Sub(time.Now()) > 25*time.Hour {
+	if err != nil || !at.After(time.Now()) || time.Until(at) > 25*time.Hour {
 		t.Fatalf("retry_at %q: %v", str(out, "retry_at"), err)
 	}
 	_, out = call(t, cs, "dry_run", map[string]any{"action": "pay", "address": to, "amount": "0.65"})
