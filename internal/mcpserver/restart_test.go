@@ -2,11 +2,14 @@ package mcpserver_test
 
 import (
 	"context"
+	"math/big"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/purserhq/purser/internal/app"
 	"github.com/purserhq/purser/internal/mcpserver"
@@ -138,4 +141,54 @@ func oneSpend(t *testing.T, p *purser, id string) {
 	if err != nil || len(spends) != 1 || spends[0].SpendID != id || spends[0].Status != sdk.StatusCaptured {
 		t.Fatalf("spends %+v %v; want one, %s, captured", spends, err, id)
 	}
+}
+
+// TestPayoutRestart: a payout whose answer is lost while Purser goes down
+// reports unknown with its key; retried once Purser is back, it answers
+// the one payout, never a second transfer.
+func TestPayoutRestart(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	p := startPurser(t, m, m.config(t.TempDir()))
+	ctx := context.Background()
+	chains, err := p.owner.Chains(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.dev.FundETH(ctx, common.HexToAddress(chains.Relayer), big.NewInt(1e18)); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := p.newAgent(t, m, "sender", `{"per_tx_auto":"1","per_tx_max":"1","daily":"5","rails":["payout"]}`, 2_000_000)
+	rec := newRecorder(t, p.url)
+	var down, first atomic.Bool
+	rec.setFail(func(r *http.Request) int {
+		if down.Load() {
+			return 2
+		}
+		if isAuthorize(r) && first.CompareAndSwap(false, true) {
+			down.Store(true)
+			return 1
+		}
+		return 0
+	})
+	s := mcpserver.New(agentOf(t, rec.srv.URL, key), mcpserver.Options{RetryFor: time.Second})
+	cs := connect(t, s, nil)
+	to := common.HexToAddress("0x000000000000000000000000000000000000bEEF")
+	args := map[string]any{"address": to.Hex(), "amount": "0.40", "idempotency_key": "payout-restart-1"}
+	res, out := call(t, cs, "pay", args)
+	if !res.IsError || str(out, "status") != "unknown" || str(out, "idempotency_key") != "payout-restart-1" {
+		t.Fatalf("payout while Purser is down: %v", out)
+	}
+	rec.setTarget(p.restart(t))
+	down.Store(false)
+	for range 2 {
+		res, out = call(t, cs, "pay", args)
+		if res.IsError || str(out, "status") != "paid" || len(str(out, "transaction")) != 66 {
+			t.Fatalf("retried payout: %v", out)
+		}
+	}
+	if got := m.balance(t, to); got != 400_000 {
+		t.Fatalf("the payee received %d, want exactly 400000", got)
+	}
+	oneSpend(t, p, str(out, "spend_id"))
 }
