@@ -81,8 +81,25 @@ func TestDependencyDirection(t *testing.T) {
 			}
 		}
 	}
+	// cli stays a thin layer: it parses flags, calls app (which wires
+	// servers, chains, stores, relayers and middlewares, for demo and
+	// facilitator as for serve), talks to Purser through the sdk, and
+	// prints. Direct imports only: through app it reaches everything.
+	// Its tests may still start real components (a dev chain) as fixtures.
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "./cli").Output()
+	if err != nil {
+		t.Fatalf("go list ./cli: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, b := range []string{mod + "facilitator", mod + "evm", mod + "devchain", mod + "store", mod + "rails",
+			mod + "spend", mod + "httpapi", mod + "keystore", mod + "metrics", "github.com/purserhq/purser/x402"} {
+			if dep == b || strings.HasPrefix(dep, b+"/") {
+				t.Errorf("internal/cli imports %s; wire it in internal/app", dep)
+			}
+		}
+	}
 	// Only cli may import app.
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	out, err = exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/sdk"
-	
 )
 
 // ExitSellerFailed: a payment was authorized (and signed), but the seller

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/mandate"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestAgentRateBeforeWrites: over its request rate an agent gets 429

@@ -9,8 +9,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // storetest.PostgresDSN opens the database through database/sql
 
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/store/storetest"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestTwoServersSharePostgres runs two purser processes on one data

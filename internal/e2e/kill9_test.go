@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/store/storetest"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestKill9LosesNoAcknowledgedDecision kills the server with SIGKILL while

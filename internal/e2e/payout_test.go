@@ -8,8 +8,8 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/evm"
+	"github.com/purserhq/purser/sdk"
 )
 
 // TestPayout: a payout is signed from the agent's wallet, relayed with

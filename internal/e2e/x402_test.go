@@ -22,11 +22,11 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/app"
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/facilitator"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )

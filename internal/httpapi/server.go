@@ -88,6 +88,10 @@ type Server struct {
 	acceptUnbound bool
 	hosts         map[string]bool // nil: any host
 	metricsOwner  bool
+
+	// patterns are the mux patterns registered by handle, in order:
+	// docs/openapi.yaml is checked against them.
+	patterns []string
 }
 
 // New builds the server and its routes.
@@ -179,6 +183,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // limit, logging and metrics around it.
 func (s *Server) handle(pattern string, h handlerFunc) {
 	route := pattern
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := newRequestID()

@@ -31,9 +31,9 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/purserhq/purser/internal/agentauth"
-	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/evm/token"
+	"github.com/purserhq/purser/sdk"
 	"github.com/purserhq/purser/x402"
 	"github.com/purserhq/purser/x402/middleware"
 )
