@@ -46,6 +46,9 @@ type APIError struct {
 	Field      string
 	Reasons    []string
 	RetryAfter time.Duration
+	// SpendID and Transaction, when the error is about one spend
+	// (already_paid).
+	SpendID, Transaction string
 }
 
 func (e *APIError) Error() string {

@@ -118,6 +118,9 @@ func (s *Server) apiFailure(ctx context.Context, err error, key string, moneyMay
 			s.explainRefusal(ctx, o)
 		case code == "already_paid":
 			o.Status, o.Message = StatusAlreadyPaid, "This payment was made before: "+msg+". It is not paid again."
+			if ae != nil {
+				o.SpendID, o.Transaction = ae.SpendID, ae.Transaction
+			}
 			o.NextStep = "Do not retry; the seller served the paid request the first time."
 		case code == "x402_amount_above_max":
 			o.Status, o.Message = StatusRefused, "Refused: "+msg+". Nothing was paid."

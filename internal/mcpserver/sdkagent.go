@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/purserhq/purser/api"
@@ -39,10 +40,17 @@ func convErr(err error) error {
 		if f, ok := e.Details["field"].(string); ok {
 			out.Field = f
 		}
+		if m := alreadyPaidRE.FindStringSubmatch(e.Message); e.Code == "already_paid" && m != nil {
+			out.SpendID, out.Transaction = m[1], m[2]
+		}
 		return out
 	}
 	return err
 }
+
+// alreadyPaidRE reads the spend and the transaction out of the SDK's
+// already_paid message ("spend spd_… was paid already (0x…)").
+var alreadyPaidRE = regexp.MustCompile(`^spend (\S+) was paid already \((\S*)\)`)
 
 func convSpend(s *sdk.Spend) *Spend {
 	if s == nil {
