@@ -146,7 +146,7 @@ func (s *Server) apiFailure(ctx context.Context, err error, key string, moneyMay
 		return o
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		o := &Outcome{Status: StatusError, Message: "The call was cancelled.", Error: &ErrorInfo{Code: "cancelled", Message: "cancelled"}, IdempotencyKey: key}
+		o := &Outcome{Status: StatusError, Message: "The call was cancelled.", IdempotencyKey: key}
 		if moneyMayMove {
 			o.Status = StatusUnknown
 			o.Message = "The call was cancelled while a payment may have been under way."
@@ -514,7 +514,6 @@ func (s *Server) fetchOutcome(ctx context.Context, res *FetchResult, key string)
 			o.Message += fmt.Sprintf(" (HTTP %d)", res.HTTPStatus)
 		}
 		o.Message += "; Purser settles it from the chain: if the seller did not settle, nothing is paid."
-		o.Error = &ErrorInfo{Code: "seller_failed", Message: "the seller or its facilitator failed after payment was authorized"}
 		o.NextStep = "Do not retry with a new idempotency_key. Check spend_status later: captured means it was paid."
 	case OutcomeDryRun:
 		o.Status = StatusDryRun
@@ -664,7 +663,6 @@ func (s *Server) finish(ctx context.Context, sp *Spend, key string) reply {
 		if sp.Rail == "payout" && sp.Status == StatusReleased && !containsStr(sp.Reasons, "owner_denied") {
 			o.Status = StatusFailed
 			o.Message = "The payout could not be made; nothing was paid."
-			o.Error = &ErrorInfo{Code: "payout_failed", Message: "the transfer could not be made: " + strings.Join(sp.Reasons, ", ")}
 			o.NextStep = "See reasons (e.g. insufficient_funds: check balance)."
 			return s.outcome(o)
 		}
@@ -679,7 +677,7 @@ func (s *Server) finish(ctx context.Context, sp *Spend, key string) reply {
 			o := spendOutcome(sp, key)
 			o.Status = StatusAlreadyPaid
 			o.Message = fmt.Sprintf("Spend %s was paid already (transaction %s); it is not paid again.", sp.ID, orDash(sp.RailRef))
-			o.Error = &ErrorInfo{Code: "already_paid", Message: "paid already"}
+			o.Error = &ErrorInfo{Code: "already_paid", Message: "spend " + sp.ID + " was paid already"}
 			o.NextStep = "Do not retry; the seller served the paid request the first time."
 			return s.outcome(o)
 		}
@@ -710,7 +708,7 @@ func (s *Server) finish(ctx context.Context, sp *Spend, key string) reply {
 
 func (s *Server) payArgs(ctx context.Context, address, amount, asset, network, memo string) (AuthorizeRequest, *inputError) {
 	if !addressRE.MatchString(address) {
-		return AuthorizeRequest{}, inErr(CodeAddressInvalid, "address", "address must be a 0x EVM address of 40 hex digits")
+		return AuthorizeRequest{}, inErr(CodeValueInvalid, "address", "address must be a 0x EVM address of 40 hex digits")
 	}
 	if asset != "" && !symbolRE.MatchString(asset) {
 		return AuthorizeRequest{}, inErr(CodeValueInvalid, "asset", "asset must be a symbol such as USDC")
@@ -719,7 +717,7 @@ func (s *Server) payArgs(ctx context.Context, address, amount, asset, network, m
 		return AuthorizeRequest{}, inErr(CodeValueInvalid, "network", "network must be a CAIP-2 id such as eip155:8453")
 	}
 	if len(memo) > maxMemoBytes {
-		return AuthorizeRequest{}, inErr(CodeValueTooLong, "memo", "memo is longer than %d bytes", maxMemoBytes)
+		return AuthorizeRequest{}, inErr(CodeValueInvalid, "memo", "memo is longer than %d bytes", maxMemoBytes)
 	}
 	if !utf8.ValidString(memo) {
 		return AuthorizeRequest{}, inErr(CodeValueInvalid, "memo", "memo is not UTF-8 text")
@@ -790,12 +788,10 @@ func (s *Server) payOutcome(ctx context.Context, sp *Spend, key string) *Outcome
 		}
 		o.Status = StatusFailed
 		o.Message = "The payout could not be made; nothing was paid."
-		o.Error = &ErrorInfo{Code: "payout_failed", Message: "the transfer could not be made: " + strings.Join(sp.Reasons, ", ")}
 		o.NextStep = "See reasons (insufficient_funds: the wallet is short, see balance; relayer_unfunded: tell the owner)."
 	default: // authorized (signed, being sent) or unknown
 		o.Status = StatusUnknown
 		o.Message = fmt.Sprintf("The payout (spend %s) was sent or signed but is not confirmed yet; the chain decides, and Purser settles it.", sp.ID)
-		o.Error = &ErrorInfo{Code: "not_confirmed", Message: "the transfer is not confirmed yet"}
 		o.NextStep = "Call spend_status with spend_id later: captured means paid. Retrying with the same idempotency_key never pays twice."
 	}
 	return o

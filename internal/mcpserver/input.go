@@ -32,24 +32,22 @@ const (
 	defaultAmountDec = 6
 )
 
-// Input error codes (besides money's amount_* codes).
+// Input error codes. Each is in the one registry (internal/spend/codes.go)
+// and docs/api.md; besides these, the API's own invalid_request (a wrong
+// JSON type, ambiguous JSON, not an object), body_too_large and amount_*
+// codes.
 const (
-	CodeInvalidInput       = "invalid_input"          // not an object, a wrong type, an ambiguous JSON text
+	CodeInvalidInput       = "invalid_request"        // not an object, a wrong type, an ambiguous JSON text
 	CodeMissingField       = "missing_field"          // a required field is absent or empty
 	CodeUnknownField       = "unknown_field"          // a field the tool does not take
-	CodeInputTooLarge      = "input_too_large"        // the arguments are over 256 KiB
-	CodeURLInvalid         = "url_invalid"            // not an absolute URL with a host
+	CodeInputTooLarge      = "body_too_large"         // the arguments are over 256 KiB, or the body over 64 KiB
+	CodeURLInvalid         = "url_invalid"            // not an absolute URL with a host, or with credentials in it
 	CodeURLSchemeForbidden = "url_scheme_not_allowed" // not http or https (file:, data:, ftp:, ...)
-	CodeURLCredentials     = "url_has_credentials"    // user:password@ in the URL
 	CodeBodyTooLarge       = "body_too_large"
 	CodeHeadersTooLarge    = "headers_too_large"
 	CodeHeaderInvalid      = "header_invalid"
 	CodeHeaderNotAllowed   = "header_not_allowed"
-	CodeMethodInvalid      = "method_invalid"
-	CodeValueTooLong       = "value_too_long"
-	CodeValueInvalid       = "value_invalid"
-	CodeAddressInvalid     = "address_invalid"
-	CodeWaitOutOfRange     = "wait_out_of_range"
+	CodeValueInvalid       = "value_invalid" // a malformed or out-of-range value (method, address, wait, key, ...); error.field names it
 )
 
 // inputError is a tool input refused with a code, naming the field.
@@ -189,7 +187,7 @@ func checkSpendID(id string) *inputError {
 
 func checkWait(n int) *inputError {
 	if n < 0 || n > MaxWaitSeconds {
-		return inErr(CodeWaitOutOfRange, "wait_for_approval_seconds", "wait_for_approval_seconds must be between 0 and %d", MaxWaitSeconds)
+		return inErr(CodeValueInvalid, "wait_for_approval_seconds", "wait_for_approval_seconds must be between 0 and %d", MaxWaitSeconds)
 	}
 	return nil
 }
@@ -214,7 +212,7 @@ func checkAmount(field, s string, decimals uint8) *inputError {
 // credentials.
 func checkURL(raw string) *inputError {
 	if len(raw) > maxURLBytes {
-		return inErr(CodeValueTooLong, "url", "url is longer than %d bytes", maxURLBytes)
+		return inErr(CodeValueInvalid, "url", "url is longer than %d bytes", maxURLBytes)
 	}
 	if strings.ContainsAny(raw, " \t\r\n\x00") {
 		return inErr(CodeURLInvalid, "url", "url contains spaces or control characters")
@@ -233,7 +231,7 @@ func checkURL(raw string) *inputError {
 		return inErr(CodeURLInvalid, "url", "url has no host")
 	}
 	if u.User != nil {
-		return inErr(CodeURLCredentials, "url", "url must not carry credentials (user:password@); pass them in headers")
+		return inErr(CodeURLInvalid, "url", "url must not carry credentials (user:password@); pass them in headers")
 	}
 	return nil
 }
@@ -248,7 +246,7 @@ func checkMethod(m string) (string, *inputError) {
 			return up, nil
 		}
 	}
-	return "", inErr(CodeMethodInvalid, "method", "method %q is not one of %s", m, strings.Join(allMethods, ", "))
+	return "", inErr(CodeValueInvalid, "method", "method %q is not one of %s", m, strings.Join(allMethods, ", "))
 }
 
 func checkHeaders(in map[string]string) (http.Header, *inputError) {
