@@ -14,7 +14,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/purserhq/purser/internal/mcpserver"
 )
@@ -116,5 +115,4 @@ func TestKeyNeverLeaves(t *testing.T) {
 	if !bytes.Contains(bytes.Join(traffic, nil), []byte("Purser-Signature")) {
 		t.Fatal("no signed request went through the proxy")
 	}
-	_ = mcp.TextContent{}
 }

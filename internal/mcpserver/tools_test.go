@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/purserhq/purser/internal/mcpserver"
@@ -150,5 +149,4 @@ func TestFetchAndLimits(t *testing.T) {
 	if res.IsError || str(out, "status") != "paid" || out["body"] == nil {
 		t.Fatalf("confirm: %v", out)
 	}
-	_ = common.Address{}
 }

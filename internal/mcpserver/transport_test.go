@@ -2,9 +2,9 @@ package mcpserver_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -106,12 +107,26 @@ func TestGoClientOverTransports(t *testing.T) {
 	t.Run("stdio", func(t *testing.T) {
 		cmd := exec.Command(purserBin(t), "mcp", "--agent-key", keyFile, "--server", p.url)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
 		cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cs.Close()
 		session(t, m, cs, "stdio-1")
+		if err := cs.Close(); err != nil {
+			t.Logf("close: %v", err)
+		}
+		// The process logs a line per tool call on stderr, and never the key.
+		logs := stderr.Bytes()
+		if !bytes.Contains(logs, []byte(`"tool":"x402_fetch"`)) {
+			t.Fatalf("stderr: %s", logs)
+		}
+		for _, form := range keyForms(crypto.FromECDSA(key)) {
+			if bytes.Contains(bytes.ToLower(logs), bytes.ToLower([]byte(form))) {
+				t.Fatal("the agent key is in the stdio server's stderr")
+			}
+		}
 	})
 	t.Run("http", func(t *testing.T) {
 		u := startMCPHTTP(t, keyFile, p.url)
@@ -180,5 +195,4 @@ func TestHTTPGuard(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "loopback") {
 		t.Fatalf("--http 0.0.0.0:0: %v %s", err, out)
 	}
-	_ = fmt.Sprint()
 }
