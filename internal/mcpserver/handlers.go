@@ -287,7 +287,7 @@ func (s *Server) approvalURL(id string) string {
 	return strings.ReplaceAll(s.opts.ApprovalURL, "{spend_id}", url.PathEscape(id))
 }
 
-func (s *Server) pendingOutcome(o *Outcome, tool string) {
+func (s *Server) pendingOutcome(o *Outcome) {
 	o.Status = StatusPending
 	o.ApprovalURL = s.approvalURL(o.SpendID)
 	o.Message = fmt.Sprintf("Waiting for the owner's approval (spend %s, %s %s). Nothing is paid yet; the amount is held.", o.SpendID, o.Amount, o.Asset)
@@ -296,7 +296,6 @@ func (s *Server) pendingOutcome(o *Outcome, tool string) {
 		o.NextStep += " at " + o.ApprovalURL
 	}
 	o.NextStep += "; then call confirm with this spend_id (pass wait_for_approval_seconds to wait). spend_status shows where it stands."
-	_ = tool
 }
 
 // refusedSpend fills a refusal's outcome.
@@ -504,7 +503,7 @@ func (s *Server) fetchOutcome(ctx context.Context, res *FetchResult, key string)
 		o.AmountPaid = o.Amount
 		o.Message = fmt.Sprintf("Paid %s %s to %s (spend %s, transaction %s); the seller answered HTTP %d.", o.Amount, o.Asset, o.Payee, o.SpendID, orDash(o.Transaction), res.HTTPStatus)
 	case OutcomePending:
-		s.pendingOutcome(o, ToolX402Fetch)
+		s.pendingOutcome(o)
 	case OutcomeRefused:
 		s.refusedSpend(ctx, o)
 	case OutcomeSellerFailed:
@@ -653,7 +652,7 @@ func (s *Server) finish(ctx context.Context, sp *Spend, key string) reply {
 	switch sp.Status {
 	case StatusPendingApproval:
 		o := spendOutcome(sp, key)
-		s.pendingOutcome(o, "")
+		s.pendingOutcome(o)
 		if sp.Rail == "x402" {
 			o.Amount, o.Asset = sp.Amount, sp.Asset
 		}
@@ -778,7 +777,7 @@ func (s *Server) payOutcome(ctx context.Context, sp *Spend, key string) *Outcome
 		o.Status = StatusPaid
 		o.Message = fmt.Sprintf("Paid %s %s to %s (spend %s, transaction %s).", o.AmountPaid, sp.Asset, sp.Payee, sp.ID, orDash(sp.RailRef))
 	case StatusPendingApproval:
-		s.pendingOutcome(o, ToolPay)
+		s.pendingOutcome(o)
 	case StatusDenied:
 		s.refusedSpend(ctx, o)
 	case StatusReleased, StatusExpired:
