@@ -103,6 +103,10 @@ func (s *Server) apiFailure(ctx context.Context, err error, key string, moneyMay
 		errors.As(err, &ae)
 		msg := err.Error()
 		o := &Outcome{Status: StatusError, Message: "Purser answered: " + msg + ".", Error: &ErrorInfo{Code: code, Message: msg}, IdempotencyKey: key}
+		if ae != nil && ae.Status == 0 {
+			// Raised on this side (the SDK, a seller), not by Purser.
+			o.Message = "Failed: " + msg + "."
+		}
 		if ae != nil {
 			o.Error.Field = ae.Field
 			if ae.RetryAfter > 0 {
@@ -141,7 +145,10 @@ func (s *Server) apiFailure(ctx context.Context, err error, key string, moneyMay
 		case code == "seller_unreachable":
 			o.NextStep = "Nothing was paid. Check the URL, or retry later."
 		default:
-			o.NextStep = "Nothing more was done. Tell the user; retrying with the same idempotency_key is safe."
+			o.NextStep = "Tell the user what failed."
+			if key != "" {
+				o.NextStep += " Retrying with the same idempotency_key is safe: it never pays twice."
+			}
 		}
 		return o
 	}
