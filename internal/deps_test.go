@@ -98,16 +98,23 @@ func TestDependencyDirection(t *testing.T) {
 			}
 		}
 	}
-	// Only cli may import app.
-	out, err = exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	// Only cli may import app, and tests that need a whole server in
+	// process: the end-to-end tests, and the public SDK's external tests
+	// and examples (package sdk_test: a test package, never part of what
+	// a program importing sdk builds). Test variants are listed too
+	// (-test), named "path [path.test]".
+	allowed := map[string]bool{mod + "cli": true, mod + "e2e": true, mod + "e2e.test": true, mod + "e2e_test": true,
+		"github.com/purserhq/purser/sdk_test": true}
+	out, err = exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}|{{join .Imports " "}}`, "../...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		for _, imp := range f[1:] {
-			if imp == mod+"app" && f[0] != mod+"cli" && f[0] != mod+"e2e" && f[0] != mod+"e2e.test" && f[0] != mod+"e2e_test" {
-				t.Errorf("%s imports internal/app; only internal/cli may", f[0])
+		path, imports, _ := strings.Cut(line, "|")
+		path, _, _ = strings.Cut(path, " ")
+		for _, imp := range strings.Fields(imports) {
+			if imp == mod+"app" && !allowed[path] && path != mod+"app.test" { // app.test: app's own test binary
+				t.Errorf("%s imports internal/app; only internal/cli may", path)
 			}
 		}
 	}
