@@ -28,6 +28,9 @@ func TestDependencyDirection(t *testing.T) {
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
 		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
+		// The MCP server is a client of the API, through the public SDK,
+		// like any agent program: no pipeline, store, rail or key store.
+		"mcpserver": {mod + "spend", mod + "store", mod + "rails", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "evm"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
@@ -99,10 +102,12 @@ func TestDependencyDirection(t *testing.T) {
 	// Only cli may import app, and tests that need a whole server in
 	// process: the end-to-end tests, and the public SDK's external tests
 	// and examples (package sdk_test: a test package, never part of what
-	// a program importing sdk builds). Test variants are listed too
-	// (-test), named "path [path.test]".
+	// a program importing sdk builds), and the MCP server's external
+	// tests (package mcpserver_test: MCP clients against a real Purser on
+	// the dev chain). Test variants are listed too (-test), named
+	// "path [path.test]".
 	allowed := map[string]bool{mod + "cli": true, mod + "e2e": true, mod + "e2e.test": true, mod + "e2e_test": true,
-		"github.com/purserhq/purser/sdk_test": true}
+		"github.com/purserhq/purser/sdk_test": true, mod + "mcpserver_test": true}
 	out, err = exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}|{{join .Imports " "}}`, "../...").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -93,6 +93,7 @@ type opts struct {
 	resolve      resolveOpts
 	fac          facilitatorOpts
 	demo         demoOpts
+	mcp          mcpOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -111,6 +112,7 @@ func commands() []*command {
 		x402Command(),
 		payCommand(),
 		balanceCommand(),
+		mcpCommand(),
 		fundCommand(),
 		chainsCommand(),
 		facilitatorCommand(),
