@@ -53,4 +53,6 @@ func (a *Auth) CheckCSRF(r *http.Request) error { return a.a.checkCSRF(r) }
 
 // WriteError writes err as JSON {code, message} with the status the code
 // registry gives it.
-func (a *Auth) WriteError(w http.ResponseWriter, r *http.Request, err error) { a.a.writeError(w, r, err) }
+func (a *Auth) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.a.writeError(w, r, err)
+}
