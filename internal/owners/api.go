@@ -1,7 +1,10 @@
 package owners
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/purserhq/purser/internal/spend"
 )
 
 // Auth serves the owner's sign-in and the passkey approval, and guards
@@ -55,4 +58,14 @@ func (a *Auth) CheckCSRF(r *http.Request) error { return a.a.checkCSRF(r) }
 // registry gives it.
 func (a *Auth) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	a.a.writeError(w, r, err)
+}
+
+// Invite creates a one-time enrolment link for the owner called name (a
+// new owner, or a further passkey of an existing one).
+func (a *Auth) Invite(ctx context.Context, name string) (link string, inv *spend.OwnerInviteCreated, err error) {
+	inv, err = a.a.svc.InviteOwner(ctx, name, a.a.invite)
+	if err != nil {
+		return "", nil, err
+	}
+	return a.EnrolURL(inv.Token), inv, nil
 }

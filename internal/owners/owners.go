@@ -54,7 +54,9 @@ type Config struct {
 	// URL's host, localhost and IP literals); "*" turns the check off.
 	HostNames []string
 	Logger    *slog.Logger
-	Clock     spend.Clock
+	// Clock is ignored: sessions, invites and challenges run on the
+	// spend service's clock.
+	Clock spend.Clock
 	// SessionIdle and SessionMax bound a session: it ends after
 	// SessionIdle without a request (default 30 min) and SessionMax after
 	// sign-in whatever happens (default 12 h).

@@ -3,6 +3,8 @@ package spend
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -50,8 +52,17 @@ func checkOwnerName(name string) error {
 	return nil
 }
 
-// OwnerInviteCreated is a new invite: TokenHash is what is stored.
+// SecretHash is how invite tokens and session ids are stored: the hex
+// SHA-256 of the secret, never the secret itself.
+func SecretHash(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// OwnerInviteCreated is a new invite. Token is the one-time secret of the
+// enrolment link; only its hash is stored.
 type OwnerInviteCreated struct {
+	Token     string
 	Name      string
 	ExpiresAt time.Time
 	NewOwner  bool // no owner has this name yet: enrolment creates one
@@ -59,13 +70,23 @@ type OwnerInviteCreated struct {
 
 // InviteOwner stores a one-time enrolment invite for the owner called
 // name (created on enrolment) or, when that owner exists, for a further
-// passkey of theirs. tokenHash is the hex SHA-256 of the token the caller
-// hands out; the token itself is never stored.
-func (s *Service) InviteOwner(ctx context.Context, name, tokenHash string, ttl time.Duration) (*OwnerInviteCreated, error) {
+// passkey of theirs, valid for ttl (15 minutes when 0).
+func (s *Service) InviteOwner(ctx context.Context, name string, ttl time.Duration) (*OwnerInviteCreated, error) {
+	if name == "" {
+		name = "owner"
+	}
 	if err := checkOwnerName(name); err != nil {
 		return nil, err
 	}
-	out := &OwnerInviteCreated{Name: name}
+	if ttl <= 0 {
+		ttl = 15 * time.Minute
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	out := &OwnerInviteCreated{Token: b64url.EncodeToString(b[:]), Name: name}
+	tokenHash := SecretHash(out.Token)
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
 		o, err := tx.OwnerGet(ctx, name)
