@@ -197,7 +197,7 @@ type PasskeyAdded struct {
 // recorded intent.
 type approvals struct {
 	passkeys map[string]*knownPasskey // credential id → key
-	revoked  map[string]bool         // owner ids
+	revoked  map[string]bool          // owner ids
 	intents  map[string]*ApprovalCommit
 	nonces   map[string]bool // challenge nonces already used
 }

@@ -199,7 +199,9 @@ func readJSON(r *http.Request, v any) error {
 
 // --- Host, Origin, CSRF ---
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 func (a *auth) checkHost(r *http.Request) error {
 	if a.hosts == nil {

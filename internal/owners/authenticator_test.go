@@ -113,7 +113,7 @@ func (sa *softAuthenticator) create(t *testing.T, options any) (*softCredential,
 		t.Fatalf("user id: %v", err)
 	}
 	c := &softCredential{id: make([]byte, 32), key: key, userHandle: uh, rpID: o.PublicKey.RP.ID}
-	rand.Read(c.id) //nolint:errcheck
+	rand.Read(c.id)         //nolint:errcheck
 	att := make([]byte, 16) // AAGUID: zero
 	att = binary.BigEndian.AppendUint16(att, uint16(len(c.id)))
 	att = append(att, c.id...)
