@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -180,4 +181,18 @@ func (a *assertion) resign(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.signature = sig
+}
+
+// mustKeySPKI returns a fresh P-256 public key, PKIX DER in base64url.
+func (sa *softAuthenticator) mustKeySPKI(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b64.EncodeToString(der)
 }
