@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +31,7 @@ import (
 	"github.com/purserhq/purser/internal/mandate"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/owners"
 	"github.com/purserhq/purser/internal/portal"
 	"github.com/purserhq/purser/internal/rails"
 	"github.com/purserhq/purser/internal/spend"
@@ -93,13 +93,15 @@ type Config struct {
 	// Any other name is refused (host_not_served), which defeats DNS
 	// rebinding.
 	HostNames []string
+	// PublicURL is the portal's origin as browsers reach it
+	// (scheme://host[:port]): the passkeys' origin and relying-party id,
+	// and the host of enrolment links. Default http://localhost:PORT (RP
+	// id localhost, a secure context without TLS); behind a TLS proxy,
+	// https://wallet.example.com.
+	PublicURL string
 	// MetricsAuth is "none" (default: /metrics is open) or "owner"
 	// (/metrics needs the owner token).
 	MetricsAuth string
-	// PublicURL is where owners reach this Purser (behind a proxy: its
-	// public https URL): the portal's origin, and the WebAuthn relying
-	// party's. Default http://localhost:PORT.
-	PublicURL string
 	// AcceptUnboundSignatures also accepts version 1 agent signatures,
 	// which bind no deployment, while agents upgrade (docs/api.md).
 	AcceptUnboundSignatures bool
@@ -156,15 +158,15 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
 	}
-	if c.PublicURL != "" {
-		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			errs = append(errs, fmt.Errorf("public-url %q: give an absolute http or https URL without a path", c.PublicURL))
-		}
-	}
 	switch c.MetricsAuth {
 	case "", "none", "owner":
 	default:
 		errs = append(errs, fmt.Errorf("metrics-auth %q: use none or owner", c.MetricsAuth))
+	}
+	if c.PublicURL != "" {
+		if _, _, _, err := owners.ParsePublicURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("public-url: %w", err))
+		}
 	}
 	for _, h := range c.HostNames {
 		if h == "" || strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
@@ -212,6 +214,7 @@ type Server struct {
 	chains *chainSet
 	http   *http.Server
 	ln     net.Listener
+	owners *owners.Auth
 	bgWG   sync.WaitGroup
 	stopBG context.CancelFunc
 }
@@ -342,11 +345,24 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	reg := metrics.NewRegistry()
 	observeStore(reg, st)
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		publicURL = "http://localhost:" + port
+	}
+	_, publicHost, _, _ := owners.ParsePublicURL(publicURL)
+	hostNames := append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen), publicHost)
+	auth, err := owners.New(owners.Config{Service: svc, PublicURL: publicURL, HostNames: hostNames, Logger: log})
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	var chainsRead portal.Chains
 	if len(chains.networks()) > 0 {
 		chainsRead = chainInfo{chains}
 	}
-	owner, err := newPortal(svc, assets, chainsRead, noSessions{}, nil, portalOrigin(cfg.PublicURL, ln.Addr()), log)
+	owner, err := newPortal(svc, assets, chainsRead, auth, log)
 	if err != nil {
 		chains.close()
 		st.Close()
@@ -355,8 +371,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen), publicHost(cfg.PublicURL)),
-		Portal:    owner.Handler(),
+		HostNames: hostNames, PublicURL: auth.PublicURL(),
+		Portal: owner.Handler(),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -368,8 +384,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api := httpapi.New(hcfg)
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains,
-		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains, owners: auth,
+		http: &http.Server{Handler: rootHandler(api.Handler(), auth), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))

@@ -4,66 +4,57 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
+	"strings"
 
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/owners"
 	"github.com/purserhq/purser/internal/portal"
 	"github.com/purserhq/purser/internal/spend"
 )
 
-// portalOrigin is the origin owners' browsers use: --public-url, else
-// http://localhost:PORT (a WebAuthn relying-party id must be a name, not
-// an IP address, and localhost is a secure context without TLS).
-func portalOrigin(publicURL string, addr net.Addr) string {
-	if publicURL != "" {
-		u, err := url.Parse(publicURL)
-		if err == nil {
-			return u.Scheme + "://" + u.Host
+// rootHandler puts the owner's browser side beside the JSON API: /auth/
+// (passkey enrolment, sign-in, sessions and approvals: internal/owners)
+// and everything else to the API, which answers /v1, /healthz and
+// /metrics and hands every other path to the portal's pages
+// (internal/portal, behind auth.RequireSession).
+func rootHandler(api http.Handler, auth *owners.Auth) http.Handler {
+	authH := auth.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/auth/") {
+			authH.ServeHTTP(w, r)
+			return
 		}
-	}
-	_, port, _ := net.SplitHostPort(addr.String())
-	return "http://localhost:" + port
+		api.ServeHTTP(w, r)
+	})
 }
 
-// newPortal builds the owner portal on svc.
-func newPortal(svc *spend.Service, assets *money.Registry, chains portal.Chains, auth portal.Auth, authHandler http.Handler, origin string, log *slog.Logger) (*portal.Server, error) {
-	p, err := portal.New(portal.Config{Service: svc, Assets: assets, Auth: auth, AuthHandler: authHandler,
-		Chains: chains, Origin: origin, Logger: log})
+// Owners is the owner sign-in the server runs: its enrolment links, its
+// session middleware for the portal.
+func (s *Server) Owners() *owners.Auth { return s.owners }
+
+// newPortal builds the owner portal on svc, with auth's sessions, at
+// auth's public origin.
+func newPortal(svc *spend.Service, assets *money.Registry, chains portal.Chains, auth *owners.Auth, log *slog.Logger) (*portal.Server, error) {
+	p, err := portal.New(portal.Config{Service: svc, Assets: assets, Auth: ownersAuth{auth}, AuthHandler: auth.Handler(),
+		Chains: chains, Origin: auth.PublicURL(), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
 	}
 	return p, nil
 }
 
-// noSessions is the portal's identity backend until one is configured:
-// nobody is signed in, so every page sends the browser to sign-in, which
-// says that passkey sign-in is not set up.
-type noSessions struct{}
+// ownersAuth is internal/owners as the portal's Auth.
+type ownersAuth struct{ a *owners.Auth }
 
-func (noSessions) RequireSession(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-			return
-		}
-		http.Error(w, "sign in first", http.StatusUnauthorized)
-	})
-}
+func (o ownersAuth) RequireSession(next http.Handler) http.Handler { return o.a.RequireSession(next) }
 
-func (noSessions) Session(context.Context) (portal.Session, bool) { return portal.Session{}, false }
-
-func (noSessions) CheckCSRF(*http.Request) error {
-	return spend.Errorf("csrf_failed", "no session")
-}
-
-// publicHost is the host name of --public-url ("" when unset), which the
-// Host check must serve.
-func publicHost(publicURL string) string {
-	u, err := url.Parse(publicURL)
-	if err != nil {
-		return ""
+func (o ownersAuth) Session(ctx context.Context) (portal.Session, bool) {
+	s := owners.SessionFrom(ctx)
+	if s == nil {
+		return portal.Session{}, false
 	}
-	return u.Hostname()
+	return portal.Session{OwnerID: s.OwnerID, OwnerName: s.OwnerName, CSRF: s.CSRF}, true
 }
+
+func (o ownersAuth) CheckCSRF(r *http.Request) error { return o.a.CheckCSRF(r) }

@@ -226,6 +226,7 @@ type Verifier struct {
 	hashes  [][32]byte // hashes[i] is the hash of seq i+1
 	last    Checkpoint // the last checkpoint verified
 	trusted *Trusted   // a head the chain must extend (Trust)
+	ap      approvals  // passkey approvals (approval.go)
 	err     error
 }
 
@@ -270,6 +271,9 @@ func (v *Verifier) Event(e *Event) error {
 	}
 	if err := v.checkTrusted(e.Seq, h); err != nil {
 		return err
+	}
+	if err := v.ap.observe(e); err != nil {
+		return v.fail(e.Seq, err.Error())
 	}
 	v.hashes = append(v.hashes, h)
 	v.res.HeadSeq, v.res.HeadHash = e.Seq, e.Hash

@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit/tail", s.owner(s.auditTail))
 	s.handle("POST /v1/audit/verify", s.owner(s.auditVerify))
 	s.handle("GET /v1/audit/key", s.owner(s.auditKey))
+	s.ownerRoutes()
 
 	s.handle("POST /v1/agent/spends", s.agent(s.authorize))
 	s.handle("GET /v1/agent/spends/{id}", s.agent(s.agentGetSpend))

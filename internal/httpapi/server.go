@@ -60,6 +60,9 @@ type Config struct {
 	// any other name is refused, so a DNS-rebinding page cannot read the
 	// API or /metrics. "*" turns the check off.
 	HostNames []string
+	// PublicURL is the portal's origin (serve --public-url): owner
+	// enrolment links are <PublicURL>/enrol#<token>.
+	PublicURL string
 	// MetricsAuth is "owner" to require the owner token on /metrics;
 	// "" or "none" leaves it open (for a scraper on loopback).
 	MetricsAuth string
@@ -93,6 +96,7 @@ type Server struct {
 	hosts         map[string]bool // nil: any host
 	metricsOwner  bool
 	portal        http.Handler
+	publicURL     string
 
 	// patterns are the mux patterns registered by handle, in order:
 	// docs/openapi.yaml is checked against them.
@@ -116,6 +120,7 @@ func New(cfg Config) *Server {
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
 		portal: cfg.Portal,
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail

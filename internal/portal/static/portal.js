@@ -39,13 +39,16 @@
     el.hidden = false;
   }
   // Options from the server carry binary fields as base64url strings.
+  // The server answers {options: {publicKey: …}}.
   function requestOptions(o) {
+    o = o.options || o;
     var pk = o.publicKey || o;
     pk.challenge = unb64u(pk.challenge);
     (pk.allowCredentials || []).forEach(function (c) { c.id = unb64u(c.id); });
     return { publicKey: pk };
   }
   function creationOptions(o) {
+    o = o.options || o;
     var pk = o.publicKey || o;
     pk.challenge = unb64u(pk.challenge);
     pk.user.id = unb64u(pk.user.id);
@@ -101,10 +104,19 @@
     var id = encodeURIComponent(approve.dataset.spend);
     try {
       var opts = await post("/auth/approvals/" + id + "/begin");
+      if (opts.already_approved) { location.assign("/approvals?done=approved"); return; }
       var cred = await navigator.credentials.get(requestOptions(opts));
       await post("/auth/approvals/" + id + "/finish", { credential: assertionJSON(cred) });
       location.assign("/approvals?done=approved");
     } catch (e) { showError("approve-error", e); busy(approve, false); }
+  });
+
+  // ---- sign out: the endpoint answers JSON, so go to sign-in after ----
+  var signout = document.querySelector("form.signout");
+  if (signout) signout.addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    try { await post(signout.action); } catch (e) { /* signed out already */ }
+    location.assign("/signin");
   });
 
   // ---- live approval queue ----
