@@ -341,7 +341,8 @@ func (s *Server) approval(w http.ResponseWriter, r *http.Request, sess Session) 
 
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, sess Session) error {
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	if _, err := s.svc.Deny(r.Context(), r.PathValue("id"), reason); err != nil {
+	// The audit event names the signed-in owner who denied it.
+	if _, err := s.svc.DenyAsOwner(r.Context(), r.PathValue("id"), reason, sess.OwnerID); err != nil {
 		return err
 	}
 	http.Redirect(w, r, "/approvals?done=denied", http.StatusSeeOther)
