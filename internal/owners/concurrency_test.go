@@ -46,7 +46,9 @@ func concurrentApprovals(t *testing.T, h *harness) {
 		b *browser
 		a *assertion
 	}{{b1, a1}, {b2, a2}, {b1, a1}, {b2, a2}} {
-		wg.Go(func() { answers[i] = call.b.post(approvalPath(sp.ID, "finish"), map[string]any{"credential": call.a.json()}) })
+		wg.Go(func() {
+			answers[i] = call.b.post(approvalPath(sp.ID, "finish"), map[string]any{"credential": call.a.json()})
+		})
 	}
 	wg.Wait()
 	approved, replayed, reused := 0, 0, 0
