@@ -38,6 +38,11 @@ func newHarness(t *testing.T, publicURL string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newHarnessOn(t, publicURL, st)
+}
+
+func newHarnessOn(t *testing.T, publicURL string, st spend.Store) *harness {
+	t.Helper()
 	t.Cleanup(func() { st.Close() })
 	env := spendtest.NewEnv(t, st)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

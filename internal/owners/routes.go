@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -229,6 +230,11 @@ func (a *auth) logout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.setCookie(w, "", -1)
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		// The portal's sign-out form, posted without script.
+		http.Redirect(w, r, PathSignIn, http.StatusSeeOther)
+		return nil
+	}
 	writeJSON(w, 200, map[string]any{"signed_out": true})
 	return nil
 }
