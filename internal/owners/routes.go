@@ -149,7 +149,7 @@ func (a *auth) enrolFinish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// Enrolment signs the new passkey in.
-	return a.signIn(w, r, cred.ID, cred.Authenticator.SignCount, o.Name)
+	return a.signIn(w, r, cred.ID, cred.Authenticator.SignCount, o.Name, true)
 }
 
 // --- sign-in ---
@@ -201,13 +201,13 @@ func (a *auth) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return webauthnErr(err)
 	}
-	return a.signIn(w, r, cred.ID, parsed.Response.AuthenticatorData.Counter, name)
+	return a.signIn(w, r, cred.ID, parsed.Response.AuthenticatorData.Counter, name, false)
 }
 
-func (a *auth) signIn(w http.ResponseWriter, r *http.Request, credID []byte, signCount uint32, name string) error {
+func (a *auth) signIn(w http.ResponseWriter, r *http.Request, credID []byte, signCount uint32, name string, enrolled bool) error {
 	token, csrf := randToken(32), randToken(32)
 	o, sess, err := a.svc.SignIn(r.Context(), spend.SignInParams{CredentialID: credID, SignCount: signCount,
-		SessionHash: hashHex(token), CSRF: csrf, MaxAge: a.max})
+		SessionHash: hashHex(token), CSRF: csrf, MaxAge: a.max, Enrolled: enrolled})
 	if err != nil {
 		return err
 	}

@@ -255,6 +255,28 @@ func (s *Service) livePasskey(ctx context.Context, tx Tx, credentialID []byte, s
 	return p, o, nil
 }
 
+// enrolledOwner is the owner of a passkey enrolled in this very request:
+// live, and not revoked meanwhile.
+func (s *Service) enrolledOwner(ctx context.Context, tx Tx, credentialID []byte) (*Owner, error) {
+	p, err := tx.PasskeyGet(ctx, credentialID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodePasskeyRefused, "this passkey is not enrolled")
+	} else if err != nil {
+		return nil, err
+	}
+	if p.RevokedAt != nil {
+		return nil, Errorf(CodePasskeyRefused, "this passkey is revoked")
+	}
+	o, err := tx.OwnerGet(ctx, p.OwnerID)
+	if err != nil {
+		return nil, err
+	}
+	if o.RevokedAt != nil {
+		return nil, Errorf(CodePasskeyRefused, "the owner of this passkey is revoked")
+	}
+	return o, nil
+}
+
 // SignInParams starts a session for a verified assertion.
 type SignInParams struct {
 	CredentialID []byte
@@ -262,6 +284,10 @@ type SignInParams struct {
 	SessionHash  string // hex SHA-256 of the session cookie's value
 	CSRF         string
 	MaxAge       time.Duration // absolute expiry
+	// Enrolled: the assertion is the enrolment's own attestation, whose
+	// counter was just recorded, so it is not compared with itself (an
+	// authenticator that counts from 1 would look cloned).
+	Enrolled bool
 }
 
 // SignIn starts an owner session after a verified sign-in assertion.
@@ -271,7 +297,12 @@ func (s *Service) SignIn(ctx context.Context, p SignInParams) (*Owner, *OwnerSes
 	err := s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
 		var err error
-		if _, o, err = s.livePasskey(ctx, tx, p.CredentialID, p.SignCount, now); err != nil {
+		if p.Enrolled {
+			o, err = s.enrolledOwner(ctx, tx, p.CredentialID)
+		} else {
+			_, o, err = s.livePasskey(ctx, tx, p.CredentialID, p.SignCount, now)
+		}
+		if err != nil {
 			return err
 		}
 		sess = &OwnerSession{IDHash: p.SessionHash, OwnerID: o.ID, CredentialID: p.CredentialID, CSRF: p.CSRF,
