@@ -119,7 +119,7 @@ func New(cfg Config) *Server {
 		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
-		portal: cfg.Portal,
+		portal:    cfg.Portal,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 	}
 	if cfg.Deployment == ([32]byte{}) {
