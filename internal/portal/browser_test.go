@@ -87,6 +87,11 @@ func TestBrowserPages(t *testing.T) {
 			if id == "approve" && bx.Height < 44 {
 				t.Errorf("the approve button is %.0f px high: too small for a thumb", bx.Height)
 			}
+			// Under the thumb without scrolling: in the bottom third of
+			// the screen as the page opens.
+			if id == "approve" && (bx.Top < 844*2/3 || bx.Bottom > 844) {
+				t.Errorf("the approve button is at %.0f–%.0f px of an 844 px screen: not under the thumb", bx.Top, bx.Bottom)
+			}
 		}
 		deny := browsertest.Get(t, ctx, "deny", chromedp.Evaluate[float64](`document.querySelector(".deny button").getBoundingClientRect().height`))
 		if deny < 44 {
