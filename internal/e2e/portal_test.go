@@ -161,6 +161,13 @@ func TestPortalPasskeyEndToEnd(t *testing.T) {
 	shot("overview")
 	browsertest.Do(t, ctx, "audit", chromedp.Navigate(origin+"/audit"), chromedp.WaitVisible(chromedp.CSS("table.events")))
 	shot("audit")
+	events := browsertest.Get(t, ctx, "events", chromedp.Text(chromedp.CSS("table.events")))
+	if !strings.Contains(events, "Payment approved with a passkey") {
+		t.Errorf("the audit table does not show the passkey approval: %q", events)
+	}
+	if !strings.Contains(events, "Alex Owner") {
+		t.Errorf("the audit table does not name the owner: %q", events)
+	}
 	// The approval is a human signature in the chain, which verifies.
 	if err := srv.Checkpoint(bg); err != nil {
 		t.Fatal(err)

@@ -157,6 +157,11 @@ var actionTexts = map[string]string{
 	"spend.expire":           "Expired",
 	"spend.cancel":           "Cancelled",
 	"spend.unknown":          "Outcome unknown",
+	"owner.invited":          "Owner invited",
+	"owner.passkey_added":    "Passkey added",
+	"owner.passkey_revoked":  "Passkey revoked",
+	"owner.revoked":          "Owner revoked",
+	"owner.signed_in":        "Signed in",
 }
 
 func actionText(a string) string {

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -354,6 +355,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, sess Session) erro
 type eventRow struct {
 	Event     *audit.Event
 	What      string
+	By        string // who: an owner's name, "agent", "Purser"
 	AgentID   string
 	AgentName string
 	SpendID   string
@@ -367,9 +369,26 @@ func (s *Server) eventRows(ctx context.Context, evs []*audit.Event) []eventRow {
 			names[a.ID] = a.Name
 		}
 	}
+	owners := map[string]string{}
+	if os, err := s.svc.ListOwners(ctx); err == nil {
+		for _, o := range os {
+			owners[o.ID] = o.Name
+		}
+	}
 	out := make([]eventRow, len(evs))
 	for i, e := range evs {
-		row := eventRow{Event: e, What: actionText(e.Action)}
+		row := eventRow{Event: e, What: actionText(e.Action), By: e.Actor.Type}
+		switch {
+		case e.Actor.Type == "owner" && owners[e.Actor.ID] != "":
+			row.By = owners[e.Actor.ID]
+		case e.Actor.Type == "owner" && e.Actor.ID == "owner":
+			row.By = "owner token"
+		case e.Actor.Type == "system":
+			row.By = "Purser"
+		}
+		if e.Action == "spend.approve" && bytes.Contains(e.Details, []byte(`"passkey"`)) {
+			row.What = "Payment approved with a passkey"
+		}
 		row.AgentID = agentOf(e)
 		row.AgentName = names[row.AgentID]
 		if id, ok := strings.CutPrefix(e.Subject, "spend:"); ok {
