@@ -27,6 +27,9 @@ func TestDependencyDirection(t *testing.T) {
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
 		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
+		// The owner's sign-in is a transport of the service: no store, no
+		// keys, no other transport.
+		"owners": {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "rails"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
