@@ -269,10 +269,20 @@ func (ap *approvals) observe(e *Event) error {
 			return fmt.Errorf("spend.approve details: %v", err)
 		}
 		if d.Passkey == nil {
+			delete(ap.intents, d.SpendID)
 			return nil // approved with the owner token
 		}
 		ap.init()
-		return ap.checkApproval(e, d.SpendID, d.Passkey)
+		err := ap.checkApproval(e, d.SpendID, d.Passkey)
+		delete(ap.intents, d.SpendID) // a spend is approved once
+		return err
+	case "spend.deny", "spend.expire":
+		var d struct {
+			SpendID string `json:"spend_id"`
+		}
+		if json.Unmarshal(e.Details, &d) == nil {
+			delete(ap.intents, d.SpendID) // decided: no approval can follow
+		}
 	}
 	return nil
 }

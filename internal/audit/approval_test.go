@@ -215,6 +215,12 @@ func TestExportApprovalChecked(t *testing.T) {
 	if err := c.verify(); err != nil {
 		t.Fatalf("a good approval fails: %v", err)
 	}
+	// A passkey revoked after it approved leaves the approval valid.
+	c.add(Actor{"owner", "owner"}, "owner.passkey_revoked", map[string]any{"owner_id": "own_1", "credential_id": p.id}, t0.Add(2*time.Minute))
+	c.add(Actor{"owner", "owner"}, "owner.revoked", map[string]any{"owner_id": "own_1"}, t0.Add(2*time.Minute))
+	if err := c.verify(); err != nil {
+		t.Fatalf("an approval before its passkey was revoked fails: %v", err)
+	}
 
 	for name, build := range map[string]func() (*approvalChain, int64){
 		"altered signature": func() (*approvalChain, int64) {
@@ -276,6 +282,12 @@ func TestExportApprovalChecked(t *testing.T) {
 			c := good()
 			c.approved("own_1", p.assert(t, testCommit(), 0x05, 1), t0.Add(5*time.Minute+time.Second))
 			return c, 3
+		},
+		"after a denial": func() (*approvalChain, int64) {
+			c := good()
+			c.add(Actor{"owner", "owner"}, "spend.deny", map[string]any{"spend_id": "spd_1"}, t0.Add(2*time.Second))
+			c.approved("own_1", p.assert(t, testCommit(), 0x05, 1), t0.Add(time.Minute))
+			return c, 4
 		},
 		"replayed": func() (*approvalChain, int64) {
 			c := good()

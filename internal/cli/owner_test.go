@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -12,12 +13,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/purserhq/purser/internal/app"
 	"github.com/purserhq/purser/internal/audit"
 )
 
@@ -101,5 +104,53 @@ func TestAuditVerifyPasskeyApproval(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "audit", "verify", bad, "--audit-key", keyHex, "--data", dir)
 	if code != 1 || !strings.Contains(out, "BROKEN at seq 3") || !strings.Contains(out, "approval assertion") {
 		t.Fatalf("an altered approval: exit %d %q", code, out)
+	}
+}
+
+// TestOwnerCommands: owner invite prints a one-time link on the public
+// URL; owner list shows the owners; owner revoke refuses what does not
+// exist and revokes what does; serve refuses a public URL that cannot
+// carry passkeys.
+func TestOwnerCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv, err := app.Start(ctx, app.Config{DataDir: dir, Listen: "127.0.0.1:0", PublicURL: "https://wallet.example.com", Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(ctx) //nolint:errcheck // the test is over
+	base := []string{"--server", "http://" + srv.Addr(), "--data", dir}
+	cli := func(args ...string) (int, string) {
+		code, out, errOut := runCLI(t, nil, append(args, base...)...)
+		return code, out + errOut
+	}
+	code, out := cli("owner", "invite", "--name", "alice")
+	if code != 0 || !strings.Contains(out, "enrolment link for new owner alice") || !strings.Contains(out, "https://wallet.example.com/enrol#") {
+		t.Fatalf("owner invite: %d %s", code, out)
+	}
+	code, out = cli("owner", "invite", "--json")
+	var inv struct {
+		Link, Name string
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &inv) != nil || inv.Name != "owner" || !strings.HasPrefix(inv.Link, "https://wallet.example.com/enrol#") {
+		t.Fatalf("owner invite --json: %d %s", code, out)
+	}
+	if code, out := cli("owner", "list"); code != 0 || !strings.Contains(out, "no owners yet") {
+		t.Fatalf("owner list: %d %s", code, out)
+	}
+	if code, out := cli("owner", "revoke", "alice"); code == 0 || !strings.Contains(out, "owner_not_found") {
+		t.Fatalf("revoking an owner who never enrolled: %d %s", code, out)
+	}
+	if code, out := cli("owner", "revoke", "--passkey", "AAAA"); code == 0 || !strings.Contains(out, "owner_not_found") {
+		t.Fatalf("revoking an unknown passkey: %d %s", code, out)
+	}
+	if code, _ := cli("owner", "revoke"); code != 2 {
+		t.Fatalf("owner revoke without a name: exit %d, want 2", code)
+	}
+	for _, bad := range []string{"http://wallet.example.com", "http://127.0.0.1:8402", "https://x.example/path"} {
+		if _, err := app.Start(ctx, app.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", PublicURL: bad, Stdout: io.Discard, Stderr: io.Discard}); err == nil || !strings.Contains(err.Error(), "public-url") {
+			t.Errorf("serve --public-url %s: %v", bad, err)
+		}
 	}
 }

@@ -167,7 +167,7 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) api.Spend {
 		SpendID: sp.ID, AgentID: sp.AgentID, Status: string(sp.Status), Decision: decisionOf(sp.Status, sp.Reasons),
 		Reasons: sp.Reasons, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, Asset: sp.Asset, Network: sp.Network,
 		Amount: money.FormatAmount(sp.Amount, dec), AmountUSD: usdString(sp.AmountUSD), HeldUSD: usdString(sp.Held()),
-		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, RailRef: sp.RailRef,
+		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, DenyReason: sp.DenyReason, RailRef: sp.RailRef,
 		RailRequest: sp.RailRequest, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
 	}
 	if sp.Rail == "x402" {

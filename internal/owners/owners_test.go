@@ -571,3 +571,32 @@ func TestPublicURL(t *testing.T) {
 		t.Fatalf("%q %q %v %v", o, host, secure, err)
 	}
 }
+
+// TestDenyWithReason: a signed-in owner denies with a reason, which the
+// agent reads in its spend; the audit event names the owner. Without the
+// CSRF token nothing happens.
+func TestDenyWithReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "")
+	b, _ := h.enrol(h.invite("alice"))
+	agent := h.agent("a1")
+	sp := h.pending(agent, "5")
+	noCSRF := *b
+	noCSRF.csrf = ""
+	refused(t, noCSRF.post(approvalPath(sp.ID, "deny"), map[string]any{"reason": "no"}), 403, "csrf_failed")
+	refused(t, b.post(approvalPath(sp.ID, "deny"), map[string]any{"reason": strings.Repeat("x", 513)}), 400, "invalid_request")
+	d := must(t, b.post(approvalPath(sp.ID, "deny"), map[string]any{"reason": "not <b>this</b> seller"}), 200)
+	if d.body["spend"].(map[string]any)["status"] != "denied" {
+		t.Fatalf("deny: %v", d.body)
+	}
+	got, err := h.env.Svc.AgentGetSpend(ctx, agent.Caller(nil), sp.ID)
+	if err != nil || got.DenyReason != "not <b>this</b> seller" || got.Status != spend.StatusDenied {
+		t.Fatalf("the agent's view: %+v, %v", got, err)
+	}
+	exp := string(h.export())
+	if !strings.Contains(exp, `"action":"spend.deny"`) || !strings.Contains(exp, `"reason_text":"not \u003cb\u003ethis\u003c/b\u003e seller"`) {
+		t.Fatalf("deny event missing or without its reason:\n%s", exp)
+	}
+	refused(t, b.post(approvalPath(sp.ID, "deny"), map[string]any{"reason": "again"}), 409, "invalid_state")
+	refused(t, b.post(approvalPath(sp.ID, "begin"), nil), 409, "invalid_state")
+}

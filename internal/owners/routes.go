@@ -249,7 +249,7 @@ func (a *auth) sessionInfo(w http.ResponseWriter, r *http.Request) error {
 func spendJSON(sp *spend.Spend) map[string]any {
 	return map[string]any{"id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "rail": sp.Rail, "host": sp.Host,
 		"payee": sp.Payee, "asset": sp.Asset, "network": sp.Network, "amount_atomic": sp.Amount.String(), "memo": sp.Memo,
-		"reasons": sp.Reasons}
+		"reasons": sp.Reasons, "deny_reason": sp.DenyReason}
 }
 
 func (a *auth) approvalBegin(w http.ResponseWriter, r *http.Request) error {

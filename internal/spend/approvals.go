@@ -123,6 +123,7 @@ func (s *Service) decidePendingBy(ctx context.Context, id string, approve bool, 
 			}
 		}
 		if !approve {
+			sp.DenyReason = reason
 			if err := s.finish(ctx, tx, sp, StatusDenied, nil, now, []string{"owner_denied"}); err != nil {
 				return err
 			}

@@ -316,38 +316,42 @@ func (s *Service) SignIn(ctx context.Context, p SignInParams) (*Owner, *OwnerSes
 	return o, sess, err
 }
 
+// sessionTouchEvery is how stale a session's last-seen time may get
+// before a request writes it: a page view is a read, not a commit, and the
+// idle expiry is exact to this much.
+const sessionTouchEvery = time.Minute
+
 // OwnerSessionGet returns a live session and its owner, and records the
 // request: a session idle longer than idle, past its absolute expiry, or
 // whose owner was revoked ends here.
 func (s *Service) OwnerSessionGet(ctx context.Context, idHash string, idle time.Duration) (*OwnerSession, *Owner, error) {
 	var sess *OwnerSession
 	var o *Owner
-	var gone bool
-	err := s.inTx(ctx, func(tx Tx) error {
-		now := s.now()
-		gone = false
+	err := s.read(ctx, func(tx Tx) error {
 		var err error
-		sess, err = tx.SessionGet(ctx, idHash)
-		if errors.Is(err, ErrNotFound) {
-			gone = true
-			return nil
-		} else if err != nil {
+		if sess, err = tx.SessionGet(ctx, idHash); err != nil {
 			return err
 		}
-		if o, err = tx.OwnerGet(ctx, sess.OwnerID); err != nil {
-			return err
-		}
-		if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= idle || o.RevokedAt != nil {
-			gone = true
-			return tx.SessionDelete(ctx, idHash)
-		}
-		return tx.SessionTouch(ctx, idHash, now)
+		o, err = tx.OwnerGet(ctx, sess.OwnerID)
+		return err
 	})
-	if err != nil {
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, Errorf(CodeSessionRequired, "sign in with your passkey")
+	} else if err != nil {
 		return nil, nil, err
 	}
-	if gone {
-		return nil, nil, Errorf(CodeSessionRequired, "sign in with your passkey")
+	now := s.now()
+	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= idle || o.RevokedAt != nil {
+		if err := s.inTx(ctx, func(tx Tx) error { return tx.SessionDelete(ctx, idHash) }); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, Errorf(CodeSessionRequired, "your session ended; sign in with your passkey")
+	}
+	if now.Sub(sess.LastSeenAt) >= sessionTouchEvery {
+		if err := s.inTx(ctx, func(tx Tx) error { return tx.SessionTouch(ctx, idHash, now) }); err != nil {
+			return nil, nil, err
+		}
+		sess.LastSeenAt = now
 	}
 	return sess, o, nil
 }

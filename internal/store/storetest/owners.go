@@ -199,3 +199,40 @@ func testOwnerSingleUse(t *testing.T, s spend.Store) {
 		return nil
 	})
 }
+
+// testDenyReason: the owner's reason for a denial round-trips with the
+// spend, through an update and through a create.
+func testDenyReason(t *testing.T, s spend.Store) {
+	a := createAgent(t, s, "agt_d", "d", 0)
+	sp := newSpend("spd_d1", a.ID, "", at, spend.StatusPendingApproval)
+	mustTx(t, s, func(tx spend.Tx) error { return tx.SpendCreate(ctx, sp) })
+	mustTx(t, s, func(tx spend.Tx) error {
+		got, err := tx.SpendGet(ctx, sp.ID)
+		if err != nil || got.DenyReason != "" {
+			return fmt.Errorf("new spend: %+v, %v", got, err)
+		}
+		got.Status, got.DenyReason = spend.StatusDenied, "not <this> one, \"agent\""
+		return tx.SpendUpdate(ctx, got)
+	})
+	mustTx(t, s, func(tx spend.Tx) error {
+		got, err := tx.SpendGet(ctx, sp.ID)
+		if err != nil || got.DenyReason != "not <this> one, \"agent\"" {
+			return fmt.Errorf("after update: %q, %v", got.DenyReason, err)
+		}
+		sp2 := newSpend("spd_d2", a.ID, "", at, spend.StatusDenied)
+		sp2.DenyReason = "no"
+		if err := tx.SpendCreate(ctx, sp2); err != nil {
+			return err
+		}
+		l, err := tx.SpendList(ctx, &spend.SpendListParams{AgentID: a.ID})
+		if err != nil || len(l) != 2 {
+			return fmt.Errorf("list: %d, %v", len(l), err)
+		}
+		for _, x := range l {
+			if x.ID == "spd_d2" && x.DenyReason != "no" {
+				return fmt.Errorf("created in the transaction: %q", x.DenyReason)
+			}
+		}
+		return nil
+	})
+}

@@ -89,6 +89,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"OpenSignedCount":        testOpenSigned,
 		"Owners":                 testOwners,
 		"OwnerSecretsSingleUse":  testOwnerSingleUse,
+		"DenyReason":             testDenyReason,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }

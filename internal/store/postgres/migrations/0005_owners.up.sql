@@ -48,3 +48,6 @@ CREATE TABLE owner_ceremonies (
   expires_at BIGINT NOT NULL
 );
 CREATE INDEX owner_ceremonies_expiry ON owner_ceremonies(expires_at);
+-- What the owner told the agent when denying its spend (POST /v1/approvals/{id}/deny, the
+-- portal's deny): the agent reads it in its spend.
+ALTER TABLE spends ADD COLUMN deny_reason TEXT NOT NULL DEFAULT '';
