@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/internal/mandate"
+	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 )
 
@@ -98,6 +99,9 @@ func display(f mandateField, v string) string {
 	case v == "":
 		return "—"
 	case f.Kind == "amount":
+		if a, err := money.ParseAmount(v, money.USDDecimals); err == nil {
+			return usd(a)
+		}
 		return "$" + v
 	case f.Kind == "list":
 		return strings.ReplaceAll(v, "\n", ", ")

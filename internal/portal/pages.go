@@ -194,8 +194,18 @@ func (s *Server) agent(w http.ResponseWriter, r *http.Request, sess Session) err
 	if l.Mandate != nil {
 		mandateRows = describeMandate(wireOf(l.Mandate))
 	}
+	// One key serves every EVM network: one row per address.
+	type walletRow struct{ Address, Networks string }
+	var wallets []walletRow
+	for _, wl := range l.Agent.Wallets {
+		if n := len(wallets); n > 0 && wallets[n-1].Address == wl.Address {
+			wallets[n-1].Networks += ", " + wl.Network
+			continue
+		}
+		wallets = append(wallets, walletRow{Address: wl.Address, Networks: wl.Network})
+	}
 	s.render(w, http.StatusOK, "agent", &view{Title: l.Agent.Name, Nav: "agents", Session: sess, Flash: flash, Data: map[string]any{
-		"L": l, "Balances": s.balances(ctx, l.Agent), "Spends": spends, "Mandate": mandateRows,
+		"L": l, "Wallets": wallets, "Balances": s.balances(ctx, l.Agent), "Spends": spends, "Mandate": mandateRows,
 		"DailyPercent": pct(l.DailyUsedUSD, dailyOf(l))}})
 	return nil
 }
