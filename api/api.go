@@ -160,7 +160,9 @@ type Spend struct {
 	MandateVersion int64    `json:"mandate_version"`
 	IdempotencyKey string   `json:"idempotency_key,omitempty"`
 	Memo           string   `json:"memo,omitempty"`
-	RailRef        string   `json:"rail_ref,omitempty"`
+	// DenyReason is what the owner said when denying the spend.
+	DenyReason string `json:"deny_reason,omitempty"`
+	RailRef    string `json:"rail_ref,omitempty"`
 	// RailRequest is what the agent signed for the rail (an x402 offer);
 	// RailData what the rail produced for the agent (an x402 payment
 	// header; never a payout's authorization).

@@ -30,6 +30,9 @@ func TestDependencyDirection(t *testing.T) {
 		// The MCP server is a client of the API, through the public SDK,
 		// like any agent program: no pipeline, store, rail or key store.
 		"mcpserver": {mod + "spend", mod + "store", mod + "rails", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "evm"},
+		// The owner's sign-in is a transport of the service: no store, no
+		// keys, no other transport.
+		"owners": {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "rails"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()

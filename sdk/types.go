@@ -26,6 +26,9 @@ type (
 	CreateAgentRequest = api.CreateAgentRequest
 	ResolveRequest     = api.ResolveRequest
 	SettlementReport   = api.SettlementReport
+	OwnerInvite        = api.OwnerInvite
+	OwnerAccount       = api.Owner
+	Passkey            = api.Passkey
 )
 
 // Spend statuses (docs/spend-lifecycle.md).

@@ -31,6 +31,7 @@ import (
 	"github.com/purserhq/purser/internal/mandate"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/owners"
 	"github.com/purserhq/purser/internal/rails"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/store/postgres"
@@ -91,6 +92,12 @@ type Config struct {
 	// Any other name is refused (host_not_served), which defeats DNS
 	// rebinding.
 	HostNames []string
+	// PublicURL is the portal's origin as browsers reach it
+	// (scheme://host[:port]): the passkeys' origin and relying-party id,
+	// and the host of enrolment links. Default http://localhost:PORT (RP
+	// id localhost, a secure context without TLS); behind a TLS proxy,
+	// https://wallet.example.com.
+	PublicURL string
 	// MetricsAuth is "none" (default: /metrics is open) or "owner"
 	// (/metrics needs the owner token).
 	MetricsAuth string
@@ -155,6 +162,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("metrics-auth %q: use none or owner", c.MetricsAuth))
 	}
+	if c.PublicURL != "" {
+		if _, _, _, err := owners.ParsePublicURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("public-url: %w", err))
+		}
+	}
 	for _, h := range c.HostNames {
 		if h == "" || strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
 			errs = append(errs, fmt.Errorf("host-names: %q is not a host name (give names without scheme or port)", h))
@@ -201,6 +213,7 @@ type Server struct {
 	chains *chainSet
 	http   *http.Server
 	ln     net.Listener
+	owners *owners.Auth
 	bgWG   sync.WaitGroup
 	stopBG context.CancelFunc
 }
@@ -331,10 +344,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	reg := metrics.NewRegistry()
 	observeStore(reg, st)
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		publicURL = "http://localhost:" + port
+	}
+	_, publicHost, _, _ := owners.ParsePublicURL(publicURL)
+	hostNames := append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen), publicHost)
+	auth, err := owners.New(owners.Config{Service: svc, PublicURL: publicURL, HostNames: hostNames, Logger: log})
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen)),
+		HostNames: hostNames, PublicURL: auth.PublicURL(),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -346,8 +372,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api := httpapi.New(hcfg)
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains,
-		http: &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains, owners: auth,
+		http: &http.Server{Handler: rootHandler(api.Handler(), auth), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))

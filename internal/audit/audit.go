@@ -214,6 +214,9 @@ type Result struct {
 	KeyID       string
 	// SignedSeq is the last sequence number covered by a checkpoint.
 	SignedSeq int64
+	// PasskeyApprovals counts the approvals signed with an owner's
+	// passkey that were verified (approval.go).
+	PasskeyApprovals int
 }
 
 // Verifier checks a chain fed to it in order, from seq 1. The first
@@ -226,6 +229,7 @@ type Verifier struct {
 	hashes  [][32]byte // hashes[i] is the hash of seq i+1
 	last    Checkpoint // the last checkpoint verified
 	trusted *Trusted   // a head the chain must extend (Trust)
+	ap      approvals  // passkey approvals (approval.go)
 	err     error
 }
 
@@ -270,6 +274,11 @@ func (v *Verifier) Event(e *Event) error {
 	}
 	if err := v.checkTrusted(e.Seq, h); err != nil {
 		return err
+	}
+	if ok, err := v.ap.observe(e); err != nil {
+		return v.fail(e.Seq, err.Error())
+	} else if ok {
+		v.res.PasskeyApprovals++
 	}
 	v.hashes = append(v.hashes, h)
 	v.res.HeadSeq, v.res.HeadHash = e.Seq, e.Hash

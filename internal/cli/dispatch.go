@@ -87,6 +87,8 @@ type opts struct {
 	agent        string
 	status       string
 	cancelSigned bool
+	ownerName    string // owner invite --name
+	passkey      string // owner revoke --passkey
 	serve        serveOpts
 	bench        benchOpts
 	x402         x402Opts
@@ -105,6 +107,7 @@ func commands() []*command {
 		approvalsCommand(),
 		approveCommand(),
 		denyCommand(),
+		ownerCommand(),
 		auditCommand(),
 		spendCommand(),
 		spendsCommand(),

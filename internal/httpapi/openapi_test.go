@@ -580,6 +580,21 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 	h.do(apiCall{op: "GET /v1/audit/export", path: "/v1/audit/export?format=xml", owner: true, want: 400, code: "invalid_request"})
 
+	// ---- owners of the portal ----
+	inv := h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"name":"alice"}`, want: 201})
+	if !strings.Contains(inv.str("link"), "/enrol#") || inv.json["new_owner"] != true {
+		t.Errorf("invite: %s", inv.body)
+	}
+	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, want: 201})
+	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"name":""}`, want: 201})
+	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"name":"a\u0000b"}`, want: 400, code: "invalid_request"})
+	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"nam":"x"}`, want: 400, code: "invalid_request"})
+	h.do(apiCall{op: "GET /v1/owners", owner: true, want: 200})
+	h.do(apiCall{op: "POST /v1/owners/{ref}/revoke", path: "/v1/owners/nobody/revoke", owner: true, want: 404, code: "owner_not_found"})
+	h.do(apiCall{op: "POST /v1/passkeys/{id}/revoke", path: "/v1/passkeys/AAAA/revoke", owner: true, want: 404, code: "owner_not_found"})
+	h.do(apiCall{op: "POST /v1/passkeys/{id}/revoke", path: "/v1/passkeys/n%21t/revoke", owner: true, want: 400, code: "invalid_request"})
+	h.ownerSuccesses()
+
 	// ---- credentials, operation by operation ----
 	h.credentials()
 
@@ -753,4 +768,33 @@ func (h *apiHarness) coverage() {
 			}
 		}
 	}
+}
+
+// ownerSuccesses revokes a passkey and an owner that the store holds (an
+// enrolment needs a WebAuthn ceremony: internal/owners tests it).
+func (h *apiHarness) ownerSuccesses() {
+	h.t.Helper()
+	now := time.Now().UTC()
+	err := h.env.Store.InTx(context.Background(), func(tx spend.Tx) error {
+		if err := tx.OwnerCreate(context.Background(), &spend.Owner{ID: "own_bob", Name: "bob", CreatedAt: now}); err != nil {
+			return err
+		}
+		return tx.PasskeyAdd(context.Background(), &spend.Passkey{CredentialID: []byte("cred-1"), OwnerID: "own_bob", PublicKey: []byte{0xa5}, CreatedAt: now})
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if r := h.do(apiCall{op: "GET /v1/owners", owner: true, want: 200}); !strings.Contains(string(r.body), `"credential_id":"Y3JlZC0x"`) {
+		h.t.Errorf("owners: %s", r.body)
+	}
+	pk := h.do(apiCall{op: "POST /v1/passkeys/{id}/revoke", path: "/v1/passkeys/Y3JlZC0x/revoke", owner: true, want: 200})
+	if pk.json["revoked_at"] == nil {
+		h.t.Errorf("revoked passkey: %s", pk.body)
+	}
+	for range 2 { // revoking twice changes nothing
+		if o := h.do(apiCall{op: "POST /v1/owners/{ref}/revoke", path: "/v1/owners/bob/revoke", owner: true, want: 200}); o.json["revoked_at"] == nil {
+			h.t.Errorf("revoked owner: %s", o.body)
+		}
+	}
+	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"name":"bob"}`, want: 409, code: "invalid_state"})
 }

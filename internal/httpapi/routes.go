@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit/tail", s.owner(s.auditTail))
 	s.handle("POST /v1/audit/verify", s.owner(s.auditVerify))
 	s.handle("GET /v1/audit/key", s.owner(s.auditKey))
+	s.ownerRoutes()
 
 	s.handle("POST /v1/agent/spends", s.agent(s.authorize))
 	s.handle("GET /v1/agent/spends/{id}", s.agent(s.agentGetSpend))
@@ -159,7 +160,7 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) api.Spend {
 		SpendID: sp.ID, AgentID: sp.AgentID, Status: string(sp.Status), Decision: decisionOf(sp.Status, sp.Reasons),
 		Reasons: sp.Reasons, Rail: sp.Rail, Host: sp.Host, Payee: sp.Payee, Asset: sp.Asset, Network: sp.Network,
 		Amount: money.FormatAmount(sp.Amount, dec), AmountUSD: usdString(sp.AmountUSD), HeldUSD: usdString(sp.Held()),
-		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, RailRef: sp.RailRef,
+		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, DenyReason: sp.DenyReason, RailRef: sp.RailRef,
 		RailRequest: sp.RailRequest, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
 	}
 	if sp.Rail == "x402" {

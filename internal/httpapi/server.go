@@ -60,6 +60,9 @@ type Config struct {
 	// any other name is refused, so a DNS-rebinding page cannot read the
 	// API or /metrics. "*" turns the check off.
 	HostNames []string
+	// PublicURL is the portal's origin (serve --public-url): owner
+	// enrolment links are <PublicURL>/enrol#<token>.
+	PublicURL string
 	// MetricsAuth is "owner" to require the owner token on /metrics;
 	// "" or "none" leaves it open (for a scraper on loopback).
 	MetricsAuth string
@@ -88,6 +91,7 @@ type Server struct {
 	acceptUnbound bool
 	hosts         map[string]bool // nil: any host
 	metricsOwner  bool
+	publicURL     string
 
 	// patterns are the mux patterns registered by handle, in order:
 	// docs/openapi.yaml is checked against them.
@@ -110,6 +114,7 @@ func New(cfg Config) *Server {
 		log: cfg.Logger, clock: cfg.Clock, ready: cfg.Ready, reg: cfg.Metrics, mux: http.NewServeMux(),
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
+		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail

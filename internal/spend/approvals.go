@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/mandate"
 )
 
@@ -60,6 +61,22 @@ func (s *Service) Deny(ctx context.Context, id, reason string) (*Spend, error) {
 }
 
 func (s *Service) decidePending(ctx context.Context, id string, approve bool, reason string) (*Spend, error) {
+	return s.decidePendingBy(ctx, id, approve, reason, nil)
+}
+
+// approver is who decides a pending spend when it is not the owner
+// token: a signed-in owner, and for a passkey approval the check of the
+// assertion against the spend (owners.go).
+type approver struct {
+	actor audit.Actor
+	// check runs under the agent's lock on the pending spend and returns
+	// the actor of the decision.
+	check    func(ctx context.Context, tx Tx, sp *Spend, now time.Time) (audit.Actor, error)
+	passkey  *audit.PasskeyAssertion // stored in the spend.approve event
+	replayed bool                    // the spend was approved already
+}
+
+func (s *Service) decidePendingBy(ctx context.Context, id string, approve bool, reason string, by *approver) (*Spend, error) {
 	var out *Spend
 	var stateErr error
 	err := s.inTx(ctx, func(tx Tx) error {
@@ -79,6 +96,17 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 			return err
 		}
 		out = sp
+		actor := OwnerActor
+		if by != nil {
+			by.replayed = false
+			if by.actor.Type != "" {
+				actor = by.actor
+			}
+			if by.passkey != nil && Approved(sp) {
+				by.replayed = true // approving twice is idempotent
+				return nil
+			}
+		}
 		if sp.Status != StatusPendingApproval {
 			return Errorf(CodeInvalidState, "spend %s is %s, not pending approval", sp.ID, sp.Status).WithDetails(map[string]any{"status": sp.Status})
 		}
@@ -89,11 +117,17 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 			stateErr = Errorf(CodeInvalidState, "the approval window of spend %s closed at %s", sp.ID, sp.ExpiresAt.Format(time.RFC3339)).WithDetails(map[string]any{"status": sp.Status})
 			return nil
 		}
+		if by != nil && by.check != nil {
+			if actor, err = by.check(ctx, tx, sp, now); err != nil {
+				return err
+			}
+		}
 		if !approve {
+			sp.DenyReason = reason
 			if err := s.finish(ctx, tx, sp, StatusDenied, nil, now, []string{"owner_denied"}); err != nil {
 				return err
 			}
-			return appendAudit(ctx, tx, now, OwnerActor, "spend.deny", "spend:"+sp.ID, map[string]any{
+			return appendAudit(ctx, tx, now, actor, "spend.deny", "spend:"+sp.ID, map[string]any{
 				"spend_id": sp.ID, "agent_id": sp.AgentID, "reasons": sp.Reasons, "reason_text": reason, "released_usd": usd(sp.AmountUSD)})
 		}
 		reasons, err := s.recheck(ctx, tx, a, sp, now)
@@ -104,7 +138,7 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 			if err := s.finish(ctx, tx, sp, StatusDenied, nil, now, reasons); err != nil {
 				return err
 			}
-			return appendAudit(ctx, tx, now, OwnerActor, "spend.deny", "spend:"+sp.ID, map[string]any{
+			return appendAudit(ctx, tx, now, actor, "spend.deny", "spend:"+sp.ID, map[string]any{
 				"spend_id": sp.ID, "agent_id": sp.AgentID, "reasons": reasons, "reason_text": "approval refused: the current mandate denies it", "released_usd": usd(sp.AmountUSD)})
 		}
 		sp.Status, sp.UpdatedAt, sp.ExpiresAt = StatusAuthorized, now, now.Add(s.cfg.HoldTTL)
@@ -123,8 +157,11 @@ func (s *Service) decidePending(ctx context.Context, id string, approve bool, re
 				}
 			}
 		}
-		return appendAudit(ctx, tx, now, OwnerActor, "spend.approve", "spend:"+sp.ID, map[string]any{
-			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "mandate_version": a.MandateVersion})
+		details := map[string]any{"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "mandate_version": a.MandateVersion}
+		if by != nil && by.passkey != nil {
+			details["passkey"] = by.passkey
+		}
+		return appendAudit(ctx, tx, now, actor, "spend.approve", "spend:"+sp.ID, details)
 	})
 	if err != nil {
 		return nil, err

@@ -72,6 +72,15 @@ var ErrorCodes = []ErrorCode{
 	{CodeRailFailed, 502, "the rail could not sign or execute; the hold stays until it expires"},
 	{CodeUnavailable, 503, "the database did not answer within its deadline; nothing was changed"},
 	{CodeChainUnavailable, 503, "no chain is connected for the spend's network (`serve --rpc`)"},
+	{"session_required", 401, "the portal or /auth request has no live owner session: sign in with a passkey (a browser's HTML GET is redirected to `/signin` instead)"},
+	{"csrf_failed", 403, "a state-changing portal or /auth request lacks the session's CSRF token (`X-CSRF-Token`) or carries a wrong one"},
+	{"origin_not_allowed", 403, "a state-changing portal or /auth request whose `Origin` is not the portal's public origin (`serve --public-url`)"},
+	{"invite_invalid", 400, "the enrolment link is unknown, used already or expired: ask for a new one (`purser owner invite`)"},
+	{"challenge_invalid", 400, "the WebAuthn challenge is unknown, answered already or expired: begin the ceremony again"},
+	{"webauthn_invalid", 400, "the WebAuthn response does not verify: challenge, origin, RP id, flags or signature"},
+	{"passkey_refused", 403, "the passkey is unknown or revoked, its owner is revoked, or its signature counter went back (a cloned authenticator)"},
+	{"approval_mismatch", 409, "the passkey assertion commits to another spend, or the spend changed since its challenge was made"},
+	{"owner_not_found", 404, "no such owner or passkey"},
 	{"internal", 500, "anything else; details are logged server-side only"},
 
 	// Reported by the CLI, the configuration or an offline check, never

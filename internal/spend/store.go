@@ -50,6 +50,8 @@ type Store interface {
 // Tx is a store transaction. Methods return ErrNotFound when a row does
 // not exist.
 type Tx interface {
+	OwnerTx // ownerstore.go
+
 	AgentCreate(ctx context.Context, a *Agent) error
 	// AgentGet finds an agent by id or by name.
 	AgentGet(ctx context.Context, ref string) (*Agent, error)

@@ -103,6 +103,7 @@ type Spend struct {
 	RailRef        string          // the rail's reference: an authorization nonce, a tx hash
 	RailRequest    json.RawMessage // rail-specific part of the signed intent (an x402 offer); immutable
 	RailData       json.RawMessage // what the rail produced (a signed authorization, a receipt)
+	DenyReason     string          // what the owner told the agent when denying it
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time // when a holding spend expires; zero for terminal ones

@@ -572,7 +572,7 @@ func (t *txn) NoncesPrune(_ context.Context, before time.Time) (int64, error) {
 
 const spendCols = `id, agent_id, idempotency_key, rail, host, payee, asset, network, amount, amount_usd, captured, captured_usd,
 	status, reasons, mandate_version, day_key, memo, intent_sig, intent_nonce, rail_ref, created_at, updated_at, expires_at,
-	rail_request, rail_data`
+	rail_request, rail_data, deny_reason`
 
 func nullable(v string) any {
 	if v == "" {
@@ -598,7 +598,7 @@ func spendArgs(sp *spend.Spend) ([]any, error) {
 	return []any{sp.ID, sp.AgentID, nullable(sp.IdempotencyKey), sp.Rail, sp.Host, sp.Payee, sp.Asset, sp.Network,
 		sp.Amount.String(), sp.AmountUSD.String(), bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD),
 		string(sp.Status), string(reasons), sp.MandateVersion, sp.DayKey, sp.Memo, sp.IntentSig, sp.IntentNonce,
-		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt), string(sp.RailRequest), string(sp.RailData)}, nil
+		sp.RailRef, micros(sp.CreatedAt), micros(sp.UpdatedAt), micros(sp.ExpiresAt), string(sp.RailRequest), string(sp.RailData), sp.DenyReason}, nil
 }
 
 // SpendCreate buffers the spend in a group transaction (inserted with
@@ -663,9 +663,9 @@ func (t *txn) SpendUpdate(_ context.Context, sp *spend.Spend) error {
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(`UPDATE spends SET captured = ?, captured_usd = ?, status = ?, reasons = ?, rail_ref = ?, rail_data = ?, updated_at = ?, expires_at = ? WHERE id = ?`,
+	res, err := t.exec(`UPDATE spends SET captured = ?, captured_usd = ?, status = ?, reasons = ?, rail_ref = ?, rail_data = ?, updated_at = ?, expires_at = ?, deny_reason = ? WHERE id = ?`,
 		bigOrNil(sp.Captured), bigOrNil(sp.CapturedUSD), string(sp.Status), string(reasons), sp.RailRef, string(sp.RailData),
-		micros(sp.UpdatedAt), micros(sp.ExpiresAt), sp.ID)
+		micros(sp.UpdatedAt), micros(sp.ExpiresAt), sp.DenyReason, sp.ID)
 	if err != nil {
 		return fmt.Errorf("sqlstore: update spend: %w", err)
 	}
@@ -679,7 +679,7 @@ func scanSpend(sc Scanner) (*spend.Spend, error) {
 	var created, updated, expires int64
 	if err := sc.Scan(&sp.ID, &sp.AgentID, &idem, &sp.Rail, &sp.Host, &sp.Payee, &sp.Asset, &sp.Network, &amount, &amountUSD,
 		&captured, &capturedUSD, &status, &reasons, &sp.MandateVersion, &sp.DayKey, &sp.Memo, &sp.IntentSig,
-		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires, &railReq, &railData); err != nil {
+		&sp.IntentNonce, &sp.RailRef, &created, &updated, &expires, &railReq, &railData, &sp.DenyReason); err != nil {
 		return nil, err
 	}
 	if railReq != "" {

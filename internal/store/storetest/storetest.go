@@ -87,6 +87,9 @@ func Run(t *testing.T, newStore NewStore) {
 		"FailedFinalWrite":       testFailedFinalWrite,
 		"KeyRevokedWhileWaiting": testKeyRevokedWhileWaiting,
 		"OpenSignedCount":        testOpenSigned,
+		"Owners":                 testOwners,
+		"OwnerSecretsSingleUse":  testOwnerSingleUse,
+		"DenyReason":             testDenyReason,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
