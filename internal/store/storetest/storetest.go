@@ -87,6 +87,8 @@ func Run(t *testing.T, newStore NewStore) {
 		"FailedFinalWrite":       testFailedFinalWrite,
 		"KeyRevokedWhileWaiting": testKeyRevokedWhileWaiting,
 		"OpenSignedCount":        testOpenSigned,
+		"Webhooks":               testWebhooks,
+		"WebhookLease":           testWebhookLease,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
