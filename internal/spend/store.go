@@ -124,11 +124,11 @@ type Tx interface {
 	WebhookUpdate(ctx context.Context, w *WebhookEndpoint) error
 	// WebhookDelete removes an endpoint with its messages and attempts.
 	WebhookDelete(ctx context.Context, id string) error
-	// WebhookMessageAdd stores a new message; one for the same endpoint
-	// and seq is an error.
+	// WebhookMessageAdd stores a new message; one for the same endpoint,
+	// seq and part is an error.
 	WebhookMessageAdd(ctx context.Context, m *WebhookMessage) error
 	// WebhookMessageHead returns the endpoint's pending message with the
-	// lowest seq, ErrNotFound when none is pending.
+	// lowest (seq, part), ErrNotFound when none is pending.
 	WebhookMessageHead(ctx context.Context, endpointID string) (*WebhookMessage, error)
 	// WebhookMessageUpdate writes status, attempts and updated time.
 	WebhookMessageUpdate(ctx context.Context, m *WebhookMessage) error

@@ -43,11 +43,12 @@ type WebhookEndpoint struct {
 	UpdatedAt    time.Time
 }
 
-// WebhookMessage is one event for one endpoint, frozen at its first
+// WebhookMessage is one webhook event for one endpoint, frozen at its first
 // attempt: every retry sends the same id and the same body.
 type WebhookMessage struct {
 	EndpointID string
 	Seq        int64 // the audit event's sequence number
+	Part       int   // which of the event's messages (an event may make several)
 	ID         string
 	Type       string
 	Body       []byte

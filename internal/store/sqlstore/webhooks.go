@@ -96,11 +96,11 @@ func (t *txn) WebhookDelete(_ context.Context, id string) error {
 	return nil
 }
 
-const messageCols = "endpoint_id, seq, id, type, body, status, attempts, first_at, updated_at"
+const messageCols = "endpoint_id, seq, part, id, type, body, status, attempts, first_at, updated_at"
 
 func (t *txn) WebhookMessageAdd(_ context.Context, m *spend.WebhookMessage) error {
-	_, err := t.execSide(`INSERT INTO webhook_messages (`+messageCols+`) VALUES (?,?,?,?,?,?,?,?,?)`,
-		m.EndpointID, m.Seq, m.ID, m.Type, string(m.Body), m.Status, m.Attempts, micros(m.FirstAt), micros(m.UpdatedAt))
+	_, err := t.execSide(`INSERT INTO webhook_messages (`+messageCols+`) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		m.EndpointID, m.Seq, m.Part, m.ID, m.Type, string(m.Body), m.Status, m.Attempts, micros(m.FirstAt), micros(m.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("sqlstore: add webhook message: %w", err)
 	}
@@ -111,8 +111,8 @@ func (t *txn) WebhookMessageHead(_ context.Context, endpointID string) (*spend.W
 	var m spend.WebhookMessage
 	var body string
 	var first, updated int64
-	err := t.queryRow(`SELECT `+messageCols+` FROM webhook_messages WHERE endpoint_id = ? AND status = 'pending' ORDER BY seq LIMIT 1`, endpointID).
-		Scan(&m.EndpointID, &m.Seq, &m.ID, &m.Type, &body, &m.Status, &m.Attempts, &first, &updated)
+	err := t.queryRow(`SELECT `+messageCols+` FROM webhook_messages WHERE endpoint_id = ? AND status = 'pending' ORDER BY seq, part LIMIT 1`, endpointID).
+		Scan(&m.EndpointID, &m.Seq, &m.Part, &m.ID, &m.Type, &body, &m.Status, &m.Attempts, &first, &updated)
 	if err != nil {
 		return nil, t.scanErr(err)
 	}
@@ -121,8 +121,8 @@ func (t *txn) WebhookMessageHead(_ context.Context, endpointID string) (*spend.W
 }
 
 func (t *txn) WebhookMessageUpdate(_ context.Context, m *spend.WebhookMessage) error {
-	res, err := t.execSide(`UPDATE webhook_messages SET status = ?, attempts = ?, first_at = ?, updated_at = ? WHERE endpoint_id = ? AND seq = ?`,
-		m.Status, m.Attempts, micros(m.FirstAt), micros(m.UpdatedAt), m.EndpointID, m.Seq)
+	res, err := t.execSide(`UPDATE webhook_messages SET status = ?, attempts = ?, first_at = ?, updated_at = ? WHERE endpoint_id = ? AND seq = ? AND part = ?`,
+		m.Status, m.Attempts, micros(m.FirstAt), micros(m.UpdatedAt), m.EndpointID, m.Seq, m.Part)
 	if err != nil {
 		return fmt.Errorf("sqlstore: update webhook message: %w", err)
 	}

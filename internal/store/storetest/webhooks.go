@@ -13,7 +13,8 @@ import (
 
 // testWebhooks: endpoints round-trip (secret bytes included), updates
 // write the delivery state, the head message is the pending one with the
-// lowest seq, a second message for the same (endpoint, seq) is refused,
+// lowest (seq, part), a second message for the same (endpoint, seq,
+// part) is refused,
 // attempts list newest first and page, and a delete takes the messages
 // and attempts with it.
 func testWebhooks(t *testing.T, s spend.Store) {
@@ -60,6 +61,7 @@ func testWebhooks(t *testing.T, s spend.Store) {
 		for _, m := range []*spend.WebhookMessage{
 			{EndpointID: "whk_1", Seq: 9, ID: "msg_9", Type: "agent.frozen", Body: []byte(`{"a":1}`), Status: spend.MessagePending, FirstAt: at, UpdatedAt: at},
 			{EndpointID: "whk_1", Seq: 8, ID: "msg_8", Type: "agent.frozen", Body: []byte(`{"a":0}`), Status: spend.MessageDelivered, Attempts: 1, FirstAt: at, UpdatedAt: at},
+			{EndpointID: "whk_1", Seq: 12, Part: 1, ID: "msg_12b", Type: "budget.threshold", Body: []byte(`{}`), Status: spend.MessagePending, FirstAt: at, UpdatedAt: at},
 			{EndpointID: "whk_1", Seq: 12, ID: "msg_12", Type: "agent.revoked", Body: []byte(`{}`), Status: spend.MessagePending, FirstAt: at, UpdatedAt: at},
 			{EndpointID: "whk_2", Seq: 3, ID: "msg_3", Type: "agent.revoked", Body: []byte(`{}`), Status: spend.MessagePending, FirstAt: at, UpdatedAt: at},
 		} {
@@ -87,7 +89,14 @@ func testWebhooks(t *testing.T, s spend.Store) {
 			return err
 		}
 		if m, err = tx.WebhookMessageHead(ctx, "whk_1"); err != nil || m.ID != "msg_12" {
-			return fmt.Errorf("head after delivering msg_9 = %+v, %v; want msg_12", m, err)
+			return fmt.Errorf("head after delivering msg_9 = %+v, %v; want msg_12 (part 0 before part 1)", m, err)
+		}
+		m.Status = spend.MessageSkipped
+		if err := tx.WebhookMessageUpdate(ctx, m); err != nil {
+			return err
+		}
+		if m, err = tx.WebhookMessageHead(ctx, "whk_1"); err != nil || m.ID != "msg_12b" {
+			return fmt.Errorf("head after skipping msg_12 = %+v, %v; want msg_12b", m, err)
 		}
 		for i := 1; i <= 5; i++ {
 			a := &spend.WebhookAttempt{EndpointID: "whk_1", Seq: 9, MessageID: "msg_9", Type: "agent.frozen", Attempt: i, At: at.Add(time.Duration(i) * time.Second),

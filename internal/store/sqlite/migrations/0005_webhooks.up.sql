@@ -1,6 +1,6 @@
 -- Webhooks (docs/webhooks.md). An endpoint's cursor is the last audit event
--- turned into a message for it; its messages are delivered one at a time,
--- in seq order; every attempt is kept for the owner to read.
+-- turned into messages for it (an event may make several: part); its messages
+-- are delivered one at a time, in (seq, part) order; every attempt is kept for the owner to read.
 CREATE TABLE webhook_endpoints (
   id            TEXT PRIMARY KEY,
   url           TEXT NOT NULL,
@@ -18,6 +18,7 @@ CREATE TABLE webhook_endpoints (
 CREATE TABLE webhook_messages (
   endpoint_id TEXT NOT NULL,
   seq         BIGINT NOT NULL,
+  part        BIGINT NOT NULL,
   id          TEXT NOT NULL,
   type        TEXT NOT NULL,
   body        TEXT NOT NULL,
@@ -25,9 +26,9 @@ CREATE TABLE webhook_messages (
   attempts    BIGINT NOT NULL,
   first_at    BIGINT NOT NULL,
   updated_at  BIGINT NOT NULL,
-  PRIMARY KEY (endpoint_id, seq)
+  PRIMARY KEY (endpoint_id, seq, part)
 );
-CREATE INDEX webhook_messages_pending ON webhook_messages(endpoint_id, seq) WHERE status = 'pending';
+CREATE INDEX webhook_messages_pending ON webhook_messages(endpoint_id, seq, part) WHERE status = 'pending';
 CREATE TABLE webhook_attempts (
   id            INTEGER PRIMARY KEY AUTOINCREMENT,
   endpoint_id   TEXT NOT NULL,
