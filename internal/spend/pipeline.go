@@ -836,7 +836,34 @@ func (s *Service) execute(ctx context.Context, sp *Spend) (*Spend, error) {
 			res.Outcome = OutcomeUnknown // an error is not proof that nothing moved
 		}
 	}
-	return s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+	out, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+	if err != nil || res.Outcome != OutcomeUnknown || out.Status != StatusUnknown {
+		return out, err
+	}
+	return s.executedUnknown(context.WithoutCancel(ctx), sp.ID)
+}
+
+// executedUnknown records that the rail ran but could not tell whether
+// money moved. The spend has been unknown since spend.execute (so that a
+// crash during the run keeps the hold); this event says the run is over
+// and its outcome is for reconciliation or the owner (webhook
+// payment.unknown).
+func (s *Service) executedUnknown(ctx context.Context, id string) (*Spend, error) {
+	var out *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		sp, _, err := spendLocked(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out = sp
+		if sp.Status != StatusUnknown {
+			return nil
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.unknown", "spend:"+sp.ID, map[string]any{
+			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "rail_ref": sp.RailRef, "executed": true})
+	})
+	return out, err
 }
 
 // Settle records what a rail found out about a spend (a reconciler's or a

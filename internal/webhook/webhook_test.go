@@ -40,14 +40,14 @@ type fixture struct {
 	cfg   webhook.Config
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, rails ...spend.Rail) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "purser.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	env := spendtest.NewEnv(t, st)
+	env := spendtest.NewEnv(t, st, rails...)
 	f := &fixture{t: t, env: env, store: st}
 	assets, _ := money.NewRegistry(money.DefaultAssets()...)
 	f.cfg = webhook.Config{Service: env.Svc, Assets: assets, PublicURL: "https://purser.example/",

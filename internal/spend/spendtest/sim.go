@@ -535,8 +535,9 @@ func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 		for _, ev := range evs {
 			a.seq = ev.Seq
 			var d struct {
-				AgentID string       `json:"agent_id"`
-				Status  spend.Status `json:"status"`
+				AgentID  string       `json:"agent_id"`
+				Status   spend.Status `json:"status"`
+				Executed bool         `json:"executed"`
 			}
 			json.Unmarshal(ev.Details, &d) //nolint:errcheck // details are JSON objects; a missing field stays empty
 			switch ev.Action {
@@ -559,6 +560,11 @@ func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 				if ev.Actor.Type == "agent" {
 					tr.from = []spend.Status{""}
 				}
+			}
+			if ev.Action == "spend.unknown" && d.Executed {
+				// The run of a rail that does not sign first ended without an
+				// outcome: the spend has been unknown since spend.execute.
+				tr.from = []spend.Status{spend.StatusUnknown}
 			}
 			if ev.Action == "spend.cancel" && (d.Status == spend.StatusReleased || d.Status == spend.StatusDenied) {
 				tr.to = d.Status
