@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +33,7 @@ import (
 	"github.com/purserhq/purser/internal/store/postgres"
 	"github.com/purserhq/purser/internal/store/sqlite"
 	"github.com/purserhq/purser/internal/store/sqlstore"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // Config is what `purser serve` accepts. Every field is documented in
@@ -90,6 +92,16 @@ type Config struct {
 	// MetricsAuth is "none" (default: /metrics is open) or "owner"
 	// (/metrics needs the owner token).
 	MetricsAuth string
+	// PublicURL is where owners reach this Purser (behind a proxy: its
+	// public https URL); webhook payloads link to its pages. Default
+	// http://localhost:PORT.
+	PublicURL string
+	// WebhookRetry is how failed webhook deliveries back off (defaults in
+	// webhook.RetryPolicy; tests shorten it).
+	WebhookRetry webhook.RetryPolicy
+	// WebhookPoll is how often the webhook dispatcher looks for work
+	// (default 1 s).
+	WebhookPoll time.Duration
 	// AcceptUnboundSignatures also accepts version 1 agent signatures,
 	// which bind no deployment, while agents upgrade (docs/api.md).
 	AcceptUnboundSignatures bool
@@ -150,6 +162,11 @@ func (c Config) Validate() error {
 	case "", "none", "owner":
 	default:
 		errs = append(errs, fmt.Errorf("metrics-auth %q: use none or owner", c.MetricsAuth))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public-url %q: give an absolute http or https URL", c.PublicURL))
+		}
 	}
 	for _, h := range c.HostNames {
 		if h == "" || strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
@@ -325,12 +342,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	hooks, err := newWebhooks(cfg, ln, svc, assets, ks, log)
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	reg := metrics.NewRegistry()
 	observeStore(reg, st)
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen)),
+		HostNames: append(slices.Clone(cfg.HostNames), listenHost(cfg.Listen)), Webhooks: hooks,
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -349,6 +372,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	srv.stopBG = stop
 	srv.background(bg, holds)
+	srv.runWebhooks(bg, hooks)
 	go func() {
 		if err := srv.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)

@@ -22,6 +22,7 @@ type serveOpts struct {
 	maxOpenSpends                       int
 	hostNames                           listFlag
 	metricsAuth                         string
+	publicURL                           string
 	acceptUnbound                       bool
 	agentRate                           string
 }
@@ -85,6 +86,7 @@ func serveCommand() *command {
 			fs.BoolVar(&o.json, "json", o.json, "print the startup line as one JSON object {url, listen, store, data} on stdout (logs are JSON lines on stderr either way)")
 			fs.Var(&s.hostNames, "host-names", "further `NAMES` (comma-separated) to answer to in the Host header, e.g. the proxy's public name; localhost, IP literals and the listen host always work; * turns the check off")
 			fs.StringVar(&s.metricsAuth, "metrics-auth", "none", "`none` (open /metrics) or owner (/metrics needs the owner token)")
+			fs.StringVar(&s.publicURL, "public-url", "", "the `URL` owners reach this server at (behind a proxy: its public https URL); webhook payloads link to it (default http://localhost:PORT)")
 			fs.BoolVar(&s.acceptUnbound, "accept-unbound-signatures", false, "also accept version 1 agent signatures, which bind no deployment, while agents upgrade (replayable to other Pursers that know the key)")
 		},
 		run: runServe,
@@ -143,6 +145,7 @@ func runServe(ctx context.Context, e *env, o *opts, args []string) error {
 		Ready:          ready,
 		HostNames:      s.hostNames,
 		MetricsAuth:    s.metricsAuth,
+		PublicURL:      s.publicURL,
 
 		AcceptUnboundSignatures: s.acceptUnbound,
 	})

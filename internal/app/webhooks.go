@@ -1,0 +1,40 @@
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"net"
+
+	"github.com/purserhq/purser/internal/keystore"
+	"github.com/purserhq/purser/internal/money"
+	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/webhook"
+)
+
+// newWebhooks builds the webhook engine: its keys derive from the master
+// seed (one to seal endpoint secrets, one to sign v1a deliveries), so
+// every node of a deployment signs alike and a restart keeps them.
+func newWebhooks(cfg Config, ln net.Listener, svc *spend.Service, assets *money.Registry, ks *keystore.Keystore, log *slog.Logger) (*webhook.Webhooks, error) {
+	public := cfg.PublicURL
+	if public == "" {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		public = "http://localhost:" + port
+	}
+	return webhook.New(webhook.Config{
+		Service: svc, Assets: assets, PublicURL: public, Logger: log,
+		SecretKey:  ks.DeriveKey("webhook-secrets"),
+		SigningKey: ed25519.NewKeyFromSeed(ks.DeriveKey("webhook-ed25519")),
+		Retry:      cfg.WebhookRetry, Poll: cfg.WebhookPoll,
+	})
+}
+
+// runWebhooks runs the dispatcher until ctx ends. Every node runs one;
+// the store's lease lets one of them deliver at a time.
+func (s *Server) runWebhooks(ctx context.Context, hooks *webhook.Webhooks) {
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		hooks.Run(ctx)
+	}()
+}
