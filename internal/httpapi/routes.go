@@ -61,9 +61,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{ref}/balances", s.owner(s.ownerBalances))
 	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
-	if s.hooks != nil {
-		s.webhookRoutes()
-	}
+	s.webhookRoutes()
 	s.handle("/", s.noRoute)
 }
 

@@ -10,14 +10,24 @@ import (
 )
 
 func (s *Server) webhookRoutes() {
-	s.handle("POST /v1/webhooks", s.owner(s.createWebhook))
-	s.handle("GET /v1/webhooks", s.owner(s.listWebhooks))
-	s.handle("GET /v1/webhooks/signing-key", s.owner(s.webhookSigningKey))
-	s.handle("GET /v1/webhooks/{id}", s.owner(s.getWebhook))
-	s.handle("DELETE /v1/webhooks/{id}", s.owner(s.deleteWebhook))
-	s.handle("GET /v1/webhooks/{id}/deliveries", s.owner(s.webhookDeliveries))
-	s.handle("POST /v1/webhooks/{id}/test", s.owner(s.testWebhook))
-	s.handle("POST /v1/webhooks/{id}/resume", s.owner(s.resumeWebhook))
+	s.handle("POST /v1/webhooks", s.owner(s.webhooks(s.createWebhook)))
+	s.handle("GET /v1/webhooks", s.owner(s.webhooks(s.listWebhooks)))
+	s.handle("GET /v1/webhooks/signing-key", s.owner(s.webhooks(s.webhookSigningKey)))
+	s.handle("GET /v1/webhooks/{id}", s.owner(s.webhooks(s.getWebhook)))
+	s.handle("DELETE /v1/webhooks/{id}", s.owner(s.webhooks(s.deleteWebhook)))
+	s.handle("GET /v1/webhooks/{id}/deliveries", s.owner(s.webhooks(s.webhookDeliveries)))
+	s.handle("POST /v1/webhooks/{id}/test", s.owner(s.webhooks(s.testWebhook)))
+	s.handle("POST /v1/webhooks/{id}/resume", s.owner(s.webhooks(s.resumeWebhook)))
+}
+
+// webhooks answers not_found where no webhook engine is configured.
+func (s *Server) webhooks(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if s.hooks == nil {
+			return spend.Errorf("not_found", "webhooks are not configured on this server")
+		}
+		return h(w, r)
+	}
 }
 
 func webhookView(e webhook.Endpoint) api.Webhook {
@@ -69,11 +79,11 @@ func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
-	if err := s.hooks.Delete(r.Context(), r.PathValue("id")); err != nil {
+	e, err := s.hooks.Delete(r.Context(), r.PathValue("id"))
+	if err != nil {
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return writeJSON(w, http.StatusOK, webhookView(*e))
 }
 
 func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) error {

@@ -235,9 +235,11 @@ func (w *Webhooks) Get(ctx context.Context, id string) (*Endpoint, error) {
 	return &out, nil
 }
 
-// Delete removes an endpoint, its messages and its delivery log.
-func (w *Webhooks) Delete(ctx context.Context, id string) error {
-	return w.svc.InOwnerTx(ctx, "webhook.delete", "webhook:"+id, func(tx spend.Tx) (any, error) {
+// Delete removes an endpoint, its messages and its delivery log, and
+// returns it as it was.
+func (w *Webhooks) Delete(ctx context.Context, id string) (*Endpoint, error) {
+	var out Endpoint
+	err := w.svc.InOwnerTx(ctx, "webhook.delete", "webhook:"+id, func(tx spend.Tx) (any, error) {
 		ep, err := w.get(ctx, tx, id)
 		if err != nil {
 			return nil, err
@@ -245,8 +247,13 @@ func (w *Webhooks) Delete(ctx context.Context, id string) error {
 		if err := tx.WebhookDelete(ctx, id); err != nil {
 			return nil, err
 		}
+		out = view(ep)
 		return map[string]any{"webhook_id": id, "url": ep.URL, "cursor": ep.Cursor}, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Resume restarts a paused endpoint at the message it stopped at (the

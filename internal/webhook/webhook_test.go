@@ -532,7 +532,7 @@ func TestSecretNeverShown(t *testing.T) {
 	if err := f.env.Svc.ExportAudit(ctx, &audit, "jsonl"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.hooks.Delete(ctx, c.ID); err != nil {
+	if _, err := f.hooks.Delete(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.env.Svc.ExportAudit(ctx, &audit, "csv"); err != nil {
