@@ -275,11 +275,10 @@ func (w *Webhooks) deliver(ctx context.Context, ep *spend.WebhookEndpoint, deadl
 			return n, err
 		}
 		res := w.send(ctx, ep, secret, m.ID, m.Body)
-		if ctx.Err() != nil {
-			return n, nil // stopping: the attempt is not counted; the message stays at the head
-		}
+		// An attempt cut short by a shutdown is recorded as failed too: the
+		// receiver may have seen it, and the log shows every request.
 		ok, err := w.record(ctx, ep, m, res)
-		if err != nil || !ok {
+		if err != nil || !ok || ctx.Err() != nil {
 			return n, err
 		}
 		n++
