@@ -93,6 +93,7 @@ type opts struct {
 	resolve      resolveOpts
 	fac          facilitatorOpts
 	demo         demoOpts
+	webhook      webhookOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -104,6 +105,7 @@ func commands() []*command {
 		approvalsCommand(),
 		approveCommand(),
 		denyCommand(),
+		webhookCommand(),
 		auditCommand(),
 		spendCommand(),
 		spendsCommand(),
