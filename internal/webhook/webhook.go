@@ -85,7 +85,7 @@ type Config struct {
 	// Poll is how often the dispatcher looks for work (default 1 s).
 	Poll time.Duration
 	// LeaseTTL is how long a dispatcher's lease lasts unrenewed (default
-	// 30 s): another node takes over that long after one stops.
+	// 60 s): another node takes over that long after one crashes.
 	LeaseTTL time.Duration
 	// Concurrency bounds the endpoints delivered to at once (default 8).
 	Concurrency int
@@ -142,7 +142,7 @@ func New(cfg Config) (*Webhooks, error) {
 		cfg.Poll = time.Second
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
+		cfg.LeaseTTL = time.Minute
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
@@ -216,6 +216,23 @@ func (w *Webhooks) release(ctx context.Context) {
 // Pass delivers what is due, if this dispatcher holds the deployment's
 // lease, and returns how many messages were delivered.
 func (w *Webhooks) Pass(ctx context.Context) (int, error) {
+	var all []*spend.WebhookEndpoint
+	if err := w.svc.ReadTx(ctx, func(tx spend.Tx) (err error) {
+		all, err = tx.WebhookList(ctx)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	now := w.now()
+	var eps []*spend.WebhookEndpoint
+	for _, ep := range all {
+		if ep.Status == spend.WebhookActive && !ep.NextAt.After(now) {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 {
+		return 0, nil // nothing due: no lease taken, nothing written
+	}
 	var leader bool
 	err := w.svc.InTx(ctx, func(tx spend.Tx) (err error) {
 		leader, err = tx.WebhookLease(ctx, w.holder, w.cfg.LeaseTTL)
@@ -224,15 +241,9 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 	if err != nil || !leader {
 		return 0, err
 	}
-	var eps []*spend.WebhookEndpoint
-	if err := w.svc.ReadTx(ctx, func(tx spend.Tx) (err error) {
-		eps, err = tx.WebhookList(ctx)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	now := w.now()
-	deadline := time.Now().Add(w.cfg.LeaseTTL / 2) // the lease must outlast the pass
+	// The lease must outlast the pass: no new attempt starts once the
+	// one in flight could end after the lease does.
+	deadline := time.Now().Add(max(w.cfg.LeaseTTL-2*w.cfg.Timeout, w.cfg.LeaseTTL/4))
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -241,9 +252,6 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 		sem       = make(chan struct{}, w.cfg.Concurrency)
 	)
 	for _, ep := range eps {
-		if ep.Status != spend.WebhookActive || ep.NextAt.After(now) {
-			continue
-		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
