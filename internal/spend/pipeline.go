@@ -837,7 +837,9 @@ func (s *Service) execute(ctx context.Context, sp *Spend) (*Spend, error) {
 		}
 	}
 	out, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
-	if err != nil || res.Outcome != OutcomeUnknown || out.Status != StatusUnknown {
+	// A spend that was authorized (a signing rail) got its spend.unknown
+	// from settle; one unknown since spend.execute got none.
+	if err != nil || res.Outcome != OutcomeUnknown || sp.Status != StatusUnknown || out.Status != StatusUnknown {
 		return out, err
 	}
 	return s.executedUnknown(context.WithoutCancel(ctx), sp.ID)
