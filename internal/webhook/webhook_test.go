@@ -559,3 +559,54 @@ func TestSecretNeverShown(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOneDispatcherAtATime: two engines on one store (two nodes) pass
+// concurrently; the lease lets one deliver at a time, so each message is
+// sent once, in order.
+func TestOneDispatcherAtATime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	other, err := webhook.New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReceiver(t, nil)
+	f.create(webhook.CreateParams{URL: r.URL, AllowPrivate: true})
+	ids := f.freezes(8)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, h := range []*webhook.Webhooks{f.hooks, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := h.Pass(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.all()) < len(ids) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a duplicate would arrive now
+	close(done)
+	wg.Wait()
+	got := r.all()
+	if len(got) != len(ids) {
+		t.Fatalf("%d deliveries for %d events", len(got), len(ids))
+	}
+	for i, d := range got {
+		agent, _ := decode(t, d.body).Data["agent"].(map[string]any)
+		if agent["id"] != ids[i] {
+			t.Fatalf("delivery %d is about %v; want %s", i, agent["id"], ids[i])
+		}
+	}
+}
