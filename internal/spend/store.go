@@ -137,6 +137,10 @@ type Tx interface {
 	// WebhookAttemptList returns the endpoint's attempts, newest first,
 	// with ID < beforeID (0: from the newest), up to limit.
 	WebhookAttemptList(ctx context.Context, endpointID string, beforeID int64, limit int) ([]*WebhookAttempt, error)
+	// WebhookPrune deletes attempts made before before, and messages no
+	// longer pending that were last changed before it; a pending message
+	// is never deleted.
+	WebhookPrune(ctx context.Context, before time.Time) (int64, error)
 	// WebhookLease takes or renews the dispatcher lease for holder until
 	// the database's clock reaches until; false when another holder's
 	// lease has not run out (by the database's clock).

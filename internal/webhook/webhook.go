@@ -89,6 +89,10 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Concurrency bounds the endpoints delivered to at once (default 8).
 	Concurrency int
+	// Retention is how long delivered and skipped messages and every
+	// attempt are kept (default 30 days); a pending message is kept
+	// until it is delivered.
+	Retention time.Duration
 }
 
 // Webhooks is the engine: endpoint administration, the dispatcher and
@@ -102,6 +106,7 @@ type Webhooks struct {
 	log    *slog.Logger
 	clock  spend.Clock
 	holder string
+	pruned time.Time // when this dispatcher last pruned (only it touches it)
 	// clients by allow_private: each checks the addresses it dials.
 	public, private *http.Client
 }
@@ -146,6 +151,9 @@ func New(cfg Config) (*Webhooks, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
 	}
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -214,7 +222,8 @@ func (w *Webhooks) release(ctx context.Context) {
 }
 
 // Pass delivers what is due, if this dispatcher holds the deployment's
-// lease, and returns how many messages were delivered.
+// lease, and returns how many messages were delivered. Calls of one
+// Webhooks must not overlap (Run makes them one after another).
 func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 	var all []*spend.WebhookEndpoint
 	if err := w.svc.ReadTx(ctx, func(tx spend.Tx) (err error) {
@@ -240,6 +249,11 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 	})
 	if err != nil || !leader {
 		return 0, err
+	}
+	if now.Sub(w.pruned) >= time.Hour {
+		if err := w.prune(ctx, now); err != nil {
+			w.log.Warn("webhook log not pruned", "err", err)
+		}
 	}
 	// The lease must outlast the pass: no new attempt starts once the
 	// one in flight could end after the lease does.
@@ -267,6 +281,18 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	return delivered, errors.Join(errs...)
+}
+
+// prune drops what Retention no longer keeps.
+func (w *Webhooks) prune(ctx context.Context, now time.Time) error {
+	err := w.svc.InTx(ctx, func(tx spend.Tx) error {
+		_, err := tx.WebhookPrune(ctx, now.Add(-w.cfg.Retention))
+		return err
+	})
+	if err == nil {
+		w.pruned = now
+	}
+	return err
 }
 
 // deliver sends ep's messages in order until one fails, none is left or

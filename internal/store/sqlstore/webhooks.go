@@ -169,6 +169,20 @@ func (t *txn) WebhookAttemptList(_ context.Context, endpointID string, beforeID 
 	return out, t.fail(rows.Err())
 }
 
+func (t *txn) WebhookPrune(_ context.Context, before time.Time) (int64, error) {
+	res, err := t.execSide(`DELETE FROM webhook_attempts WHERE at < ?`, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: prune webhook attempts: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	res, err = t.execSide(`DELETE FROM webhook_messages WHERE status <> 'pending' AND updated_at < ?`, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: prune webhook messages: %w", err)
+	}
+	m, _ := res.RowsAffected()
+	return n + m, nil
+}
+
 func (t *txn) WebhookLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	if holder == "" {
 		return false, errors.New("sqlstore: webhook lease: empty holder")

@@ -15,8 +15,9 @@ import (
 // write the delivery state, the head message is the pending one with the
 // lowest (seq, part), a second message for the same (endpoint, seq,
 // part) is refused,
-// attempts list newest first and page, and a delete takes the messages
-// and attempts with it.
+// attempts list newest first and page, a delete takes the messages and
+// attempts with it, and a prune removes old attempts and finished
+// messages but never a pending one.
 func testWebhooks(t *testing.T, s spend.Store) {
 	w := &spend.WebhookEndpoint{ID: "whk_1", URL: "https://example.test/hook", Events: []string{"approval.requested", "agent.frozen"},
 		Signing: "hmac", Secret: []byte{0, 1, 2, 0xff}, AllowPrivate: true, Status: spend.WebhookActive, Cursor: 7,
@@ -142,6 +143,36 @@ func testWebhooks(t *testing.T, s spend.Store) {
 		}
 		if m, err := tx.WebhookMessageHead(ctx, "whk_2"); err != nil || m.ID != "msg_3" {
 			return fmt.Errorf("other endpoint's head = %+v, %v", m, err)
+		}
+		return nil
+	})
+	// Prune: old attempts and finished messages go; a pending message
+	// stays however old.
+	mustTx(t, s, func(tx spend.Tx) error {
+		for _, m := range []*spend.WebhookMessage{
+			{EndpointID: "whk_2", Seq: 4, ID: "msg_4", Type: "x", Body: []byte(`{}`), Status: spend.MessageDelivered, FirstAt: at, UpdatedAt: at},
+			{EndpointID: "whk_2", Seq: 5, ID: "msg_5", Type: "x", Body: []byte(`{}`), Status: spend.MessageDelivered, FirstAt: at, UpdatedAt: at.Add(time.Hour)},
+		} {
+			if err := tx.WebhookMessageAdd(ctx, m); err != nil {
+				return err
+			}
+		}
+		if err := tx.WebhookAttemptAdd(ctx, &spend.WebhookAttempt{EndpointID: "whk_2", Seq: 5, MessageID: "msg_5", Type: "x", Attempt: 1, At: at.Add(time.Hour), Outcome: "delivered"}); err != nil {
+			return err
+		}
+		n, err := tx.WebhookPrune(ctx, at.Add(time.Minute))
+		if err != nil {
+			return err
+		}
+		if n != 2 { // msg_4 and the ping attempt at `at`
+			return fmt.Errorf("WebhookPrune removed %d rows; want 2", n)
+		}
+		if m, err := tx.WebhookMessageHead(ctx, "whk_2"); err != nil || m.ID != "msg_3" {
+			return fmt.Errorf("the old pending message: %+v, %v", m, err)
+		}
+		as, err := tx.WebhookAttemptList(ctx, "whk_2", 0, 10)
+		if err != nil || len(as) != 1 || as[0].MessageID != "msg_5" {
+			return fmt.Errorf("attempts after prune: %+v, %v", as, err)
 		}
 		return nil
 	})

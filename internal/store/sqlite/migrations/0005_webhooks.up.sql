@@ -29,6 +29,8 @@ CREATE TABLE webhook_messages (
   PRIMARY KEY (endpoint_id, seq, part)
 );
 CREATE INDEX webhook_messages_pending ON webhook_messages(endpoint_id, seq, part) WHERE status = 'pending';
+-- Pruning (webhook.Config.Retention) reads finished messages and attempts by age.
+CREATE INDEX webhook_messages_done ON webhook_messages(updated_at) WHERE status <> 'pending';
 CREATE TABLE webhook_attempts (
   id            INTEGER PRIMARY KEY AUTOINCREMENT,
   endpoint_id   TEXT NOT NULL,
@@ -44,6 +46,7 @@ CREATE TABLE webhook_attempts (
   duration_us   BIGINT NOT NULL
 );
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts(endpoint_id, id);
+CREATE INDEX webhook_attempts_at ON webhook_attempts(at);
 -- One dispatcher per deployment: the node holding this lease delivers.
 CREATE TABLE webhook_lease (
   id       BIGINT PRIMARY KEY,
