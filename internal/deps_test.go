@@ -27,6 +27,9 @@ func TestDependencyDirection(t *testing.T) {
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},
 		"facilitator": {mod + "spend", mod + "store", mod + "httpapi", mod + "app", mod + "keystore"},
+		// The MCP server is a client of the API, through the public SDK,
+		// like any agent program: no pipeline, store, rail or key store.
+		"mcpserver": {mod + "spend", mod + "store", mod + "rails", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore", mod + "evm"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
@@ -78,16 +81,42 @@ func TestDependencyDirection(t *testing.T) {
 			}
 		}
 	}
-	// Only cli may import app.
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	// cli stays a thin layer: it parses flags, calls app (which wires
+	// servers, chains, stores, relayers and middlewares, for demo and
+	// facilitator as for serve), talks to Purser through the sdk, and
+	// prints. Direct imports only: through app it reaches everything.
+	// Its tests may still start real components (a dev chain) as fixtures.
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "./cli").Output()
+	if err != nil {
+		t.Fatalf("go list ./cli: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, b := range []string{mod + "facilitator", mod + "evm", mod + "devchain", mod + "store", mod + "rails",
+			mod + "spend", mod + "httpapi", mod + "keystore", mod + "metrics", "github.com/purserhq/purser/x402"} {
+			if dep == b || strings.HasPrefix(dep, b+"/") {
+				t.Errorf("internal/cli imports %s; wire it in internal/app", dep)
+			}
+		}
+	}
+	// Only cli may import app, and tests that need a whole server in
+	// process: the end-to-end tests, and the public SDK's external tests
+	// and examples (package sdk_test: a test package, never part of what
+	// a program importing sdk builds), and the MCP server's external
+	// tests (package mcpserver_test: MCP clients against a real Purser on
+	// the dev chain). Test variants are listed too (-test), named
+	// "path [path.test]".
+	allowed := map[string]bool{mod + "cli": true, mod + "e2e": true, mod + "e2e.test": true, mod + "e2e_test": true,
+		"github.com/purserhq/purser/sdk_test": true, mod + "mcpserver_test": true}
+	out, err = exec.Command("go", "list", "-test", "-f", `{{.ImportPath}}|{{join .Imports " "}}`, "../...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		for _, imp := range f[1:] {
-			if imp == mod+"app" && f[0] != mod+"cli" && f[0] != mod+"e2e" && f[0] != mod+"e2e.test" && f[0] != mod+"e2e_test" {
-				t.Errorf("%s imports internal/app; only internal/cli may", f[0])
+		path, imports, _ := strings.Cut(line, "|")
+		path, _, _ = strings.Cut(path, " ")
+		for _, imp := range strings.Fields(imports) {
+			if imp == mod+"app" && !allowed[path] && path != mod+"app.test" { // app.test: app's own test binary
+				t.Errorf("%s imports internal/app; only internal/cli may", path)
 			}
 		}
 	}

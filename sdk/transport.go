@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -79,8 +80,11 @@ const maxPaymentRequired = 1 << 20
 //
 // It never signs twice for one request: one authorization per round
 // trip, under an idempotency key (WithIdempotencyKey, or a fresh one). A
-// second 402 to the paid retry is returned as is. Nothing is retried once
-// ctx is cancelled. A refusal by the mandate is a *RefusedError, a
+// second 402 to the paid retry is returned as is, and so is any other
+// answer to it (a 4xx of the seller is not retried); a 402 that carries
+// no x402 requirements is returned as it came, nothing paid. Nothing is
+// retried once ctx is cancelled. A request whose body cannot be sent
+// twice fails with ErrBodyNotReplayable before anything is signed. A refusal by the mandate is a *RefusedError, a
 // payment waiting for an owner an *ApprovalRequiredError (after waiting
 // up to the approval wait), both wrapped in the *url.Error http.Client
 // returns: use errors.As. It is safe for concurrent use.
@@ -109,20 +113,33 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Everything below decides whether to pay; until the payment is
 	// signed the seller's 402 can still be returned untouched.
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		resp.Body.Close()
-		return nil, ErrBodyNotReplayable
-	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPaymentRequired))
+	if err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	pr, err := paymentRequired(resp.Header, body)
+	if IsCode(err, "x402_no_requirements") {
+		// A 402 that asks for no x402 payment (a quota message, say) is
+		// the seller's answer: returned as it came.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return resp, nil
+	}
 	resp.Body.Close()
 	if err != nil {
 		return nil, err
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return nil, ErrBodyNotReplayable
 	}
 	max, _ := ctx.Value(keyMaxPrice).(string)
 	if max == "" {
 		max = t.opts.MaxPrice
 	}
-	areq, _, err := t.agent.offerSpend(ctx, req.URL, req.Method, resp.Header, body, max)
+	areq, _, err := t.agent.offerFor(ctx, req.URL, req.Method, pr, max)
 	if err != nil {
 		return nil, err
 	}

@@ -250,6 +250,11 @@ func (a *Agent) offerSpend(ctx context.Context, u *url.URL, method string, h htt
 	if err != nil {
 		return AuthorizeRequest{}, nil, err
 	}
+	return a.offerFor(ctx, u, method, pr, max)
+}
+
+// offerFor is offerSpend for a 402 already parsed.
+func (a *Agent) offerFor(ctx context.Context, u *url.URL, method string, pr *x402.PaymentRequired, max string) (AuthorizeRequest, *Offer, error) {
 	offer, asset, err := a.choose(ctx, pr, max)
 	if err != nil {
 		return AuthorizeRequest{}, nil, err
@@ -359,7 +364,8 @@ func (a *Agent) waitAndPay(ctx context.Context, r FetchRequest, sp *Spend, res *
 // ConfirmFetch finishes an x402 payment an owner approved: Purser signs
 // it, and the request recorded in the spend is retried with the payment.
 // r supplies the body and headers again (they are not stored); its URL
-// and method, if set, must match the spend's.
+// and method, if set, must be the spend's (the same URL, however it is
+// spelled: "/a b" and "/a%20b" are one).
 func (a *Agent) ConfirmFetch(ctx context.Context, spendID string, r FetchRequest) (*FetchResult, error) {
 	return a.confirmFetch(ctx, spendID, r, &FetchResult{})
 }
@@ -377,6 +383,15 @@ func (a *Agent) confirmFetch(ctx context.Context, spendID string, r FetchRequest
 	var rr api.X402Request
 	if err := json.Unmarshal(sp.RailRequest, &rr); err != nil || sp.Rail != api.RailX402 {
 		return nil, clientError("invalid_state", "spend %s is not an x402 payment", spendID)
+	}
+	if r.URL != "" {
+		// The spend records the URL as Fetch parsed it (u.String()): the
+		// same URL given again may be spelled otherwise ("/a b", "/a%20b").
+		u, err := checkURL(r.URL)
+		if err != nil {
+			return nil, err
+		}
+		r.URL = u.String()
 	}
 	if (r.URL != "" && r.URL != rr.URL) || (r.Method != "" && !strings.EqualFold(r.Method, rr.Method)) {
 		return nil, clientError("invalid_request", "spend %s pays for %s %s", spendID, rr.Method, rr.URL)

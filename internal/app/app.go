@@ -1,6 +1,10 @@
 // Package app is Purser's composition root: it turns a Config into a
 // running server (keystore, store, spend service, HTTP API, background
-// sweepers) and shuts it down cleanly. Only internal/cli imports it.
+// sweepers) and shuts it down cleanly. It wires the other long-running
+// commands too: StartDemo (Purser, the dev chain, a facilitator and a
+// sample paid API) and StartFacilitator (a standalone x402 facilitator).
+// Only internal/cli imports it; cli parses flags and prints, app decides
+// what runs and how it is connected.
 package app
 
 import (

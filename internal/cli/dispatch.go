@@ -93,6 +93,7 @@ type opts struct {
 	resolve      resolveOpts
 	fac          facilitatorOpts
 	demo         demoOpts
+	mcp          mcpOpts
 	webhook      webhookOpts
 }
 
@@ -113,6 +114,7 @@ func commands() []*command {
 		x402Command(),
 		payCommand(),
 		balanceCommand(),
+		mcpCommand(),
 		fundCommand(),
 		chainsCommand(),
 		facilitatorCommand(),

@@ -8,19 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/purserhq/purser/internal/evm"
-	"github.com/purserhq/purser/internal/facilitator"
+	"github.com/purserhq/purser/internal/app"
 )
 
 type facilitatorOpts struct {
@@ -101,8 +96,8 @@ func readGasKey(v, source string, inline bool) (*ecdsa.PrivateKey, error) {
 }
 
 // facilitatorConfig turns the flags into the facilitator's policy.
-func facilitatorConfig(e *env, o *opts) (facilitator.Config, error) {
-	var cfg facilitator.Config
+func facilitatorConfig(e *env, o *opts) (app.FacilitatorConfig, error) {
+	var cfg app.FacilitatorConfig
 	if o.fac.payerRate < 0 || o.fac.srcRate < 0 {
 		return cfg, usagef(o.path, "--rate-per-payer and --rate-per-source must be 0 (unlimited) or more")
 	}
@@ -154,45 +149,14 @@ func runFacilitator(ctx context.Context, e *env, o *opts, args []string) error {
 	if keySrc == "" {
 		return usagef(o.path, "no gas key: pass --gas-key FILE or set PURSER_GAS_KEY")
 	}
-	key, err := readGasKey(keySrc, source, inline)
+	if cfg.GasKey, err = readGasKey(keySrc, source, inline); err != nil {
+		return err
+	}
+	cfg.Listen, cfg.RPC, cfg.Stderr = o.fac.listen, o.fac.rpc, e.stdio.Err
+	f, err := app.StartFacilitator(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	signer := evm.KeySigner(key)
-	log := slog.New(slog.NewJSONHandler(e.stdio.Err, nil))
-	nets := map[string]facilitator.Network{}
-	for network, url := range o.fac.rpc {
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		cl, err := evm.Dial(dctx, url)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("rpc %s: %w", network, err)
-		}
-		defer cl.Close()
-		if got := "eip155:" + cl.ChainID().String(); got != network {
-			return fmt.Errorf("rpc %s: the endpoint serves %s", network, got)
-		}
-		nets[network] = facilitator.Network{Client: cl, Relayer: evm.NewRelayer(cl, signer)}
-	}
-	cfg.Networks, cfg.Logger = nets, log
-	f, err := facilitator.New(cfg)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", o.fac.listen)
-	if err != nil {
-		return err
-	}
-	srv := facilitator.NewHTTPServer(f.Handler())
-	fmt.Fprintf(e.stdio.Out, "purser facilitator listening on http://%s (settling as %s)\n", ln.Addr(), signer.Address())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	fmt.Fprintf(e.stdio.Out, "purser facilitator listening on http://%s (settling as %s)\n", f.Addr(), f.Settler())
+	return f.Run(ctx)
 }

@@ -86,6 +86,19 @@ var ErrorCodes = []ErrorCode{
 	{"asset_invalid", 0, "`serve --assets`: an asset is malformed or configured twice"},
 	{"keystore_sealed", 0, "`serve`: the key-encryption key does not open the master seed"},
 	{"audit_export_malformed", 0, "`audit verify FILE`: a line of the export cannot be read"},
+
+	// Reported by `purser mcp` in a tool result's error.code (docs/mcp.md),
+	// never in an API answer.
+	{"missing_field", 0, "`purser mcp`: a required tool argument is absent or empty (`error.field`)"},
+	{"unknown_field", 0, "`purser mcp`: an argument the tool does not take, or one spelled in another case (`error.field`)"},
+	{"value_invalid", 0, "`purser mcp`: a malformed or out-of-range argument: method, address, asset, network, memo, spend id, idempotency key, wait (`error.field`)"},
+	{"url_invalid", 0, "`purser mcp`: the URL is not absolute, has no host, is too long or carries credentials"},
+	{"url_scheme_not_allowed", 0, "`purser mcp`: the URL's scheme is not http or https (`file:`, `data:`, `ftp:`, ...)"},
+	{"headers_too_large", 0, "`purser mcp`: more than 32 request headers, a value over 4 KiB or over 16 KiB together"},
+	{"header_invalid", 0, "`purser mcp`: a header name that is not an HTTP token, or a value with a line break or NUL"},
+	{"header_not_allowed", 0, "`purser mcp`: a header Purser or the HTTP client sets (`Host`, `Content-Length`, hop-by-hop, `X-PAYMENT`, `PAYMENT-SIGNATURE`, `Purser-*`)"},
+	{"purser_unreachable", 0, "`purser mcp`: Purser could not be reached; for a call that may have paid, the status is `unknown` and a retry with the same idempotency key is safe"},
+	{"seller_unreachable", 0, "`purser mcp`: the seller could not be reached before any payment"},
 }
 
 // Reason kinds: where a reason code appears.

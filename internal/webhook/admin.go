@@ -342,8 +342,5 @@ func (w *Webhooks) Ping(ctx context.Context, id string) (*Attempt, error) {
 		a.Outcome = OutcomeFailed
 	}
 	err = w.svc.InTx(context.WithoutCancel(ctx), func(tx spend.Tx) error { return tx.WebhookAttemptAdd(ctx, a) })
-	if errors.Is(err, spend.ErrNotFound) {
-		return a, nil
-	}
 	return a, err
 }
