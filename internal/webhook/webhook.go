@@ -106,7 +106,9 @@ type Webhooks struct {
 	log    *slog.Logger
 	clock  spend.Clock
 	holder string
-	pruned time.Time // when this dispatcher last pruned (only it touches it)
+	// Pass's own state (its calls do not overlap):
+	pruned time.Time // when it last pruned
+	idleAt int64     // the audit head every endpoint had caught up with; 0: unknown
 	// clients by allow_private: each checks the addresses it dials.
 	public, private *http.Client
 }
@@ -232,18 +234,27 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
+	head, err := w.svc.AuditHeadSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
 	now := w.now()
 	var eps []*spend.WebhookEndpoint
+	retrying := false
 	for _, ep := range all {
 		if ep.Status == spend.WebhookActive && !ep.NextAt.After(now) {
 			eps = append(eps, ep)
+			retrying = retrying || !ep.NextAt.IsZero()
 		}
 	}
-	if len(eps) == 0 {
-		return 0, nil // nothing due: no lease taken, nothing written
+	// Nothing due: no endpoint, or every one caught up at this head (a
+	// new endpoint or a resume is an audit event, so it moves the head)
+	// and none waiting for a retry. No lease is taken, nothing written.
+	if len(eps) == 0 || head == w.idleAt && !retrying {
+		return 0, nil
 	}
 	var leader bool
-	err := w.svc.InTx(ctx, func(tx spend.Tx) (err error) {
+	err = w.svc.InTx(ctx, func(tx spend.Tx) (err error) {
 		leader, err = tx.WebhookLease(ctx, w.holder, w.cfg.LeaseTTL)
 		return err
 	})
@@ -262,6 +273,7 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 		wg        sync.WaitGroup
 		mu        sync.Mutex
 		delivered int
+		busy      bool // an endpoint was left with work
 		errs      []error
 		sem       = make(chan struct{}, w.cfg.Concurrency)
 	)
@@ -270,9 +282,10 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			n, err := w.deliver(ctx, ep, deadline)
+			n, drained, err := w.deliver(ctx, ep, deadline)
 			mu.Lock()
 			delivered += n
+			busy = busy || !drained || err != nil
 			if err != nil {
 				errs = append(errs, fmt.Errorf("webhook %s: %w", ep.ID, err))
 			}
@@ -280,6 +293,9 @@ func (w *Webhooks) Pass(ctx context.Context) (int, error) {
 		}()
 	}
 	wg.Wait()
+	if w.idleAt = 0; !busy {
+		w.idleAt = head // every endpoint has every event up to head
+	}
 	return delivered, errors.Join(errs...)
 }
 
@@ -295,29 +311,31 @@ func (w *Webhooks) prune(ctx context.Context, now time.Time) error {
 	return err
 }
 
-// deliver sends ep's messages in order until one fails, none is left or
-// the pass is over.
-func (w *Webhooks) deliver(ctx context.Context, ep *spend.WebhookEndpoint, deadline time.Time) (int, error) {
+// deliver sends ep's messages in order until one fails, none is left
+// (drained) or the pass is over.
+func (w *Webhooks) deliver(ctx context.Context, ep *spend.WebhookEndpoint, deadline time.Time) (n int, drained bool, err error) {
 	secret, err := w.seal.open(ep.ID, ep.Secret)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	n := 0
 	for time.Now().Before(deadline) {
 		m, err := w.head(ctx, ep)
+		if errors.Is(err, errMore) {
+			return n, false, nil // more events to read: the next pass goes on
+		}
 		if err != nil || m == nil {
-			return n, err
+			return n, err == nil, err
 		}
 		res := w.send(ctx, ep, secret, m.ID, m.Body)
 		// An attempt cut short by a shutdown is recorded as failed too: the
 		// receiver may have seen it, and the log shows every request.
 		ok, err := w.record(ctx, ep, m, res)
 		if err != nil || !ok || ctx.Err() != nil {
-			return n, err
+			return n, false, err
 		}
 		n++
 	}
-	return n, nil
+	return n, false, nil
 }
 
 // Outcomes of an attempt.
@@ -423,7 +441,9 @@ func (w *Webhooks) record(ctx context.Context, ep *spend.WebhookEndpoint, m *spe
 }
 
 // head returns ep's next message: the pending one, or one made from the
-// next audit events the endpoint asked for (nil when there is none).
+// next audit events the endpoint asked for (nil when there is none;
+// errMore when it read a while and found none, but has not reached the
+// end of the chain).
 // Making messages and moving the cursor past their event is one commit,
 // so an event becomes messages once.
 func (w *Webhooks) head(ctx context.Context, ep *spend.WebhookEndpoint) (*spend.WebhookMessage, error) {
@@ -497,7 +517,10 @@ func (w *Webhooks) head(ctx context.Context, ep *spend.WebhookEndpoint) (*spend.
 			return msgs[0], nil
 		}
 	}
-	return nil, nil
+	return nil, errMore
 }
 
-var errMoved = errors.New("webhook: the endpoint's cursor moved")
+var (
+	errMoved = errors.New("webhook: the endpoint's cursor moved")
+	errMore  = errors.New("webhook: more events to read")
+)
