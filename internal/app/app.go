@@ -346,14 +346,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	hooks, err := newWebhooks(cfg, ln, svc, assets, ks, log)
+	reg := metrics.NewRegistry()
+	observeStore(reg, st)
+	hooks, err := newWebhooks(cfg, ln, svc, assets, ks, log, reg)
 	if err != nil {
 		chains.close()
 		st.Close()
 		return nil, err
 	}
-	reg := metrics.NewRegistry()
-	observeStore(reg, st)
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,

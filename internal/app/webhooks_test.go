@@ -182,6 +182,15 @@ func testWebhooksSurviveRestart(t *testing.T, dsn string) {
 			t.Fatalf("accepted %d: %s; want agent.frozen of %s", i, d.body, frozen[i])
 		}
 	}
+	res, err := http.Get("http://" + srv.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(page), `purser_webhook_attempts_total{outcome="delivered"}`) {
+		t.Errorf("/metrics has no delivered webhook attempts:\n%s", page)
+	}
 	ds, err := owner.WebhookDeliveries(bg, hook.ID, 0, 500)
 	if err != nil {
 		t.Fatal(err)

@@ -89,6 +89,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Concurrency bounds the endpoints delivered to at once (default 8).
 	Concurrency int
+	// OnAttempt, if set, is told the outcome of every attempt of a
+	// queued message (delivered, failed, paused), for metrics.
+	OnAttempt func(outcome string)
 	// Retention is how long delivered and skipped messages and every
 	// attempt are kept (default 30 days); a pending message is kept
 	// until it is delivered.
@@ -433,6 +436,9 @@ func (w *Webhooks) record(ctx context.Context, ep *spend.WebhookEndpoint, m *spe
 	}
 	if err != nil {
 		return false, err
+	}
+	if w.cfg.OnAttempt != nil {
+		w.cfg.OnAttempt(outcome)
 	}
 	if outcome != OutcomeDelivered {
 		w.log.Info("webhook delivery failed", "webhook_id", ep.ID, "message_id", m.ID, "attempt", m.Attempts, "outcome", outcome, "status", r.code, "err", r.describe())
