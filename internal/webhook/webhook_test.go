@@ -22,7 +22,10 @@ import (
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/spend/spendtest"
+	"github.com/purserhq/purser/internal/store/postgres"
 	"github.com/purserhq/purser/internal/store/sqlite"
+	"github.com/purserhq/purser/internal/store/sqlstore"
+	"github.com/purserhq/purser/internal/store/storetest"
 	"github.com/purserhq/purser/internal/webhook"
 )
 
@@ -46,6 +49,29 @@ func newFixture(t *testing.T, rails ...spend.Rail) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newFixtureOn(t, st, rails...)
+}
+
+// engines runs fn on a fixture on SQLite, and on PostgreSQL when
+// PURSER_TEST_POSTGRES is set.
+func engines(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, newFixture(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		st, err := postgres.Open(ctx, storetest.PostgresDSN(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, newFixtureOn(t, st))
+	})
+}
+
+// newFixtureOn is newFixture on a given store.
+func newFixtureOn(t *testing.T, st *sqlstore.Store, rails ...spend.Rail) *fixture {
+	t.Helper()
 	t.Cleanup(func() { st.Close() })
 	env := spendtest.NewEnv(t, st, rails...)
 	f := &fixture{t: t, env: env, store: st}
@@ -264,9 +290,9 @@ func TestSignatureVerifiesWithDocumentedRecipe(t *testing.T) {
 // requests (503, one 429 with Retry-After, a connection-level 408) gets
 // retries of the head message only (the same webhook-id and body each
 // time), and then every event exactly in order, none missing.
-func TestReceiverDownGetsRetriesInOrder(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+func TestReceiverDownGetsRetriesInOrder(t *testing.T) { engines(t, testReceiverDownGetsRetriesInOrder) }
+
+func testReceiverDownGetsRetriesInOrder(t *testing.T, f *fixture) {
 	r := newReceiver(t, func(n int, _ delivery) int {
 		switch {
 		case n == 3:
@@ -319,8 +345,10 @@ func TestReceiverDownGetsRetriesInOrder(t *testing.T) {
 // receiver is back every event arrives, in order, with the same message
 // ids as before the restarts.
 func TestRestartDuringRetriesLosesNothing(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+	engines(t, testRestartDuringRetriesLosesNothing)
+}
+
+func testRestartDuringRetriesLosesNothing(t *testing.T, f *fixture) {
 	f.cfg.LeaseTTL = 300 * time.Millisecond // the restarts below do not release the lease, as after a crash
 	f.restart()
 	var mu sync.Mutex
@@ -364,9 +392,9 @@ func TestRestartDuringRetriesLosesNothing(t *testing.T) {
 // TestRefusing4xxPausesTheEndpoint: a 400 is not retried; the endpoint
 // pauses at that message and nothing later is sent; resume sends the same
 // message again, then the rest; resume with skip passes over it.
-func TestRefusing4xxPausesTheEndpoint(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+func TestRefusing4xxPausesTheEndpoint(t *testing.T) { engines(t, testRefusing4xxPausesTheEndpoint) }
+
+func testRefusing4xxPausesTheEndpoint(t *testing.T, f *fixture) {
 	var mu sync.Mutex
 	refuse := true
 	r := newReceiver(t, func(int, delivery) int {
@@ -563,9 +591,9 @@ func TestSecretNeverShown(t *testing.T) {
 // TestOneDispatcherAtATime: two engines on one store (two nodes) pass
 // concurrently; the lease lets one deliver at a time, so each message is
 // sent once, in order.
-func TestOneDispatcherAtATime(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
+func TestOneDispatcherAtATime(t *testing.T) { engines(t, testOneDispatcherAtATime) }
+
+func testOneDispatcherAtATime(t *testing.T, f *fixture) {
 	other, err := webhook.New(f.cfg)
 	if err != nil {
 		t.Fatal(err)
