@@ -76,7 +76,8 @@ func testWebhooksSurviveRestart(t *testing.T, dsn string) {
 	}
 
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", DB: dsn, LogLevel: "warn", PublicURL: "https://purser.example",
+	logs := &syncBuffer{}
+	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", DB: dsn, LogLevel: "debug", Stderr: logs, PublicURL: "https://purser.example",
 		WebhookRetry: webhook.RetryPolicy{First: 10 * time.Millisecond, Max: 50 * time.Millisecond, Jitter: -1},
 		WebhookPoll:  5 * time.Millisecond}
 	var srv *Server
@@ -190,6 +191,12 @@ func testWebhooksSurviveRestart(t *testing.T, dsn string) {
 	res.Body.Close()
 	if !strings.Contains(string(page), `purser_webhook_attempts_total{outcome="delivered"}`) {
 		t.Errorf("/metrics has no delivered webhook attempts:\n%s", page)
+	}
+	if raw := strings.TrimPrefix(hook.Secret, "whsec_"); strings.Contains(logs.String(), raw) {
+		t.Error("the webhook secret is in the server's log")
+	}
+	if !strings.Contains(logs.String(), "webhook delivery failed") {
+		t.Error("failed deliveries were not logged")
 	}
 	ds, err := owner.WebhookDeliveries(bg, hook.ID, 0, 500)
 	if err != nil {
