@@ -360,7 +360,9 @@ type result struct {
 }
 
 // permanent reports an answer that retrying will not change: a 4xx other
-// than 408 and 429, a redirect, or a target on a refused address.
+// than 408 and 429 (410 Gone included), or a target on a refused address.
+// A redirect (3xx) is a failure like a 5xx: it is retried, never
+// followed.
 func (r result) permanent() bool {
 	if errors.Is(r.err, ErrPrivateAddress) {
 		return true
@@ -407,9 +409,12 @@ func (w *Webhooks) record(ctx context.Context, ep *spend.WebhookEndpoint, m *spe
 	}
 	errText := r.describe()
 	if outcome == OutcomePaused {
-		if r.permanent() {
+		switch {
+		case errors.Is(r.err, ErrPrivateAddress):
+			errText = "paused: " + errText + " (register the endpoint with allow_private if this target is meant)"
+		case r.permanent():
 			errText = "paused: " + errText + " (a 4xx other than 408 and 429 is not retried; fix the receiver, then resume)"
-		} else {
+		default:
 			errText = fmt.Sprintf("paused: %s; retried for %s since the first attempt", errText, w.cfg.Retry.GiveUp)
 		}
 	}
