@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,28 +98,43 @@ func (m *mapper) Map(ctx context.Context, e *audit.Event) ([]event, error) {
 			return nil, err
 		}
 		out = append(out, event{TypeApprovalRequested, data})
-	case "spend.approve":
-		out = append(out, m.resolved(ctx, d, e, "approved"))
-	case "spend.deny":
-		if e.Actor.Type == "owner" { // an agent's denied request was never an approval
-			out = append(out, m.resolved(ctx, d, e, "denied"))
+	case "spend.approve", "spend.deny", "spend.expire", "spend.cancel":
+		var decision string
+		switch {
+		case e.Action == "spend.approve":
+			decision = "approved"
+		case e.Action == "spend.deny" && e.Actor.Type == "owner": // an agent's denied request was never an approval
+			decision = "denied"
+		case e.Action == "spend.expire" && d.From == string(spend.StatusPendingApproval):
+			decision = "expired"
+		case e.Action == "spend.cancel" && d.From == string(spend.StatusPendingApproval):
+			decision = "cancelled"
+		default:
+			return nil, nil
 		}
-	case "spend.expire", "spend.cancel":
-		if d.From == string(spend.StatusPendingApproval) {
-			decision := "expired"
-			if e.Action == "spend.cancel" {
-				decision = "cancelled"
-			}
-			out = append(out, m.resolved(ctx, d, e, decision))
+		ev, err := m.resolved(ctx, d, e, decision)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, ev)
 	case "spend.release":
-		if e.Actor.Type == "system" { // the rail's verdict, not an agent's or owner's choice
-			data, err := m.spendData(ctx, d, e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, event{TypePaymentFailed, data})
+		// The rail's verdict, not an agent's or an owner's choice; an
+		// authorization that expired unused or was cancelled on purpose
+		// is no failed payment.
+		if e.Actor.Type != "system" {
+			return nil, nil
 		}
+		data, err := m.spendData(ctx, d, e)
+		if err != nil {
+			return nil, err
+		}
+		reasons, _ := data["spend"].(map[string]any)["reasons"].([]string) // the release's, as the spend keeps them
+		if len(reasons) > 0 && !slices.ContainsFunc(reasons, func(r string) bool {
+			return r != "authorization_expired_unused" && r != "authorization_cancelled"
+		}) {
+			return nil, nil
+		}
+		out = append(out, event{TypePaymentFailed, data})
 	case "spend.unknown":
 		data, err := m.spendData(ctx, d, e)
 		if err != nil {
@@ -141,8 +157,8 @@ func (m *mapper) Map(ctx context.Context, e *audit.Event) ([]event, error) {
 			out = append(out, event{TypeBudgetThreshold, data})
 		}
 	}
-	// Errors above are of the store; a resolved event's lookups cannot
-	// fail it (see resolved).
+	// An error is the store's: the event is mapped again on the next
+	// pass, never sent with less.
 	return out, nil
 }
 
@@ -150,17 +166,17 @@ func (m *mapper) Map(ctx context.Context, e *audit.Event) ([]event, error) {
 // it: its details (which carry the owner's approval, and will carry the
 // passkey assertion), its hash and sequence number, so a receiver can
 // match it against an audit export.
-func (m *mapper) resolved(ctx context.Context, d details, e *audit.Event, decision string) event {
+func (m *mapper) resolved(ctx context.Context, d details, e *audit.Event, decision string) (event, error) {
 	data, err := m.spendData(ctx, d, e)
 	if err != nil {
-		data = map[string]any{"spend": map[string]any{"id": d.SpendID, "agent_id": d.AgentID}, "portal_url": m.link("approvals", d.SpendID)}
+		return event{}, err
 	}
 	data["decision"] = decision
 	data["approval"] = map[string]any{
 		"seq": e.Seq, "time": e.Time, "actor": map[string]string{"type": e.Actor.Type, "id": e.Actor.ID},
 		"action": e.Action, "details": e.Details, "hash": hex.EncodeToString(e.Hash[:]),
 	}
-	return event{TypeApprovalResolved, data}
+	return event{TypeApprovalResolved, data}, nil
 }
 
 func (m *mapper) link(kind, id string) string {
