@@ -25,6 +25,7 @@ import (
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/strictjson"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // MaxBody is the largest request body accepted.
@@ -66,6 +67,8 @@ type Config struct {
 	// MetricsAuth is "owner" to require the owner token on /metrics;
 	// "" or "none" leaves it open (for a scraper on loopback).
 	MetricsAuth string
+	// Webhooks, if set, serves /v1/webhooks (docs/webhooks.md).
+	Webhooks *webhook.Webhooks
 }
 
 // Server serves the API.
@@ -96,6 +99,7 @@ type Server struct {
 	// patterns are the mux patterns registered by handle, in order:
 	// docs/openapi.yaml is checked against them.
 	patterns []string
+	hooks    *webhook.Webhooks
 }
 
 // New builds the server and its routes.
@@ -115,6 +119,7 @@ func New(cfg Config) *Server {
 		chains: cfg.Chains, faucet: cfg.Faucet, relayer: cfg.Relayer,
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
+		hooks:     cfg.Webhooks,
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail
