@@ -38,6 +38,7 @@ import (
 	"github.com/purserhq/purser/internal/store/postgres"
 	"github.com/purserhq/purser/internal/store/sqlite"
 	"github.com/purserhq/purser/internal/store/sqlstore"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // Config is what `purser serve` accepts. Every field is documented in
@@ -97,11 +98,17 @@ type Config struct {
 	// (scheme://host[:port]): the passkeys' origin and relying-party id,
 	// and the host of enrolment links. Default http://localhost:PORT (RP
 	// id localhost, a secure context without TLS); behind a TLS proxy,
-	// https://wallet.example.com.
+	// https://wallet.example.com. Webhook payloads link to its pages.
 	PublicURL string
 	// MetricsAuth is "none" (default: /metrics is open) or "owner"
 	// (/metrics needs the owner token).
 	MetricsAuth string
+	// WebhookRetry is how failed webhook deliveries back off (defaults in
+	// webhook.RetryPolicy; tests shorten it).
+	WebhookRetry webhook.RetryPolicy
+	// WebhookPoll is how often the webhook dispatcher looks for work
+	// (default 1 s).
+	WebhookPoll time.Duration
 	// AcceptUnboundSignatures also accepts version 1 agent signatures,
 	// which bind no deployment, while agents upgrade (docs/api.md).
 	AcceptUnboundSignatures bool
@@ -358,11 +365,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	hooks, err := newWebhooks(cfg, auth.PublicURL(), svc, assets, ks, log, reg)
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	var chainsRead portal.Chains
 	if len(chains.networks()) > 0 {
 		chainsRead = chainInfo{chains}
 	}
-	owner, err := newPortal(svc, assets, chainsRead, auth, log)
+	owner, err := newPortal(svc, assets, chainsRead, auth, hooks, log)
 	if err != nil {
 		chains.close()
 		st.Close()
@@ -371,7 +384,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: hostNames, PublicURL: auth.PublicURL(),
+		HostNames: hostNames, PublicURL: auth.PublicURL(), Webhooks: hooks,
 		Portal: owner.Handler(),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -391,6 +404,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	srv.stopBG = stop
 	srv.background(bg, holds)
+	srv.runWebhooks(bg, hooks)
 	go func() {
 		if err := srv.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/purserhq/purser/internal/owners"
 	"github.com/purserhq/purser/internal/portal"
 	"github.com/purserhq/purser/internal/spend"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // rootHandler puts the owner's browser side beside the JSON API: /auth/
@@ -35,9 +36,13 @@ func (s *Server) Owners() *owners.Auth { return s.owners }
 
 // newPortal builds the owner portal on svc, with auth's sessions, at
 // auth's public origin.
-func newPortal(svc *spend.Service, assets *money.Registry, chains portal.Chains, auth *owners.Auth, log *slog.Logger) (*portal.Server, error) {
-	p, err := portal.New(portal.Config{Service: svc, Assets: assets, Auth: ownersAuth{auth}, AuthHandler: auth.Handler(),
-		Chains: chains, Origin: auth.PublicURL(), Logger: log})
+func newPortal(svc *spend.Service, assets *money.Registry, chains portal.Chains, auth *owners.Auth, hooks *webhook.Webhooks, log *slog.Logger) (*portal.Server, error) {
+	cfg := portal.Config{Service: svc, Assets: assets, Auth: ownersAuth{auth}, AuthHandler: auth.Handler(),
+		Chains: chains, Origin: auth.PublicURL(), Logger: log}
+	if hooks != nil {
+		cfg.Webhooks = hooks
+	}
+	p, err := portal.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("portal: %w", err)
 	}

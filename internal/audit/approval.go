@@ -208,17 +208,18 @@ type knownPasskey struct {
 	revoked bool
 }
 
-// observe notes what e adds and checks a passkey approval it carries.
-func (ap *approvals) observe(e *Event) error {
+// observe notes what e adds and checks a passkey approval it carries;
+// approval reports one that verified.
+func (ap *approvals) observe(e *Event) (approval bool, err error) {
 	switch e.Action {
 	case "owner.passkey_added":
 		var p PasskeyAdded
 		if json.Unmarshal(e.Details, &p) != nil {
-			return nil // an unusable key: approvals that name it fail
+			return false, nil // an unusable key: approvals that name it fail
 		}
 		spki, err := b64url.DecodeString(p.PublicKeySPKI)
 		if err != nil {
-			return nil
+			return false, nil
 		}
 		ap.init()
 		if _, dup := ap.passkeys[p.CredentialID]; !dup {
@@ -254,7 +255,7 @@ func (ap *approvals) observe(e *Event) error {
 			} `json:"intent"`
 		}
 		if json.Unmarshal(e.Details, &d) != nil {
-			return nil
+			return false, nil
 		}
 		ap.init()
 		dig := IntentDigest(d.Intent.Signature, d.Intent.Nonce)
@@ -266,16 +267,16 @@ func (ap *approvals) observe(e *Event) error {
 			Passkey *PasskeyAssertion `json:"passkey"`
 		}
 		if err := json.Unmarshal(e.Details, &d); err != nil {
-			return fmt.Errorf("spend.approve details: %v", err)
+			return false, fmt.Errorf("spend.approve details: %v", err)
 		}
 		if d.Passkey == nil {
 			delete(ap.intents, d.SpendID)
-			return nil // approved with the owner token
+			return false, nil // approved with the owner token
 		}
 		ap.init()
 		err := ap.checkApproval(e, d.SpendID, d.Passkey)
 		delete(ap.intents, d.SpendID) // a spend is approved once
-		return err
+		return err == nil, err
 	case "spend.deny", "spend.expire":
 		var d struct {
 			SpendID string `json:"spend_id"`
@@ -284,7 +285,7 @@ func (ap *approvals) observe(e *Event) error {
 			delete(ap.intents, d.SpendID) // decided: no approval can follow
 		}
 	}
-	return nil
+	return false, nil
 }
 
 func (ap *approvals) init() {

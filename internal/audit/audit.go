@@ -214,6 +214,9 @@ type Result struct {
 	KeyID       string
 	// SignedSeq is the last sequence number covered by a checkpoint.
 	SignedSeq int64
+	// PasskeyApprovals counts the approvals signed with an owner's
+	// passkey that were verified (approval.go).
+	PasskeyApprovals int
 }
 
 // Verifier checks a chain fed to it in order, from seq 1. The first
@@ -272,8 +275,10 @@ func (v *Verifier) Event(e *Event) error {
 	if err := v.checkTrusted(e.Seq, h); err != nil {
 		return err
 	}
-	if err := v.ap.observe(e); err != nil {
+	if ok, err := v.ap.observe(e); err != nil {
 		return v.fail(e.Seq, err.Error())
+	} else if ok {
+		v.res.PasskeyApprovals++
 	}
 	v.hashes = append(v.hashes, h)
 	v.res.HeadSeq, v.res.HeadHash = e.Seq, e.Hash

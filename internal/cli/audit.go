@@ -230,7 +230,7 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 	}
 	if o.json {
 		out := map[string]any{"ok": true, "events": res.Events, "head_seq": res.HeadSeq,
-			"checkpoints": res.Checkpoints, "key_id": res.KeyID, "pinned": key != nil}
+			"checkpoints": res.Checkpoints, "key_id": res.KeyID, "pinned": key != nil, "passkey_approvals": res.PasskeyApprovals}
 		if anchor != nil {
 			out["trusted_seq"] = anchor.Checkpoint.Seq
 		}
@@ -244,6 +244,9 @@ func runAuditVerify(ctx context.Context, e *env, o *opts, args []string) error {
 		res.Events, res.HeadSeq, res.Checkpoints, res.KeyID, pinned)
 	if anchor != nil {
 		fmt.Fprintf(e.stdio.Out, "extends %s (signed head seq %d)\n", o.trusted, anchor.Checkpoint.Seq)
+	}
+	if res.PasskeyApprovals > 0 {
+		fmt.Fprintf(e.stdio.Out, "%d approvals signed with an owner's passkey verified\n", res.PasskeyApprovals)
 	}
 	return nil
 }

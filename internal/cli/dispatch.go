@@ -96,6 +96,7 @@ type opts struct {
 	fac          facilitatorOpts
 	demo         demoOpts
 	mcp          mcpOpts
+	webhook      webhookOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -108,6 +109,7 @@ func commands() []*command {
 		approveCommand(),
 		denyCommand(),
 		ownerCommand(),
+		webhookCommand(),
 		auditCommand(),
 		spendCommand(),
 		spendsCommand(),

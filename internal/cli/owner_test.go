@@ -98,7 +98,7 @@ func TestAuditVerifyPasskeyApproval(t *testing.T) {
 		s[12] ^= 1
 		a.Signature = base64.RawURLEncoding.EncodeToString(s)
 	})
-	if code, out, errOut := runCLI(t, nil, "audit", "verify", good, "--audit-key", keyHex, "--data", dir); code != 0 {
+	if code, out, errOut := runCLI(t, nil, "audit", "verify", good, "--audit-key", keyHex, "--data", dir); code != 0 || !strings.Contains(out, "1 approvals signed with an owner's passkey verified") {
 		t.Fatalf("a good approval: exit %d %s %s", code, out, errOut)
 	}
 	code, out, _ := runCLI(t, nil, "audit", "verify", bad, "--audit-key", keyHex, "--data", dir)

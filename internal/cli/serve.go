@@ -22,9 +22,9 @@ type serveOpts struct {
 	maxOpenSpends                       int
 	hostNames                           listFlag
 	metricsAuth                         string
+	publicURL                           string
 	acceptUnbound                       bool
 	agentRate                           string
-	publicURL                           string
 }
 
 // listFlag collects comma-separated values, the flag repeatable.
@@ -85,7 +85,7 @@ func serveCommand() *command {
 			fs.StringVar(&s.agentRate, "agent-rate", "200/1s", "each agent's request `RATE` N/DURATION, checked before anything is written (bursts of 2N; 0 disables)")
 			fs.BoolVar(&o.json, "json", o.json, "print the startup line as one JSON object {url, listen, store, data} on stdout (logs are JSON lines on stderr either way)")
 			fs.Var(&s.hostNames, "host-names", "further `NAMES` (comma-separated) to answer to in the Host header, e.g. the proxy's public name; localhost, IP literals and the listen host always work; * turns the check off")
-			fs.StringVar(&s.publicURL, "public-url", "", "the portal's origin as browsers reach it, `URL` http(s)://host[:port]: passkeys are bound to its host (default http://localhost:PORT; behind TLS e.g. https://wallet.example.com)")
+			fs.StringVar(&s.publicURL, "public-url", "", "the portal's origin as browsers reach it, `URL` http(s)://host[:port]: passkeys are bound to its host, enrolment links and webhook payloads point at it (default http://localhost:PORT; behind TLS e.g. https://wallet.example.com)")
 			fs.StringVar(&s.metricsAuth, "metrics-auth", "none", "`none` (open /metrics) or owner (/metrics needs the owner token)")
 			fs.BoolVar(&s.acceptUnbound, "accept-unbound-signatures", false, "also accept version 1 agent signatures, which bind no deployment, while agents upgrade (replayable to other Pursers that know the key)")
 		},

@@ -210,10 +210,10 @@ func TestDevChainBurst(t *testing.T) {
 			t.Fatalf("tx %s: %v", tx.Hash(), err)
 		}
 	}
+	// How long the burst takes is the machine's business (a loaded CI
+	// runner is slow): what must hold is that every transaction is mined
+	// and that blocks keep the clock. Its speed is measured by benchmarks.
 	took := time.Since(began)
-	if took > 10*time.Second {
-		t.Errorf("burst took %v", took)
-	}
 	if bal, _ := ec.BalanceAt(ctx, sink, nil); bal.Int64() != senders*perSender {
 		t.Fatalf("sink received %s", bal)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/spend/spendtest"
 	"github.com/purserhq/purser/internal/store/sqlite"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // apiHarness is a real server (spend service on SQLite, the x402 rail,
@@ -49,6 +51,7 @@ type apiHarness struct {
 
 	unhealthy atomic.Bool
 	chains    *fakeChains
+	hooks     *webhook.Webhooks
 
 	mu   sync.Mutex
 	seen map[string]map[int]bool // operation → statuses answered
@@ -149,6 +152,12 @@ func newAPIHarness(t *testing.T) *apiHarness {
 		Now: func() time.Time { return h.env.Clock.Now() },
 	}}
 	h.env = spendtest.NewEnv(t, st, exec, x402)
+	hooks, err := webhook.New(webhook.Config{Service: h.env.Svc, Assets: assets, PublicURL: "https://purser.example",
+		SecretKey: h.env.Keys.DeriveKey("webhook-secrets"), SigningKey: ed25519.NewKeyFromSeed(h.env.Keys.DeriveKey("webhook-ed25519"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hooks = hooks
 	var dep [32]byte
 	copy(dep[:], crypto.Keccak256([]byte("openapi test deployment")))
 	h.domain = agentauth.DeploymentDomain(dep)
@@ -161,6 +170,7 @@ func newAPIHarness(t *testing.T) *apiHarness {
 			return nil
 		},
 		Chains: h.chains, Faucet: fakeFaucet{}, Relayer: "0x00000000000000000000000000000000000000aa", Deployment: dep,
+		Webhooks: hooks,
 	}).Handler())
 	t.Cleanup(h.srv.Close)
 	return h
@@ -594,6 +604,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 	h.do(apiCall{op: "POST /v1/passkeys/{id}/revoke", path: "/v1/passkeys/AAAA/revoke", owner: true, want: 404, code: "owner_not_found"})
 	h.do(apiCall{op: "POST /v1/passkeys/{id}/revoke", path: "/v1/passkeys/n%21t/revoke", owner: true, want: 400, code: "invalid_request"})
 	h.ownerSuccesses()
+	// ---- webhooks ----
+	h.webhooks()
 
 	// ---- credentials, operation by operation ----
 	h.credentials()
@@ -797,4 +809,84 @@ func (h *apiHarness) ownerSuccesses() {
 		}
 	}
 	h.do(apiCall{op: "POST /v1/owners/invites", owner: true, body: `{"name":"bob"}`, want: 409, code: "invalid_state"})
+}
+
+// webhooks drives the webhook endpoints: create (with a secret, with the
+// deployment's key, refused targets), list, get, a ping to a receiver
+// that accepts and one that refuses, the delivery log with a delivered
+// message, resume, delete.
+func (h *apiHarness) webhooks() {
+	h.t.Helper()
+	var mu sync.Mutex
+	refuse := false
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			http.Error(w, "no thanks", http.StatusGone)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	const op = "POST /v1/webhooks"
+	h.do(apiCall{op: op, body: `{"url":"` + recv.URL + `"}`, owner: true, want: 400, code: "webhook_target_private"})
+	h.do(apiCall{op: op, body: `{"url":"ftp://example.com/"}`, owner: true, want: 400, code: "invalid_request"})
+	h.do(apiCall{op: op, body: `{"url":"https://example.com/","events":["nope"]}`, owner: true, want: 400, code: "invalid_request"})
+	h.do(apiCall{op: op, body: `{"url":"https://example.com/","signing":"rsa"}`, owner: true, want: 400, code: "invalid_request"})
+	ed := h.do(apiCall{op: op, body: `{"url":"https://example.com/hook","signing":"ed25519","events":["agent.frozen"]}`, owner: true, want: 201})
+	c := h.do(apiCall{op: op, body: `{"url":"` + recv.URL + `/in","allow_private":true,"events":["agent.frozen","approval.requested"]}`, owner: true, want: 201})
+	id, secret := c.str("id"), c.str("secret")
+	if !strings.HasPrefix(secret, "whsec_") || ed.str("secret") != "" || !strings.HasPrefix(ed.str("public_key"), "whpk_") {
+		h.t.Errorf("created: %s / %s", c.body, ed.body)
+	}
+	list := h.do(apiCall{op: "GET /v1/webhooks", owner: true, want: 200})
+	if bytes.Contains(list.body, []byte(strings.TrimPrefix(secret, "whsec_"))) {
+		h.t.Errorf("the list shows the secret")
+	}
+	if k := h.do(apiCall{op: "GET /v1/webhooks/signing-key", owner: true, want: 200}); k.str("public_key") != ed.str("public_key") {
+		h.t.Errorf("signing key %s; creation said %s", k.str("public_key"), ed.str("public_key"))
+	}
+	h.do(apiCall{op: "GET /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 200})
+	h.do(apiCall{op: "GET /v1/webhooks/{id}", path: "/v1/webhooks/whk_nope", owner: true, want: 404, code: "webhook_not_found"})
+	if p := h.do(apiCall{op: "POST /v1/webhooks/{id}/test", path: "/v1/webhooks/" + id + "/test", owner: true, want: 200}); p.str("outcome") != "delivered" {
+		h.t.Errorf("ping: %s", p.body)
+	}
+	// A delivered event, then a refused one (410): the endpoint pauses.
+	a := h.env.NewAgent("hooked", "")
+	if _, err := h.env.Svc.Freeze(context.Background(), a.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.hooks.Pass(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	mu.Lock()
+	refuse = true
+	mu.Unlock()
+	if p := h.do(apiCall{op: "POST /v1/webhooks/{id}/test", path: "/v1/webhooks/" + id + "/test", owner: true, want: 200}); p.str("outcome") != "failed" || p.json["status_code"] != float64(410) {
+		h.t.Errorf("refused ping: %s", p.body)
+	}
+	b := h.env.NewAgent("hooked2", "")
+	if _, err := h.env.Svc.Freeze(context.Background(), b.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.hooks.Pass(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	if w := h.do(apiCall{op: "GET /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 200}); w.str("status") != "paused" {
+		h.t.Errorf("after a 410: %s", w.body)
+	}
+	d := h.do(apiCall{op: "GET /v1/webhooks/{id}/deliveries", path: "/v1/webhooks/" + id + "/deliveries", owner: true, want: 200})
+	if ds, _ := d.json["deliveries"].([]any); len(ds) != 4 {
+		h.t.Errorf("deliveries: %s", d.body)
+	}
+	h.do(apiCall{op: "GET /v1/webhooks/{id}/deliveries", path: "/v1/webhooks/" + id + "/deliveries?limit=1", owner: true, want: 200})
+	h.do(apiCall{op: "GET /v1/webhooks/{id}/deliveries", path: "/v1/webhooks/" + id + "/deliveries?before=x", owner: true, want: 400, code: "invalid_request"})
+	h.do(apiCall{op: "GET /v1/webhooks/{id}/deliveries", path: "/v1/webhooks/whk_nope/deliveries", owner: true, want: 404, code: "webhook_not_found"})
+	h.do(apiCall{op: "POST /v1/webhooks/{id}/resume", path: "/v1/webhooks/" + id + "/resume", body: `{"skip":true}`, owner: true, want: 200})
+	h.do(apiCall{op: "POST /v1/webhooks/{id}/resume", path: "/v1/webhooks/" + id + "/resume", owner: true, want: 200})
+	h.do(apiCall{op: "POST /v1/webhooks/{id}/resume", path: "/v1/webhooks/whk_nope/resume", owner: true, want: 404, code: "webhook_not_found"})
+	h.do(apiCall{op: "POST /v1/webhooks/{id}/test", path: "/v1/webhooks/whk_nope/test", owner: true, want: 404, code: "webhook_not_found"})
+	h.do(apiCall{op: "DELETE /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 200})
+	h.do(apiCall{op: "DELETE /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 404, code: "webhook_not_found"})
 }

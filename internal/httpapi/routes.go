@@ -62,6 +62,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/agents/{ref}/balances", s.owner(s.ownerBalances))
 	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
+	s.webhookRoutes()
 	if s.portal != nil {
 		// The API keeps /v1/ (unknown API paths answer JSON); the portal
 		// has the rest.

@@ -25,6 +25,7 @@ import (
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/strictjson"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // MaxBody is the largest request body accepted.
@@ -70,6 +71,8 @@ type Config struct {
 	// /metrics (the owner portal, internal/portal), behind the same Host
 	// check as the API.
 	Portal http.Handler
+	// Webhooks, if set, serves /v1/webhooks (docs/webhooks.md).
+	Webhooks *webhook.Webhooks
 }
 
 // Server serves the API.
@@ -101,6 +104,7 @@ type Server struct {
 	// patterns are the mux patterns registered by handle, in order:
 	// docs/openapi.yaml is checked against them.
 	patterns []string
+	hooks    *webhook.Webhooks
 }
 
 // New builds the server and its routes.
@@ -121,6 +125,7 @@ func New(cfg Config) *Server {
 		acceptUnbound: cfg.AcceptUnboundSignatures, metricsOwner: cfg.MetricsAuth == "owner",
 		portal:    cfg.Portal,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
+		hooks:     cfg.Webhooks,
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail

@@ -493,7 +493,9 @@ func (s *Server) fetchOutcome(ctx context.Context, res *FetchResult, key string)
 		o.Amount, o.Asset, o.Network, o.Payee = res.Offer.Amount, res.Offer.Asset, res.Offer.Network, res.Offer.PayTo
 	}
 	o.Rail = "x402"
-	if res.Transaction != "" {
+	if res.Transaction != "" && res.Settled {
+		// A failed settlement's transaction moved nothing: only a
+		// successful one is reported.
 		o.Transaction = res.Transaction
 	}
 	if res.HTTPStatus != 0 {

@@ -45,22 +45,27 @@ func nodeScripts(t *testing.T) string {
 // TestTypeScriptClient: the official MCP TypeScript SDK's client, from
 // npm, over stdio and streamable HTTP: it lists the tools (and checks every
 // result against its tool's output schema, refusals and invalid input
-// included), reads the limits and pays an x402 seller on the dev chain.
+// included), reads the limits and pays an x402 seller on the dev chain; a
+// payment above the auto-approve threshold offers the owner's approval
+// page (URL elicitation, answered by the client's own handler), sends
+// progress notifications while it waits, and pays once approved.
 func TestTypeScriptClient(t *testing.T) {
 	t.Parallel()
 	dir := nodeScripts(t)
 	m := newMarket(t)
 	p := startPurser(t, m, m.config(t.TempDir()))
-	key, _ := p.newAgent(t, m, "ts", `{"per_tx_auto":"1","per_tx_max":"1","daily":"5","rails":["x402"]}`, 1_000_000)
+	key, _ := p.newAgent(t, m, "ts", `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"5","rails":["x402"]}`, 5_000_000)
 	keyFile := writeKey(t, key)
 	for _, mode := range []string{"stdio", "http"} {
 		t.Run(mode, func(t *testing.T) {
+			const approvalURL = "http://127.0.0.1:1/approvals/{spend_id}"
 			env := []string{"MCP_TRANSPORT=" + mode, "SELLER_URL=" + m.sellerURL, "IDEMPOTENCY_KEY=ts-" + mode}
 			if mode == "stdio" {
-				env = append(env, "PURSER_BIN="+purserBin(t), "PURSER_AGENT_KEY="+keyFile, "PURSER_SERVER="+p.url)
+				env = append(env, "PURSER_BIN="+purserBin(t), "PURSER_AGENT_KEY="+keyFile, "PURSER_SERVER="+p.url, "APPROVAL_URL="+approvalURL)
 			} else {
-				env = append(env, "MCP_URL="+startMCPHTTP(t, keyFile, p.url))
+				env = append(env, "MCP_URL="+startMCPHTTP(t, keyFile, p.url, "--approval-url", approvalURL))
 			}
+			approved := approveWhenAsked(t, p)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, "node", "mcp-client.mjs")
@@ -79,11 +84,13 @@ func TestTypeScriptClient(t *testing.T) {
 					Annotations     map[string]any `json:"annotations"`
 					HasOutputSchema bool           `json:"hasOutputSchema"`
 				} `json:"tools"`
-				Limits, Fetch, Refused, Invalid struct {
+				Limits, Fetch, Refused, Invalid, Waited struct {
 					IsError    bool           `json:"isError"`
 					Structured map[string]any `json:"structured"`
 					Text       string         `json:"text"`
+					Progress   int            `json:"progress"`
 				}
+				Elicitations []map[string]any `json:"elicitations"`
 			}
 			if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 				t.Fatalf("output %q: %v", stdout.Bytes(), err)
@@ -108,8 +115,19 @@ func TestTypeScriptClient(t *testing.T) {
 			if !out.Invalid.IsError || errCode(out.Invalid.Structured) != "url_scheme_not_allowed" {
 				t.Fatalf("invalid: %+v", out.Invalid)
 			}
-			if got := m.balance(t, m.seller) - before; got != price {
-				t.Fatalf("the seller received %d on chain, want %d", got, price)
+			id := <-approved
+			if out.Waited.IsError || str(out.Waited.Structured, "status") != "paid" || str(out.Waited.Structured, "spend_id") != id || id == "" {
+				t.Fatalf("approved payment: %+v (approved %q)", out.Waited, id)
+			}
+			if out.Waited.Progress == 0 {
+				t.Fatal("no progress notification reached the client while it waited")
+			}
+			if len(out.Elicitations) != 1 || out.Elicitations[0]["mode"] != "url" || out.Elicitations[0]["elicitationId"] != id ||
+				out.Elicitations[0]["url"] != strings.ReplaceAll(approvalURL, "{spend_id}", id) {
+				t.Fatalf("elicitations %+v", out.Elicitations)
+			}
+			if got := m.balance(t, m.seller) - before; got != price+500000 {
+				t.Fatalf("the seller received %d on chain, want %d", got, price+500000)
 			}
 		})
 	}

@@ -294,8 +294,8 @@ func TestEnrolSignInApprove(t *testing.T) {
 	}
 	// The chain verifies, and holds the assertion and the key.
 	exp := h.export()
-	if _, err := audit.VerifyExport(bytes.NewReader(exp), nil); err != nil {
-		t.Fatalf("export does not verify: %v", err)
+	if res, err := audit.VerifyExport(bytes.NewReader(exp), nil); err != nil || res.PasskeyApprovals != 1 {
+		t.Fatalf("export: %+v, %v; want one passkey approval verified", res, err)
 	}
 	var sawKey, sawApproval bool
 	for _, line := range bytes.Split(exp, []byte("\n")) {

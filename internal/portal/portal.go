@@ -72,6 +72,9 @@ type Config struct {
 	// AuthHandler, when set, serves the identity backend's endpoints
 	// under /auth/ (passkey ceremonies, sessions).
 	AuthHandler http.Handler
+	// Webhooks, when set, is the webhook engine the webhooks page
+	// manages; nil leaves the page out.
+	Webhooks Webhooks
 	// SSEPoll is how often the live approval queue looks for changes
 	// (default 1 s).
 	SSEPoll time.Duration
@@ -251,6 +254,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, title,
 
 // view is what every page template gets.
 type view struct {
+	Hooks   bool // the webhooks page is there
 	Title   string
 	Nav     string // the active section
 	Session Session
@@ -259,6 +263,7 @@ type view struct {
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name string, v *view) {
+	v.Hooks = s.cfg.Webhooks != nil
 	t, ok := s.pages[name]
 	if !ok {
 		panic("portal: no page " + name)
@@ -277,7 +282,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, v *view)
 // pageNames are the templates with their own page; each is parsed with
 // the layout and the shared partials.
 var pageNames = []string{"error", "signin", "enrol", "overview", "agents", "agent", "agent_new", "mandate_edit",
-	"mandate_preview", "confirm", "approvals", "approval", "audit"}
+	"mandate_preview", "confirm", "approvals", "approval", "audit", "webhooks", "webhook"}
 
 func parsePages() (map[string]*template.Template, error) {
 	base, err := template.New("base").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html")
@@ -327,6 +332,10 @@ func (s *Server) routes() {
 	s.page("GET /audit", s.audit)
 	s.page("GET /audit/export", s.auditExport)
 	s.page("POST /audit/verify", s.auditVerify)
+	s.page("GET /webhooks", s.webhooksPage)
+	s.page("POST /webhooks", s.webhookCreate)
+	s.page("GET /webhooks/{id}", s.webhookPage)
+	s.page("POST /webhooks/{id}/delete", s.webhookDelete)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "Not found", "There is no page at this address.")
 	})

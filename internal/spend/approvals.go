@@ -208,11 +208,12 @@ func (s *Service) recheck(ctx context.Context, tx Tx, a *Agent, sp *Spend, now t
 
 // expire ends a holding spend whose window passed.
 func (s *Service) expire(ctx context.Context, tx Tx, sp *Spend, now time.Time) error {
+	from := sp.Status
 	if err := s.finish(ctx, tx, sp, StatusExpired, nil, now, nil); err != nil {
 		return err
 	}
 	return appendAudit(ctx, tx, now, SystemActor, "spend.expire", "spend:"+sp.ID, map[string]any{
-		"spend_id": sp.ID, "agent_id": sp.AgentID, "released_usd": usd(sp.AmountUSD)})
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "released_usd": usd(sp.AmountUSD), "from": from})
 }
 
 // ExpireDue expires up to limit holding spends whose time has passed and

@@ -386,7 +386,55 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		}
 	}
 	out.Spend = sp
-	return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, spendDetails(sp, c))
+	d := spendDetails(sp, c)
+	if sp.Status.Holding() && used != nil {
+		d.BudgetAlerts = budgetAlerts(m, dayKey, used, sp.AmountUSD)
+	}
+	return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, d)
+}
+
+// BudgetAlertPercent is the share of a budget whose crossing a spend's
+// decision records (webhook event budget.threshold).
+const BudgetAlertPercent = 80
+
+// budgetAlert records that a spend's hold took a budget from below
+// BudgetAlertPercent of its limit to at or above it. It is recorded once,
+// on the decision that crosses the mark: the webhook dispatcher reads it
+// from the audit event, so an alert is neither missed nor sent twice.
+type budgetAlert struct {
+	Window   string `json:"window"` // "daily" or "lifetime"
+	Day      string `json:"day,omitempty"`
+	LimitUSD string `json:"limit_usd"`
+	UsedUSD  string `json:"used_usd"` // held and captured, this spend included
+	Percent  int    `json:"percent"`
+}
+
+// budgetAlerts returns the budgets of m whose alert mark adding amount to
+// used (day, lifetime) crosses.
+func budgetAlerts(m *mandate.Mandate, dayKey string, used []*big.Int, amount *big.Int) []budgetAlert {
+	if m == nil || len(used) != 2 {
+		return nil
+	}
+	var out []budgetAlert
+	for i, b := range []struct {
+		window, day string
+		limit       *big.Int
+	}{{"daily", dayKey, m.Daily}, {"lifetime", "", m.Lifetime}} {
+		if b.limit == nil || b.limit.Sign() <= 0 {
+			continue
+		}
+		before := used[i]
+		if before == nil {
+			before = new(big.Int)
+		}
+		after := new(big.Int).Add(before, amount)
+		mark := new(big.Int).Mul(b.limit, big.NewInt(BudgetAlertPercent))
+		hundred := big.NewInt(100)
+		if new(big.Int).Mul(before, hundred).Cmp(mark) < 0 && new(big.Int).Mul(after, hundred).Cmp(mark) >= 0 {
+			out = append(out, budgetAlert{Window: b.window, Day: b.day, LimitUSD: usd(b.limit), UsedUSD: usd(after), Percent: BudgetAlertPercent})
+		}
+	}
+	return out
 }
 
 // intentRecord is the signed request as the audit trail keeps it: enough
@@ -414,21 +462,22 @@ func intentOf(c Caller) intentRecord {
 // with the signature that proves it, and what was decided under which
 // mandate version. A struct, not a map: it is marshalled on the hot path.
 type decisionRecord struct {
-	SpendID        string       `json:"spend_id"`
-	AgentID        string       `json:"agent_id"`
-	Rail           string       `json:"rail"`
-	Host           string       `json:"host"`
-	Payee          string       `json:"payee"`
-	Asset          string       `json:"asset"`
-	Network        string       `json:"network"`
-	Amount         string       `json:"amount"`
-	AmountUSD      string       `json:"amount_usd"`
-	Status         Status       `json:"status"`
-	Reasons        []string     `json:"reasons"`
-	MandateVersion int64        `json:"mandate_version"`
-	Day            string       `json:"day"`
-	IdempotencyKey string       `json:"idempotency_key"`
-	Intent         intentRecord `json:"intent"`
+	SpendID        string        `json:"spend_id"`
+	AgentID        string        `json:"agent_id"`
+	Rail           string        `json:"rail"`
+	Host           string        `json:"host"`
+	Payee          string        `json:"payee"`
+	Asset          string        `json:"asset"`
+	Network        string        `json:"network"`
+	Amount         string        `json:"amount"`
+	AmountUSD      string        `json:"amount_usd"`
+	Status         Status        `json:"status"`
+	Reasons        []string      `json:"reasons"`
+	MandateVersion int64         `json:"mandate_version"`
+	Day            string        `json:"day"`
+	IdempotencyKey string        `json:"idempotency_key"`
+	Intent         intentRecord  `json:"intent"`
+	BudgetAlerts   []budgetAlert `json:"budget_alerts,omitempty"`
 }
 
 func spendDetails(sp *Spend, c Caller) decisionRecord {
@@ -752,12 +801,12 @@ func spendLocked(ctx context.Context, tx Tx, id string) (*Spend, *Agent, error) 
 // cancelSpend ends a holding spend that nothing was signed or executed for
 // (a freeze, a mandate that now refuses it) and appends spend.cancel.
 func (s *Service) cancelSpend(ctx context.Context, tx Tx, sp *Spend, to Status, now time.Time, reasons []string) error {
-	released := usd(sp.AmountUSD)
+	released, from := usd(sp.AmountUSD), sp.Status
 	if err := s.finish(ctx, tx, sp, to, nil, now, reasons); err != nil {
 		return err
 	}
 	return appendAudit(ctx, tx, now, SystemActor, "spend.cancel", "spend:"+sp.ID, map[string]any{
-		"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "reasons": reasons, "released_usd": released})
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "reasons": reasons, "released_usd": released, "from": from})
 }
 
 // deniedErr is the refusal of a spend the agent may not carry out (any
@@ -787,7 +836,36 @@ func (s *Service) execute(ctx context.Context, sp *Spend) (*Spend, error) {
 			res.Outcome = OutcomeUnknown // an error is not proof that nothing moved
 		}
 	}
-	return s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+	out, err := s.settle(context.WithoutCancel(ctx), sp.ID, res, SystemActor)
+	// A spend that was authorized (a signing rail) got its spend.unknown
+	// from settle; one unknown since spend.execute got none.
+	if err != nil || res.Outcome != OutcomeUnknown || sp.Status != StatusUnknown || out.Status != StatusUnknown {
+		return out, err
+	}
+	return s.executedUnknown(context.WithoutCancel(ctx), sp.ID)
+}
+
+// executedUnknown records that the rail ran but could not tell whether
+// money moved. The spend has been unknown since spend.execute (so that a
+// crash during the run keeps the hold); this event says the run is over
+// and its outcome is for reconciliation or the owner (webhook
+// payment.unknown).
+func (s *Service) executedUnknown(ctx context.Context, id string) (*Spend, error) {
+	var out *Spend
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		sp, _, err := spendLocked(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out = sp
+		if sp.Status != StatusUnknown {
+			return nil
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.unknown", "spend:"+sp.ID, map[string]any{
+			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "rail_ref": sp.RailRef, "executed": true})
+	})
+	return out, err
 }
 
 // Settle records what a rail found out about a spend (a reconciler's or a

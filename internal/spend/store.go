@@ -115,6 +115,39 @@ type Tx interface {
 	// rail has signed (RailRef set) that are authorized or unknown.
 	SpendCountOpenSigned(ctx context.Context, agentID string) (int64, error)
 
+	// Webhooks (see webhooks.go). WebhookGet and WebhookList return the
+	// sealed secret too; callers must not show it.
+	WebhookCreate(ctx context.Context, w *WebhookEndpoint) error
+	WebhookGet(ctx context.Context, id string) (*WebhookEndpoint, error)
+	// WebhookList returns every endpoint, oldest first.
+	WebhookList(ctx context.Context) ([]*WebhookEndpoint, error)
+	// WebhookUpdate writes status, cursor, next attempt time, last error
+	// and updated time.
+	WebhookUpdate(ctx context.Context, w *WebhookEndpoint) error
+	// WebhookDelete removes an endpoint with its messages and attempts.
+	WebhookDelete(ctx context.Context, id string) error
+	// WebhookMessageAdd stores a new message; one for the same endpoint,
+	// seq and part is an error.
+	WebhookMessageAdd(ctx context.Context, m *WebhookMessage) error
+	// WebhookMessageHead returns the endpoint's pending message with the
+	// lowest (seq, part), ErrNotFound when none is pending.
+	WebhookMessageHead(ctx context.Context, endpointID string) (*WebhookMessage, error)
+	// WebhookMessageUpdate writes status, attempts and updated time.
+	WebhookMessageUpdate(ctx context.Context, m *WebhookMessage) error
+	// WebhookAttemptAdd records an attempt and sets its ID.
+	WebhookAttemptAdd(ctx context.Context, a *WebhookAttempt) error
+	// WebhookAttemptList returns the endpoint's attempts, newest first,
+	// with ID < beforeID (0: from the newest), up to limit.
+	WebhookAttemptList(ctx context.Context, endpointID string, beforeID int64, limit int) ([]*WebhookAttempt, error)
+	// WebhookPrune deletes attempts made before before, and messages no
+	// longer pending that were last changed before it; a pending message
+	// is never deleted.
+	WebhookPrune(ctx context.Context, before time.Time) (int64, error)
+	// WebhookLease takes or renews the dispatcher lease for holder until
+	// the database's clock reaches until; false when another holder's
+	// lease has not run out (by the database's clock).
+	WebhookLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+
 	// AuditAppend adds an event to the chain. The store assigns Seq,
 	// PrevHash and Hash when the transaction commits, so the chain head
 	// stays locked only for the commit itself.

@@ -370,6 +370,7 @@ type Auditor struct {
 	seq    int64                   // events replayed so far
 	status map[string]spend.Status // spend id → status replayed from the chain
 	frozen map[string]int64        // agent id → seq of the freeze in force
+	last   map[string]string       // spend id → its last audit action
 }
 
 // Check checks every invariant; it reads the events appended since the
@@ -522,7 +523,7 @@ var transitions = map[string]struct {
 // state machine and the freeze rule.
 func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 	if a.status == nil {
-		a.status, a.frozen = map[string]spend.Status{}, map[string]int64{}
+		a.status, a.frozen, a.last = map[string]spend.Status{}, map[string]int64{}, map[string]string{}
 	}
 	for {
 		evs, err := st.AuditEvents(bg, a.seq, 5000)
@@ -535,8 +536,9 @@ func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 		for _, ev := range evs {
 			a.seq = ev.Seq
 			var d struct {
-				AgentID string       `json:"agent_id"`
-				Status  spend.Status `json:"status"`
+				AgentID  string       `json:"agent_id"`
+				Status   spend.Status `json:"status"`
+				Executed bool         `json:"executed"`
 			}
 			json.Unmarshal(ev.Details, &d) //nolint:errcheck // details are JSON objects; a missing field stays empty
 			switch ev.Action {
@@ -560,6 +562,15 @@ func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 					tr.from = []spend.Status{""}
 				}
 			}
+			if ev.Action == "spend.unknown" && d.Executed {
+				// The run of a rail that does not sign first ended without an
+				// outcome: the spend has been unknown since spend.execute,
+				// which must be the event just before (once per run).
+				tr.from = []spend.Status{spend.StatusUnknown}
+				if a.last[id] != "spend.execute" {
+					*errs = append(*errs, fmt.Errorf("event %d: spend.unknown (executed) of spend %s after %s, not after spend.execute", ev.Seq, id, a.last[id]))
+				}
+			}
 			if ev.Action == "spend.cancel" && (d.Status == spend.StatusReleased || d.Status == spend.StatusDenied) {
 				tr.to = d.Status
 			}
@@ -576,6 +587,7 @@ func (a *Auditor) replay(st spend.Store, errs *[]error) error {
 				}
 			}
 			a.status[id] = tr.to
+			a.last[id] = ev.Action
 		}
 	}
 }

@@ -53,7 +53,7 @@ func TestUpgradeTo0005(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 5 {
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 6 {
 		t.Fatalf("schema version %d, %v; want 5", v, err)
 	}
 	err = s.InTx(ctx, func(tx spend.Tx) error {

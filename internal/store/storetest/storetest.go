@@ -90,6 +90,8 @@ func Run(t *testing.T, newStore NewStore) {
 		"Owners":                 testOwners,
 		"OwnerSecretsSingleUse":  testOwnerSingleUse,
 		"DenyReason":             testDenyReason,
+		"Webhooks":               testWebhooks,
+		"WebhookLease":           testWebhookLease,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
