@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/purserhq/purser/internal/browsertest"
 	"github.com/purserhq/purser/internal/spend"
 	"github.com/purserhq/purser/internal/spend/spendtest"
+	"github.com/purserhq/purser/internal/webhook"
 )
 
 // browserSetup is setup with the portal on http://localhost:PORT, as a
@@ -26,8 +28,13 @@ func browserSetup(t *testing.T) (*bundle, context.Context, string) {
 	srv := httptest.NewUnstartedServer(nil)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	origin := "http://localhost:" + port
+	hooks, err := webhook.New(webhook.Config{Service: b.env.Svc, Assets: assetsOf(t), PublicURL: origin,
+		SecretKey: make([]byte, 32), SigningKey: ed25519.NewKeyFromSeed(make([]byte, 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := New(Config{Service: b.env.Svc, Assets: assetsOf(t), Auth: b.auth, Origin: origin, Clock: b.env.Clock,
-		AuthHandler: b.portal.cfg.AuthHandler, SSEPoll: 100 * time.Millisecond})
+		AuthHandler: b.portal.cfg.AuthHandler, SSEPoll: 100 * time.Millisecond, Webhooks: hooks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +68,7 @@ func TestBrowserPages(t *testing.T) {
 		{"approvals", "/approvals"},
 		{"approval", "/approvals/" + s.pending[1].ID},
 		{"audit", "/audit"},
+		{"webhooks", "/webhooks"},
 		{"signin", "/signin"},
 		{"enrol", "/enrol"},
 	}
