@@ -436,6 +436,26 @@ func (s *Server) fetchArgs(ctx context.Context, rawURL, method string, headers m
 	return fr, nil
 }
 
+// paidCallKey checks what the paying tools share (the approval wait and
+// the idempotency key) and returns the key the call runs under: the
+// caller's; on a client's retry of the multi round-trip (the approval
+// page), the first call's; otherwise a fresh one.
+func (s *Server) paidCallKey(req *mcp.CallToolRequest, wait int, key string) (string, *inputError) {
+	if ie := checkWait(wait); ie != nil {
+		return "", ie
+	}
+	if ie := checkIdemKey(key); ie != nil {
+		return "", ie
+	}
+	if key != "" {
+		return key, nil
+	}
+	if k, ok := s.openState(req.Params.RequestState); ok {
+		return k, nil
+	}
+	return newKey("mcp"), nil
+}
+
 func (s *Server) x402Fetch(ctx context.Context, req *mcp.CallToolRequest) reply {
 	var in fetchInput
 	if ie := decodeArgs(req.Params.Arguments, &in, "url"); ie != nil {
@@ -443,23 +463,10 @@ func (s *Server) x402Fetch(ctx context.Context, req *mcp.CallToolRequest) reply 
 	}
 	fr, ie := s.fetchArgs(ctx, in.URL, in.Method, in.Headers, in.Body, in.MaxAmount)
 	if ie == nil {
-		ie = checkWait(in.WaitForApprovalSeconds)
-	}
-	if ie == nil {
-		ie = checkIdemKey(in.IdempotencyKey)
+		fr.IdempotencyKey, ie = s.paidCallKey(req, in.WaitForApprovalSeconds, in.IdempotencyKey)
 	}
 	if ie != nil {
 		return invalid(ie)
-	}
-	fr.IdempotencyKey = in.IdempotencyKey
-	if fr.IdempotencyKey == "" {
-		// A retry of the multi round-trip (approval page) carries the
-		// key of the first call.
-		if k, ok := s.openState(req.Params.RequestState); ok {
-			fr.IdempotencyKey = k
-		} else {
-			fr.IdempotencyKey = newKey("mcp")
-		}
 	}
 	res, err := retry(ctx, s, func() (*FetchResult, error) { return s.agent.Fetch(ctx, fr) })
 	if err != nil {
@@ -747,21 +754,10 @@ func (s *Server) pay(ctx context.Context, req *mcp.CallToolRequest) reply {
 	}
 	ar, ie := s.payArgs(ctx, in.Address, in.Amount, in.Asset, in.Network, in.Memo)
 	if ie == nil {
-		ie = checkWait(in.WaitForApprovalSeconds)
-	}
-	if ie == nil {
-		ie = checkIdemKey(in.IdempotencyKey)
+		ar.IdempotencyKey, ie = s.paidCallKey(req, in.WaitForApprovalSeconds, in.IdempotencyKey)
 	}
 	if ie != nil {
 		return invalid(ie)
-	}
-	ar.IdempotencyKey = in.IdempotencyKey
-	if ar.IdempotencyKey == "" {
-		if k, ok := s.openState(req.Params.RequestState); ok {
-			ar.IdempotencyKey = k
-		} else {
-			ar.IdempotencyKey = newKey("mcp")
-		}
 	}
 	sp, err := retry(ctx, s, func() (*Spend, error) { return s.agent.Authorize(ctx, ar) })
 	if err != nil {
