@@ -14,7 +14,7 @@
 //
 //	export PURSER_SERVER=http://127.0.0.1:8402
 //	export PURSER_AGENT_KEY=/path/to/demo-agent.key
-//	purser --data DIR agent unfreeze demo-agent
+//	purser agent unfreeze --data DIR demo-agent
 //	go run ./examples/budgeted-agent http://127.0.0.1:PORT/weather
 //
 // Flags:
