@@ -419,6 +419,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	log.Info("purser serving", "addr", ln.Addr().String(), "store", engine, "networks", chains.networks(), "relayer", chains.relayer)
 	fmt.Fprintf(cfg.Stdout, "purser listening on http://%s (store: %s, data: %s)\n", ln.Addr(), engine, cfg.DataDir)
+	fmt.Fprintf(cfg.Stdout, "owner portal at %s (enrol a passkey with: purser owner invite)\n", auth.PublicURL())
 	if chains.dev != nil {
 		fmt.Fprintf(cfg.Stdout, "dev chain %s at %s, USDC %s\n", chains.dev.Network(), chains.dev.RPCURL(), chains.dev.Token().Hex())
 	}
