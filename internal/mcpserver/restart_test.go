@@ -75,8 +75,12 @@ func TestRestartMidCall(t *testing.T) {
 		t.Fatalf("fetch across a restart: %v", out)
 	}
 	id := str(out, "spend_id")
+	// The retry meets the same spend: captured already (already_paid),
+	// or, while Purser has not yet recorded the capture from the chain,
+	// authorized, and its used authorization is sent again, which the
+	// seller refuses. Either way nothing more is paid (checked below).
 	res, out = call(t, cs, "x402_fetch", args)
-	if !res.IsError || str(out, "status") != "already_paid" {
+	if st := str(out, "status"); !(res.IsError && st == "already_paid") && !(st == "seller_failed" && str(out, "spend_id") == id) {
 		t.Fatalf("retried call: %v", out)
 	}
 	if got := m.balance(t, m.seller); got != price {
