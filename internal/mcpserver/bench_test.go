@@ -114,23 +114,8 @@ func reportMedian(b *testing.B, d []time.Duration) {
 func BenchmarkLimitsStdio(b *testing.B) {
 	_, cs, _ := benchSetup(b)
 	ctx := context.Background()
-	for range 5 { // warm: the deployment id, connections
-		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var d []time.Duration
-	for b.Loop() {
-		start := time.Now()
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"})
-		if err != nil || res.IsError {
-			b.Fatalf("limits: %v %+v", err, res)
-		}
-		d = append(d, time.Since(start))
-	}
-	slices.Sort(d)
+	d := timeCalls(b, 5, limitsTool(ctx, cs))
 	median := d[len(d)/2]
-	b.ReportMetric(float64(median.Microseconds())/1000, "median-ms")
 	b.ReportMetric(float64(d[len(d)*99/100].Microseconds())/1000, "p99-ms")
 	if len(d) >= 100 && median > 2*time.Millisecond {
 		// Not a failure: on a loaded machine the time is Purser's (its
@@ -145,21 +130,7 @@ func BenchmarkLimitsStdio(b *testing.B) {
 func BenchmarkLimitsDirect(b *testing.B) {
 	_, _, a := benchSetup(b)
 	ctx := context.Background()
-	for range 5 {
-		if _, err := a.Limits(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var d []time.Duration
-	for b.Loop() {
-		start := time.Now()
-		if _, err := a.Limits(ctx); err != nil {
-			b.Fatal(err)
-		}
-		d = append(d, time.Since(start))
-	}
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+	timeCalls(b, 5, func() error { _, err := a.Limits(ctx); return err })
 }
 
 // staticAgent answers limits without a server: it isolates what the MCP
@@ -191,23 +162,12 @@ func BenchmarkLimitsMCPOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var d []time.Duration
-	for b.Loop() {
-		start := time.Now()
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"})
-		if err != nil || res.IsError {
-			b.Fatalf("limits: %v %+v", err, res)
-		}
-		d = append(d, time.Since(start))
-	}
-	b.StopTimer()
+	timeCalls(b, 0, limitsTool(ctx, cs))
 	_ = cs.Close()
 	cancel()
 	sr.Close()
 	sw.Close()
 	<-done
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
 }
 
 // BenchmarkLimitsPipes: the limits tool over OS pipes to an MCP server
@@ -237,20 +197,38 @@ func BenchmarkLimitsPipes(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range 5 {
-		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"}); err != nil {
+	timeCalls(b, 5, limitsTool(ctx, cs))
+}
+
+// limitsTool calls the limits tool once; a tool error fails.
+func limitsTool(ctx context.Context, cs *mcp.ClientSession) func() error {
+	return func() error {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"})
+		if err == nil && res.IsError {
+			err = fmt.Errorf("limits: %+v", res)
+		}
+		return err
+	}
+}
+
+// timeCalls calls call warm times unmeasured, then once per benchmark
+// iteration, and reports the median; it returns the latencies sorted.
+func timeCalls(b *testing.B, warm int, call func() error) []time.Duration {
+	b.Helper()
+	for range warm {
+		if err := call(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	var d []time.Duration
 	for b.Loop() {
 		start := time.Now()
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "limits"})
-		if err != nil || res.IsError {
-			b.Fatalf("limits: %v %+v", err, res)
+		if err := call(); err != nil {
+			b.Fatal(err)
 		}
 		d = append(d, time.Since(start))
 	}
 	slices.Sort(d)
 	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+	return d
 }
