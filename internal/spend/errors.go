@@ -51,6 +51,10 @@ const (
 // ErrNotFound is returned by Store methods when a row does not exist.
 var ErrNotFound = errors.New("spend: not found")
 
+// ErrConflict is returned by Store methods when a row that must be unique
+// exists already.
+var ErrConflict = errors.New("spend: conflict")
+
 // CodeOf returns the stable code of err, or "" for internal errors.
 func CodeOf(err error) string {
 	var c interface{ Code() string }

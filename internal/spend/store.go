@@ -51,6 +51,7 @@ type Store interface {
 // not exist.
 type Tx interface {
 	OwnerTx // ownerstore.go
+	VaultTx // vault.go
 
 	AgentCreate(ctx context.Context, a *Agent) error
 	// AgentGet finds an agent by id or by name.
