@@ -20,6 +20,7 @@ var (
 	_ spend.Rail        = (*Vault)(nil)
 	_ spend.Admitter    = (*Vault)(nil)
 	_ spend.ZeroAmounts = (*Vault)(nil)
+	_ spend.Preparer    = (*Vault)(nil)
 )
 
 // railRequest is the rail-specific part of a proxied call's spend: what
@@ -45,9 +46,9 @@ type entry struct {
 	inject   Inject
 	host     string // the spend's host: the upstream's, as the mandate sees it
 	current  []byte
-	previous []byte     // the version before, while it may still be used
-	prevTill time.Time  // until when
-	scrub    [][]byte   // every stored version
+	previous []byte    // the version before, while it may still be used
+	prevTill time.Time // until when
+	scrub    [][]byte  // every stored version
 	tools    []*spend.Tool
 }
 
@@ -285,4 +286,15 @@ func newProxyMetrics(reg *metrics.Registry) *proxyMetrics {
 		calls: reg.NewCounterVec("purser_proxy_calls_total", "Proxied API calls by credential and outcome (captured, released, denied, approval, error).", "credential", "outcome"),
 		dur:   reg.NewHistogramVec("purser_proxy_upstream_duration_seconds", "Time from sending a proxied call to the end of the upstream's answer.", metrics.DefaultLatencyBuckets, "credential"),
 	}
+}
+
+// Prepare refuses apiproxy spends asked for anywhere but the proxy
+// (POST /v1/agent/spends with rail apiproxy): the proxy builds the
+// rail request from the call itself, and only its spends are carried out.
+func (v *Vault) Prepare(_ context.Context, r *spend.AuthorizeRequest) error {
+	if !r.Inline {
+		return spend.Errorf(spend.CodeInvalidRequest, "rail apiproxy spends are made by calling the API through /v1/proxy/NAME/PATH").
+			WithDetails(map[string]any{"field": "rail"})
+	}
+	return nil
 }
