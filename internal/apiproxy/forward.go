@@ -93,9 +93,9 @@ func (t *Target) Prepare() error {
 // texts (errors, logs).
 func (t *Target) Scrubber() *Scrubber { t.Prepare(); return t.scrubber }
 
-func (t *Target) timeout() time.Duration  { return cmp0(t.Timeout, 30*time.Second) }
-func (t *Target) maxRequest() int64       { return cmp0(t.MaxRequest, 10<<20) }
-func (t *Target) maxResponse() int64      { return cmp0(t.MaxResponse, 10<<20) }
+func (t *Target) timeout() time.Duration { return cmp0(t.Timeout, 30*time.Second) }
+func (t *Target) maxRequest() int64      { return cmp0(t.MaxRequest, 10<<20) }
+func (t *Target) maxResponse() int64     { return cmp0(t.MaxResponse, 10<<20) }
 func cmp0[T int64 | time.Duration](v, d T) T {
 	if v <= 0 {
 		return d

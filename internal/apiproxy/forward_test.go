@@ -250,9 +250,7 @@ func TestForwardLimitsAndTimeouts(t *testing.T) {
 	if res, rec := do("/huge", nil); res.Reason != apiproxy.ReasonResponseTooLarge || !res.Sent || rec.Body.Len() > 100_000 {
 		t.Errorf("huge: %+v (%d bytes)", res, rec.Body.Len())
 	}
-	small := *tg
-	small.MaxResponse = 100
-	tg2 := &apiproxy.Target{Upstream: small.Upstream, Inject: small.Inject, Secret: small.Secret, AllowPrivate: true, MaxResponse: 100}
+	tg2 := &apiproxy.Target{Upstream: tg.Upstream, Inject: tg.Inject, Secret: tg.Secret, AllowPrivate: true, MaxResponse: 100}
 	rec := httptest.NewRecorder()
 	if res := f.Do(context.Background(), tg2, &apiproxy.Call{Method: "GET", Path: "/small"}, rec); res.Reason != apiproxy.ReasonResponseTooLarge || res.Sent || rec.Body.Len() != 0 || len(rec.Header()) != 0 {
 		t.Errorf("small over limit: %+v %v", res, rec.Header())

@@ -190,7 +190,6 @@ func (s *Scrubber) Writer(w io.Writer) *ScrubWriter {
 	return &ScrubWriter{s: s, w: w}
 }
 
-
 // Reset reuses z for another stream.
 func (z *ScrubWriter) Reset(s *Scrubber, w io.Writer) {
 	z.s, z.w, z.buf, z.n, z.werr = s, w, z.buf[:0], 0, nil
