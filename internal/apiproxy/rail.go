@@ -50,6 +50,18 @@ type entry struct {
 	prevTill time.Time // until when
 	scrub    [][]byte  // every stored version
 	tools    []*spend.Tool
+
+	// The forwarder's targets (they cache their scrubber): with the
+	// previous secret while it may be used, and without.
+	withPrev, alone *Target
+}
+
+// target is what a call at now is forwarded with.
+func (e *entry) target(now time.Time) *Target {
+	if e.withPrev != nil && now.Before(e.prevTill) {
+		return e.withPrev
+	}
+	return e.alone
 }
 
 // fresh reports whether e still describes c.
@@ -97,6 +109,19 @@ func (v *Vault) load(ctx context.Context, tx spend.Tx, c *spend.Credential) (*en
 	}
 	if e.current == nil {
 		return nil, errors.New("apiproxy: credential " + c.Name + " has no current secret")
+	}
+	newTarget := func(prev []byte) (*Target, error) {
+		t := &Target{Upstream: up, Inject: inj, Secret: e.current, Previous: prev, Scrub: e.scrub, AllowPrivate: c.AllowPrivate,
+			Timeout: timeoutOf(c), MaxRequest: MaxBody, MaxResponse: v.maxResp}
+		return t, t.Prepare()
+	}
+	if e.alone, err = newTarget(nil); err != nil {
+		return nil, err
+	}
+	if e.previous != nil {
+		if e.withPrev, err = newTarget(e.previous); err != nil {
+			return nil, err
+		}
 	}
 	v.mu.Lock()
 	v.cache[c.ID] = e

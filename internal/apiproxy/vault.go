@@ -96,7 +96,7 @@ func New(cfg Config) (*Vault, error) {
 		cfg.MaxResponse = DefaultMaxResponse
 	}
 	if cfg.Forwarder == nil {
-		cfg.Forwarder = NewForwarder(ForwarderOptions{})
+		cfg.Forwarder = NewForwarder(Options{})
 	}
 	return &Vault{svc: cfg.Service, sealer: cfg.Sealer, asset: asset, log: cfg.Logger, fwd: cfg.Forwarder,
 		maxResp: cfg.MaxResponse, cache: map[string]*entry{}, metrics: newProxyMetrics(cfg.Metrics)}, nil

@@ -233,6 +233,9 @@ func (s *Server) wrap(route string, h handlerFunc) http.HandlerFunc {
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p) // abort the connection: the answer was cut short on purpose
+					}
 					s.log.Error("panic in handler", "route", route, "request_id", rid, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 					s.writeError(rw, r, errors.New("panic"))
 				}
