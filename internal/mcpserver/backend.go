@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/purserhq/purser/api"
 )
 
 // Agent is what the tools need of Purser: one agent's side of the HTTP
@@ -182,4 +184,41 @@ type FetchResult struct {
 // Offer is the seller's offer that was chosen.
 type Offer struct {
 	Network, Asset, Amount, PayTo string
+}
+
+// ToolAgent is what the owner-described tools need beyond Agent: the
+// agent's catalogue and calls through Purser's proxy. An Agent without it
+// serves the built-in tools only.
+type ToolAgent interface {
+	// Grants is the agent's active grants and the tools they cover (GET
+	// /v1/agent/grants); its Version changes whenever either does.
+	Grants(ctx context.Context) (*api.AgentGrants, error)
+	// Proxy calls a credential's upstream through Purser. An answer of the
+	// upstream is a ProxyResult, whatever its status; a call that waits
+	// for the owner is a ProxyResult with Pending set; a refusal or any
+	// other answer Purser made instead of the upstream is an error
+	// (spend_denied as *APIError with the reasons).
+	Proxy(ctx context.Context, req ProxyRequest) (*ProxyResult, error)
+}
+
+// ProxyRequest is one call through the proxy. Path is below the
+// credential's upstream, escaped, with its query.
+type ProxyRequest struct {
+	Credential     string
+	Method         string
+	Path           string
+	Header         http.Header
+	Body           []byte
+	IdempotencyKey string
+}
+
+// ProxyResult is the upstream's answer (Body read whole, within the
+// proxy's bound), or, with Pending, the spend that waits for approval.
+type ProxyResult struct {
+	HTTPStatus int
+	Header     http.Header
+	Body       []byte
+	// SpendID and Price are Purser's Purser-Spend-Id and Purser-Price.
+	SpendID, Price string
+	Pending        *Spend
 }

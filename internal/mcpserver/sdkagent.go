@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -32,13 +33,16 @@ func convErr(err error) error {
 	}
 	var re *sdk.RefusedError
 	if errors.As(err, &re) {
-		return &APIError{Status: http.StatusForbidden, ErrCode: "spend_denied", Msg: "the mandate refused the spend", Reasons: re.Reasons}
+		return &APIError{Status: http.StatusForbidden, ErrCode: "spend_denied", Msg: "the mandate refused the spend", Reasons: re.Reasons, SpendID: re.SpendID}
 	}
 	var e *sdk.Error
 	if errors.As(err, &e) {
 		out := &APIError{Status: e.Status, ErrCode: e.Code, Msg: e.Message, Reasons: e.Reasons()}
 		if f, ok := e.Details["field"].(string); ok {
 			out.Field = f
+		}
+		if id, ok := e.Details["spend_id"].(string); ok {
+			out.SpendID = id
 		}
 		if m := alreadyPaidRE.FindStringSubmatch(e.Message); e.Code == "already_paid" && m != nil {
 			out.SpendID, out.Transaction = m[1], m[2]
@@ -223,4 +227,55 @@ func (a *SDKAgent) Fetch(ctx context.Context, r FetchRequest) (*FetchResult, err
 func (a *SDKAgent) ConfirmFetch(ctx context.Context, id string, r FetchRequest) (*FetchResult, error) {
 	res, err := a.A.ConfirmFetch(ctx, id, fetchRequest(r))
 	return convFetch(r, res, err)
+}
+
+var _ ToolAgent = (*SDKAgent)(nil)
+
+// Grants implements ToolAgent.
+func (a *SDKAgent) Grants(ctx context.Context) (*api.AgentGrants, error) {
+	g, err := a.A.Grants(ctx)
+	if err != nil {
+		return nil, convErr(err)
+	}
+	return g, nil
+}
+
+// maxProxyRead bounds what is read of an upstream's answer: the model is
+// shown at most Options.MaxBodyBytes of it, and the size up to this.
+const maxProxyRead = 8 << 20
+
+// Proxy implements ToolAgent.
+func (a *SDKAgent) Proxy(ctx context.Context, r ProxyRequest) (*ProxyResult, error) {
+	h := r.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if r.IdempotencyKey != "" {
+		h.Set(api.HeaderIdempotencyKey, r.IdempotencyKey)
+	}
+	resp, err := a.A.Proxy(ctx, r.Credential, r.Method, r.Path, r.Body, h)
+	var ar *sdk.ApprovalRequiredError
+	switch {
+	case errors.As(err, &ar):
+		sp := convSpend(ar.Spend)
+		if sp == nil {
+			sp = &Spend{ID: ar.SpendID, Status: StatusPendingApproval, Reasons: ar.Reasons}
+		}
+		if sp.Status == "" {
+			sp.Status = StatusPendingApproval
+		}
+		sp.Rail = RailAPIProxy
+		return &ProxyResult{Pending: sp, SpendID: sp.ID}, nil
+	case err != nil:
+		return nil, convErr(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProxyRead))
+	if err != nil {
+		// The call was made and its price captured; only its answer is
+		// lost. A retry with the same key is not sent again.
+		return nil, &APIError{ErrCode: "upstream_failed", Msg: "the upstream's answer broke off", SpendID: resp.Header.Get(api.HeaderSpendID)}
+	}
+	return &ProxyResult{HTTPStatus: resp.StatusCode, Header: resp.Header, Body: body,
+		SpendID: resp.Header.Get(api.HeaderSpendID), Price: resp.Header.Get(api.HeaderPrice)}, nil
 }

@@ -55,6 +55,16 @@ type Server struct {
 
 	assetsMu sync.Mutex
 	assets   []Asset
+
+	// The owner-described tools (catalogue.go): syncMu serializes
+	// SyncTools and guards owned and catVersion; proxyPending (under mu)
+	// keeps proxied calls waiting for approval, for confirm.
+	builtin      map[string]bool
+	syncMu       sync.Mutex
+	owned        map[string]*ownerTool
+	catVersion   string
+	proxyPending map[string]pendingProxy
+	proxyOrder   []string
 }
 
 // maxPending bounds the x402 requests kept for confirm.
@@ -77,7 +87,8 @@ func New(agent Agent, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{agent: agent, opts: opts, pending: map[string]FetchRequest{}}
+	s := &Server{agent: agent, opts: opts, pending: map[string]FetchRequest{}, builtin: map[string]bool{},
+		owned: map[string]*ownerTool{}, proxyPending: map[string]pendingProxy{}}
 	_, _ = rand.Read(s.stateKey[:])
 	s.srv = mcp.NewServer(&mcp.Implementation{Name: "purser", Title: "Purser", Version: opts.Version}, &mcp.ServerOptions{
 		Instructions: "Purser pays for things on behalf of this agent, within limits its owner set. " +
@@ -90,6 +101,7 @@ func New(agent Agent, opts Options) *Server {
 		ToolSpendStatus: s.spendStatus, ToolConfirm: s.confirm, ToolDryRun: s.dryRun,
 	}
 	for _, t := range tools() {
+		s.builtin[t.Name] = true
 		s.add(t, handlers[t.Name])
 	}
 	return s
