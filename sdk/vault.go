@@ -259,8 +259,8 @@ func (a *Agent) proxyRequest(ctx context.Context, credential, method, path strin
 func proxyError(resp *http.Response, raw []byte) error {
 	err := decodeError(resp.StatusCode, raw)
 	var e *Error
-	if !errors.As(err, &e) {
-		return err // a *RefusedError
+	if re := (*RefusedError)(nil); errors.As(err, &re) || !errors.As(err, &e) {
+		return err
 	}
 	if strings.HasPrefix(e.Code, "http_") {
 		// Not a JSON error body: the header still names the code.
