@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/apiproxy"
 	"github.com/purserhq/purser/internal/audit"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/httpapi"
@@ -222,6 +223,7 @@ type Server struct {
 	http   *http.Server
 	ln     net.Listener
 	owners *owners.Auth
+	vault  *apiproxy.Vault
 	bgWG   sync.WaitGroup
 	stopBG context.CancelFunc
 }
@@ -332,11 +334,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
 	payout := &rails.Payout{Common: common}
+	reg := metrics.NewRegistry()
+	vault, err := apiproxy.New(apiproxy.Config{Sealer: ks, Assets: assets, Logger: log, Network: cfg.DefaultNetwork, Metrics: reg})
+	if err != nil {
+		chains.close()
+		st.Close()
+		return nil, err
+	}
 	anchor := audit.NewAnchorFile(filepath.Join(cfg.DataDir, "audit.checkpoints"), auditSigner.Public())
 	svc, err = spend.NewService(spend.Config{
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
-		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout},
+		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout, vault},
 		MaxOpenSigned: cfg.MaxOpenSpends,
 		RequestRate:   requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
@@ -350,7 +359,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	reg := metrics.NewRegistry()
+	vault.Bind(svc)
 	observeStore(reg, st)
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
@@ -384,7 +393,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	hcfg := httpapi.Config{Service: svc, Assets: assets, OwnerToken: token, Logger: log, Metrics: reg,
 		Chains: chainInfo{chains}, Relayer: chains.relayer, Deployment: deploymentID(ks),
 		AcceptUnboundSignatures: cfg.AcceptUnboundSignatures, MetricsAuth: cfg.MetricsAuth,
-		HostNames: hostNames, PublicURL: auth.PublicURL(), Webhooks: hooks,
+		HostNames: hostNames, PublicURL: auth.PublicURL(), Webhooks: hooks, Vault: vault,
 		Portal: owner.Handler(),
 		Ready: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -397,7 +406,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	api := httpapi.New(hcfg)
 	holds := newHoldsGauge(svc)
 	reg.NewGaugeFunc("purser_holds_outstanding", "Spends holding budget (pending approval, authorized or unknown), refreshed every few seconds.", holds.value)
-	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains, owners: auth,
+	srv := &Server{log: log, store: st, svc: svc, ln: ln, chains: chains, owners: auth, vault: vault,
 		http: &http.Server{Handler: rootHandler(api.Handler(), auth), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
@@ -464,6 +473,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
+	s.vault.Wait() // proxied calls answered, not settled yet
 	s.stopBG()
 	s.bgWG.Wait()
 	if ferr := s.svc.FlushRefusals(ctx, true); ferr != nil {

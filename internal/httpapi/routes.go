@@ -63,6 +63,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/agents/{ref}/fund", s.owner(s.fund))
 
 	s.webhookRoutes()
+	s.vaultRoutes()
 	if s.portal != nil {
 		// The API keeps /v1/ (unknown API paths answer JSON); the portal
 		// has the rest.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/apiproxy"
 	"github.com/purserhq/purser/internal/mandate"
 	"github.com/purserhq/purser/internal/metrics"
 	"github.com/purserhq/purser/internal/money"
@@ -73,6 +74,9 @@ type Config struct {
 	Portal http.Handler
 	// Webhooks, if set, serves /v1/webhooks (docs/webhooks.md).
 	Webhooks *webhook.Webhooks
+	// Vault, if set, serves /v1/vault, /v1/agent/grants and /v1/proxy
+	// (docs/vault.md).
+	Vault *apiproxy.Vault
 }
 
 // Server serves the API.
@@ -105,6 +109,7 @@ type Server struct {
 	// docs/openapi.yaml is checked against them.
 	patterns []string
 	hooks    *webhook.Webhooks
+	vault    *apiproxy.Vault
 }
 
 // New builds the server and its routes.
@@ -126,6 +131,7 @@ func New(cfg Config) *Server {
 		portal:    cfg.Portal,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 		hooks:     cfg.Webhooks,
+		vault:     cfg.Vault,
 	}
 	if cfg.Deployment == ([32]byte{}) {
 		rand.Read(cfg.Deployment[:]) //nolint:errcheck // crypto/rand does not fail

@@ -26,6 +26,10 @@ type Caller struct {
 	Expires   time.Time
 	Signature string // 0x hex, kept in the audit trail as the signed intent
 	Body      []byte // the exact signed body
+	// BodySHA256, when set (0x hex), stands for Body in the audit trail:
+	// a proxied API call's body is the agent's business and may be large,
+	// and the signature covers only its hash.
+	BodySHA256 string
 	// What else the signature covers, so the audit trail can recompute
 	// its digest: the method, the request-target as sent, and the EIP-712
 	// domain (version 2: bound to Deployment, a 0x id; version 1: none).
@@ -50,6 +54,11 @@ type AuthorizeRequest struct {
 	// DryRun evaluates the intent against the mandate and the current
 	// budgets without storing a spend or placing a hold.
 	DryRun bool
+	// Inline is for rails whose work is the request itself (a proxied
+	// API call, rail apiproxy): an allowed spend is recorded as executing
+	// (spend.execute, status unknown) in the decision's own transaction,
+	// and Outcome.Run tells the caller to carry it out now and Settle it.
+	Inline bool
 }
 
 // Outcome is the result of an authorization: the spend and whether it was
@@ -59,6 +68,9 @@ type Outcome struct {
 	Spend    *Spend
 	Replayed bool
 	DryRun   bool
+	// Run (Inline requests only): this request started the spend's
+	// execution and must carry it out, then Settle it.
+	Run bool
 	// unstored: the refusal of a frozen or revoked agent, counted in the
 	// agent's aggregated refusals instead of stored (gate.go).
 	unstored bool
@@ -134,7 +146,11 @@ func (s *Service) prepare(ctx context.Context, r AuthorizeRequest) (*prepared, e
 	if r.Amount == "" {
 		return nil, Errorf(CodeInvalidRequest, "amount is required").WithDetails(map[string]any{"field": "amount"})
 	}
-	amount, err := money.ParsePositive(r.Amount, asset.Decimals)
+	parse := money.ParsePositive
+	if z, ok := rail.(ZeroAmounts); ok && z.AllowsZeroAmount() {
+		parse = money.ParseAmount
+	}
+	amount, err := parse(r.Amount, asset.Decimals)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +275,9 @@ func (s *Service) Authorize(ctx context.Context, c Caller, r AuthorizeRequest) (
 		return &out, nil
 	}
 	sp := out.Spend
+	if p.req.Inline && !out.DryRun {
+		return s.inlineTail(ctx, &out)
+	}
 	if out.DryRun || sp.Status != StatusAuthorized || sp.RailRef != "" {
 		return &out, nil
 	}
@@ -288,6 +307,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	}
 	var dec mandate.Decision
 	var used []*big.Int // the day and lifetime counters, when read
+	var admitCommit func(context.Context, Tx) error
 	switch a.Status {
 	case AgentFrozen, AgentRevoked:
 		// Not stored one by one: a frozen agent's requests must not fill
@@ -321,6 +341,19 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 			}
 		}
 		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
+		if ad, ok := s.rails[p.req.Rail].(Admitter); ok {
+			reasons, commit, err := ad.Admit(ctx, tx, a, &p.req, now)
+			if err != nil {
+				return err
+			}
+			if len(reasons) > 0 {
+				// The rail's own permission refuses first: its reasons, then
+				// what the mandate would have said too.
+				dec = mandate.Decision{Verdict: mandate.Deny, Reasons: append(reasons, denyReasons(dec)...)}
+			} else {
+				admitCommit = commit
+			}
+		}
 	}
 	if dec, err = s.capOpenSigned(ctx, tx, a, p, dec); err != nil {
 		return err
@@ -339,6 +372,10 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	switch dec.Verdict {
 	case mandate.Allow:
 		sp.Status, sp.ExpiresAt, action = StatusAuthorized, now.Add(s.cfg.HoldTTL), "spend.authorize"
+		if p.req.Inline && !p.req.DryRun {
+			// Recorded as executing in this same commit (spend.execute below).
+			sp.Status, out.Run = StatusUnknown, true
+		}
 	case mandate.NeedsApproval:
 		sp.Status, sp.ExpiresAt, action = StatusPendingApproval, now.Add(s.cfg.ApprovalTTL), "spend.request_approval"
 	default:
@@ -354,6 +391,11 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		return err
 	}
 	if sp.Status.Holding() {
+		if admitCommit != nil && !p.req.DryRun {
+			if err := admitCommit(ctx, tx); err != nil {
+				return err
+			}
+		}
 		var err error
 		if used != nil {
 			err = tx.UsagePut(ctx, a.ID, []string{windowDay(dayKey), windowLifetime},
@@ -390,7 +432,43 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	if sp.Status.Holding() && used != nil {
 		d.BudgetAlerts = budgetAlerts(m, dayKey, used, sp.AmountUSD)
 	}
-	return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, d)
+	if !out.Run {
+		return appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, d)
+	}
+	d.Status = StatusAuthorized
+	if err := appendAudit(ctx, tx, now, agentActor(a), action, "spend:"+sp.ID, d); err != nil {
+		return err
+	}
+	return appendAudit(ctx, tx, now, SystemActor, "spend.execute", "spend:"+sp.ID, map[string]any{
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "rail": sp.Rail, "status": sp.Status})
+}
+
+// denyReasons is what a decision refuses for, if it refuses (approval
+// reasons are not refusals).
+func denyReasons(d mandate.Decision) []string {
+	if d.Verdict != mandate.Deny {
+		return nil
+	}
+	return d.Reasons
+}
+
+// inlineTail finishes an Inline authorization. A new allowed spend was
+// recorded as executing by its decision (out.Run). A replay finds its
+// spend as it is: one an owner approved since (authorized, not begun) is
+// begun now, after the last checks, and run by this request; any other
+// (running or done elsewhere, refused) is answered as it is and not run
+// again (an agent never pays twice for one intent).
+func (s *Service) inlineTail(ctx context.Context, out *Outcome) (*Outcome, error) {
+	sp := out.Spend
+	if !out.Replayed || sp.Status != StatusAuthorized || sp.RailRef != "" {
+		return out, nil
+	}
+	started, begun, err := s.beginExecuteStarted(ctx, sp)
+	if err != nil {
+		return nil, err
+	}
+	out.Spend, out.Run = started, begun
+	return out, nil
 }
 
 // BudgetAlertPercent is the share of a budget whose crossing a spend's
@@ -446,6 +524,7 @@ type intentRecord struct {
 	Method      string `json:"method"`
 	Path        string `json:"path"`
 	Body        string `json:"body"`
+	BodySHA256  string `json:"body_sha256,omitempty"` // instead of body (a proxied call's)
 	Signature   string `json:"signature"`
 	Nonce       string `json:"nonce"`
 	Expires     int64  `json:"expires"`
@@ -454,8 +533,8 @@ type intentRecord struct {
 }
 
 func intentOf(c Caller) intentRecord {
-	return intentRecord{Signer: c.Address, Method: c.Method, Path: c.Path, Body: string(c.Body), Signature: c.Signature,
-		Nonce: c.Nonce, Expires: c.Expires.Unix(), AuthVersion: c.AuthVersion, Deployment: c.Deployment}
+	return intentRecord{Signer: c.Address, Method: c.Method, Path: c.Path, Body: string(c.Body), BodySHA256: c.BodySHA256,
+		Signature: c.Signature, Nonce: c.Nonce, Expires: c.Expires.Unix(), AuthVersion: c.AuthVersion, Deployment: c.Deployment}
 }
 
 // decisionRecord is the audit record of a decision: who asked for what,
@@ -641,10 +720,18 @@ func (s *Service) advance(ctx context.Context, sp *Spend) (*Spend, error) {
 // releases an unknown spend. A spend another request began, or that is
 // no longer authorized, is returned as it is and not executed again.
 func (s *Service) beginExecute(ctx context.Context, sp *Spend) (*Spend, error) {
+	out, _, err := s.beginExecuteStarted(ctx, sp)
+	return out, err
+}
+
+// beginExecuteStarted is beginExecute that also reports whether this call
+// began the execution (and so must carry it out).
+func (s *Service) beginExecuteStarted(ctx context.Context, sp *Spend) (*Spend, bool, error) {
 	var out *Spend
+	var begun bool
 	var refused error
 	err := s.inTx(context.WithoutCancel(ctx), func(tx Tx) error {
-		refused = nil
+		refused, begun = nil, false
 		now := s.now()
 		cur, a, err := spendLocked(ctx, tx, sp.ID)
 		if err != nil {
@@ -660,13 +747,14 @@ func (s *Service) beginExecute(ctx context.Context, sp *Spend) (*Spend, error) {
 		if err := s.finish(ctx, tx, cur, StatusUnknown, nil, now, nil); err != nil {
 			return err
 		}
+		begun = true
 		return appendAudit(ctx, tx, now, SystemActor, "spend.execute", "spend:"+cur.ID, map[string]any{
 			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "status": cur.Status})
 	})
 	if err == nil && refused != nil {
-		return nil, refused
+		return nil, false, refused
 	}
-	return out, err
+	return out, begun, err
 }
 
 // sign has the rail sign its instrument for sp and commits it. If another

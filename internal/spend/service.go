@@ -117,6 +117,24 @@ type Canceller interface {
 	Cancel(ctx context.Context, s *Spend) (ExecResult, error)
 }
 
+// Admitter is implemented by rails whose permission lives beside the
+// mandate (a vault grant, rail apiproxy). Admit runs in the decision's
+// transaction under the agent's lock, for an active agent: reasons refuse
+// the spend (it is stored denied with them, like a mandate refusal), so a
+// revoked or expired permission stops the very next request. commit, if
+// not nil, is called in the same transaction when the spend holds
+// (allowed or waiting for approval): it counts the request against the
+// permission's own limits.
+type Admitter interface {
+	Admit(ctx context.Context, tx Tx, a *Agent, r *AuthorizeRequest, now time.Time) (reasons []string, commit func(context.Context, Tx) error, err error)
+}
+
+// ZeroAmounts is implemented by rails whose spends may cost nothing (an
+// unpriced API call is still counted, rate-limited and audited).
+type ZeroAmounts interface {
+	AllowsZeroAmount() bool
+}
+
 // Checker is implemented by rails whose Reconcile may act (resubmit a lost
 // payout): Check only reads what the chain shows. The reconciler uses it
 // for agents that are no longer active, so nothing of a frozen agent is

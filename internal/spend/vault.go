@@ -125,3 +125,19 @@ type VaultTx interface {
 	// ToolList returns tools, filtered by credential ("": all), by name.
 	ToolList(ctx context.Context, credentialID string) ([]*Tool, error)
 }
+
+// AsAgent authenticates c (resolving its key and spending its nonce) and
+// runs fn for its agent in the same transaction: the agent-side reads of
+// packages beside spend (GET /v1/agent/grants) go through it.
+func (s *Service) AsAgent(ctx context.Context, c Caller, fn func(tx Tx, a *Agent) error) error {
+	return s.inTx(ctx, func(tx Tx) error {
+		a, err := s.authAgent(ctx, tx, c, false)
+		if err != nil {
+			return err
+		}
+		return fn(tx, a)
+	})
+}
+
+// DefaultNetwork is the network of requests that name none.
+func (s *Service) DefaultNetwork() string { return s.cfg.DefaultNetwork }

@@ -92,6 +92,11 @@ func Run(t *testing.T, newStore NewStore) {
 		"DenyReason":             testDenyReason,
 		"Webhooks":               testWebhooks,
 		"WebhookLease":           testWebhookLease,
+		"VaultCredentials":       testVaultCredentials,
+		"VaultGrants":            testVaultGrants,
+		"VaultTools":             testVaultTools,
+		"VaultDelete":            testVaultDelete,
+		"VaultGrantInBatch":      testVaultGrantInBatch,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
