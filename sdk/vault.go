@@ -170,7 +170,7 @@ func (a *Agent) Grants(ctx context.Context) (*AgentGrants, error) {
 // headers, body; redirects are not followed): the caller closes its
 // body. Its Purser-Spend-Id and Purser-Price headers name the spend and
 // what it cost. An answer Purser made instead of the upstream (header
-// Purser-Error) is an error: a *RefusedError when the mandate refused
+// Purser-Error, or no Purser-Spend-Id) is an error: a *RefusedError when the mandate refused
 // the call, an *ApprovalRequiredError when it waits for an owner (send
 // the same request with the same Idempotency-Key after the approval to
 // carry it out), an *Error otherwise (grant_not_found, ...).
@@ -183,7 +183,11 @@ func (a *Agent) Proxy(ctx context.Context, credential, method, path string, body
 	if err != nil {
 		return nil, err
 	}
-	if resp.Header.Get(api.HeaderError) == "" {
+	// The upstream's answers carry Purser-Spend-Id, Purser's own
+	// Purser-Error. One with neither is not the upstream's (a redirect of
+	// Purser's router to a cleaned path, a proxy in between): handing it
+	// back as the upstream's would let a client follow it.
+	if resp.Header.Get(api.HeaderError) == "" && resp.Header.Get(api.HeaderSpendID) != "" {
 		return resp, nil
 	}
 	defer resp.Body.Close()
@@ -262,9 +266,9 @@ func proxyError(resp *http.Response, raw []byte) error {
 	if re := (*RefusedError)(nil); errors.As(err, &re) || !errors.As(err, &e) {
 		return err
 	}
-	if strings.HasPrefix(e.Code, "http_") {
+	if c := resp.Header.Get(api.HeaderError); c != "" && strings.HasPrefix(e.Code, "http_") {
 		// Not a JSON error body: the header still names the code.
-		e.Code = resp.Header.Get(api.HeaderError)
+		e.Code = c
 	}
 	if e.Code != "approval_required" {
 		return e

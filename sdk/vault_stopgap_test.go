@@ -1,19 +1,17 @@
 package sdk
 
 // STOPGAP (issue 12): these tests answer per the contract of docs/vault.md
-// from an httptest server, because the server side of the vault and the
-// proxy (internal/apiproxy and its routes) is not in this branch yet.
-// What they hold the SDK to is its own side: paths, escaping, bodies,
-// the signature over the exact request-target, headers dropped and
-// passed, and how Purser's answers map to errors. Once the server is
-// merged, the end-to-end tests against a real in-process server
-// (vault_test.go) are the ones that count; these stay only for what a
-// real server cannot be made to answer.
+// from an httptest server, not from Purser. The end-to-end tests against
+// a real in-process server are in vault_test.go; these keep only what a
+// real server cannot be made to answer on demand: the signature over an
+// exact request-target Purser would refuse (an encoded /), every header
+// the SDK drops or passes as received, Purser answers without a JSON
+// body or with the spend id in the header only, an answer that is not
+// the upstream's.
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -27,132 +25,6 @@ import (
 	"github.com/purserhq/purser/internal/agentauth"
 )
 
-// TestVaultOwnerCallsStopgap: each owner call sends its route's method,
-// path (names escaped as one segment) and body, with the owner token,
-// and decodes the answer.
-func TestVaultOwnerCallsStopgap(t *testing.T) {
-	t.Parallel()
-	type seen struct{ method, uri, body string }
-	var mu sync.Mutex
-	var got []seen
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer tok" {
-			w.WriteHeader(401)
-			return
-		}
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		got = append(got, seen{r.Method, r.RequestURI, string(b)})
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		p := r.URL.EscapedPath()
-		switch {
-		case p == "/v1/vault" && r.Method == "GET":
-			io.WriteString(w, `{"credentials":[{"id":"crd_1","name":"search","upstream":"https://api.example.com","inject":"header:X-Api-Key={secret}","version":1}]}`)
-		case strings.HasSuffix(p, "/grants") && r.Method == "GET":
-			io.WriteString(w, `{"grants":[{"id":"grt_1","credential":"search","agent_id":"ag_1","methods":["GET"],"paths":["/v1/*"],"asset":"USDC","status":"active"}]}`)
-		case strings.HasSuffix(p, "/grants") || strings.HasSuffix(p, "/revoke"):
-			io.WriteString(w, `{"id":"grt_1","credential":"search","agent_id":"ag_1","methods":["GET"],"paths":["/v1/*"],"price":"0.002","asset":"USDC","status":"active"}`)
-		case strings.HasSuffix(p, "/tools") && r.Method == "GET":
-			io.WriteString(w, `{"tools":[{"name":"web_search","credential":"search","method":"GET","path":"/v1/search","schema":{"type":"object"},"body":"query"}]}`)
-		case strings.Contains(p, "/tools"):
-			io.WriteString(w, `{"name":"web_search","credential":"search","method":"GET","path":"/v1/search","schema":{"type":"object"},"body":"query"}`)
-		default:
-			io.WriteString(w, `{"id":"crd_1","name":"search","upstream":"https://api.example.com","inject":"header:X-Api-Key={secret}","version":2,"versions":[{"version":2,"current":true}]}`)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	o, err := NewOwner(srv.URL, "tok")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	const odd = "a b/c" // a name that must stay one segment
-	calls := []struct {
-		name       string
-		call       func() error
-		method     string
-		uri        string
-		bodyHasAll []string
-	}{
-		{"put", func() error {
-			c, err := o.PutCredential(ctx, PutCredentialRequest{Name: "search", Upstream: "https://api.example.com", Inject: "header:X-Api-Key={secret}", Secret: "s3cr3t", AllowPrivate: true, Timeout: "10s"})
-			if err == nil && c.ID != "crd_1" {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "POST", "/v1/vault", []string{`"name":"search"`, `"secret":"s3cr3t"`, `"allow_private":true`, `"timeout":"10s"`}},
-		{"rotate", func() error {
-			c, err := o.RotateCredential(ctx, odd, RotateCredentialRequest{Secret: "n3w", Grace: "1h"})
-			if err == nil && c.Version != 2 {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "POST", "/v1/vault/a%20b%2Fc/rotate", []string{`"secret":"n3w"`, `"grace":"1h"`}},
-		{"list", func() error {
-			l, err := o.Credentials(ctx)
-			if err == nil && (len(l) != 1 || l[0].Name != "search") {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "GET", "/v1/vault", nil},
-		{"show", func() error {
-			c, err := o.Credential(ctx, odd)
-			if err == nil && len(c.Versions) != 1 {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "GET", "/v1/vault/a%20b%2Fc", nil},
-		{"delete", func() error { _, err := o.DeleteCredential(ctx, "search"); return err }, "DELETE", "/v1/vault/search", nil},
-		{"grant", func() error {
-			g, err := o.Grant(ctx, "search", GrantRequest{Agent: "bob", Methods: []string{"GET"}, Paths: []string{"/v1/*"}, Price: "0.002", Rate: "60/1m", Expires: "24h"})
-			if err == nil && g.Price != "0.002" {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "POST", "/v1/vault/search/grants", []string{`"agent":"bob"`, `"methods":["GET"]`, `"rate":"60/1m"`, `"expires":"24h"`}},
-		{"revoke", func() error { _, err := o.RevokeGrant(ctx, "search", "bob/x"); return err }, "POST", "/v1/vault/search/grants/bob%2Fx/revoke", []string{"{}"}},
-		{"grants", func() error {
-			l, err := o.Grants(ctx, "search")
-			if err == nil && len(l) != 1 {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "GET", "/v1/vault/search/grants", nil},
-		{"put tool", func() error {
-			_, err := o.PutTool(ctx, "search", ToolRequest{Name: "web_search", Description: "search the web", Method: "GET", Path: "/v1/search",
-				Schema: json.RawMessage(`{"type":"object"}`), Body: "query", Price: "0.01"})
-			return err
-		}, "POST", "/v1/vault/search/tools", []string{`"name":"web_search"`, `"schema":{"type":"object"}`, `"body":"query"`}},
-		{"tools", func() error {
-			l, err := o.Tools(ctx, "search")
-			if err == nil && (len(l) != 1 || string(l[0].Schema) != `{"type":"object"}`) {
-				err = errors.New("bad answer")
-			}
-			return err
-		}, "GET", "/v1/vault/search/tools", nil},
-		{"delete tool", func() error { _, err := o.DeleteTool(ctx, "search", "web_search"); return err }, "DELETE", "/v1/vault/search/tools/web_search", nil},
-	}
-	for _, c := range calls {
-		mu.Lock()
-		got = nil
-		mu.Unlock()
-		if err := c.call(); err != nil {
-			t.Errorf("%s: %v", c.name, err)
-			continue
-		}
-		if len(got) != 1 || got[0].method != c.method || got[0].uri != c.uri {
-			t.Errorf("%s sent %+v, want %s %s", c.name, got, c.method, c.uri)
-			continue
-		}
-		for _, s := range c.bodyHasAll {
-			if !strings.Contains(got[0].body, s) {
-				t.Errorf("%s body %s lacks %s", c.name, got[0].body, s)
-			}
-		}
-	}
-}
-
 // proxyServer is a stopgap Purser proxy: it verifies the agent's
 // signature over the request as received (verifyingServer), records it,
 // and answers with answer.
@@ -160,6 +32,7 @@ func proxyServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Reques
 	var n atomic.Int32
 	srv := verifyingServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
 		n.Add(1)
+		w.Header().Set("Purser-Spend-Id", "spd_1") // on every answer of Purser's proxy
 		answer(w, r, body)
 	})
 	return srv, &n
@@ -269,6 +142,14 @@ func TestProxyPurserAnswersStopgap(t *testing.T) {
 		case "spend_denied":
 			w.WriteHeader(http.StatusForbidden)
 			io.WriteString(w, `{"code":"spend_denied","message":"no","details":{"spend_id":"spd_2","status":"denied","reasons":["daily_budget_exceeded"]}}`)
+		case "not_upstream":
+			// Neither Purser-Error nor Purser-Spend-Id: a redirect of a
+			// router or a proxy in between, not the upstream's answer.
+			w.Header().Del("Purser-Error")
+			w.Header().Del("Purser-Spend-Id")
+			w.Header().Set("Location", "/elsewhere")
+			w.WriteHeader(http.StatusMovedPermanently)
+			return
 		case "not_json":
 			w.WriteHeader(http.StatusBadGateway)
 			io.WriteString(w, "bad gateway")
@@ -296,6 +177,10 @@ func TestProxyPurserAnswersStopgap(t *testing.T) {
 	_, err = a.Proxy(ctx, "api", "GET", "/grant_not_found", nil, nil)
 	if !IsCode(err, "grant_not_found") {
 		t.Errorf("grant_not_found: %v", err)
+	}
+	_, err = a.Proxy(ctx, "api", "GET", "/not_upstream", nil, nil)
+	if !IsCode(err, "http_301") {
+		t.Errorf("an answer without Purser-Spend-Id: %v", err)
 	}
 	_, err = a.Proxy(ctx, "api", "GET", "/not_json", nil, nil)
 	if !IsCode(err, "not_json") {
