@@ -431,9 +431,15 @@ func writePurserError(w http.ResponseWriter, err error) {
 	if id := detailString(ae, "spend_id"); id != "" {
 		w.Header().Set(sdk.HeaderSpendID, id)
 	}
+	status := ae.Status
+	if status < 400 {
+		// Not the upstream's answer and not an error status either (a
+		// redirect of Purser's router): the client must not follow it.
+		status = http.StatusBadGateway
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(sdk.HeaderError, ae.Code)
-	w.WriteHeader(ae.Status)
+	w.WriteHeader(status)
 	out := map[string]any{"code": ae.Code, "message": ae.Message}
 	if d := ae.RawDetails(); len(d) > 0 {
 		out["details"] = d
