@@ -58,7 +58,7 @@ func TestDependencyDirection(t *testing.T) {
 	// server package (it shares the wire types of package api instead).
 	// api declares types only and imports nothing of Purser.
 	for pkg, bad := range map[string][]string{
-		"../sdk": {mod + "store", mod + "spend", mod + "app", mod + "httpapi", mod + "rails", mod + "keystore", mod + "cli", mod + "mandate", mod + "audit"},
+		"../sdk": {mod + "store", mod + "spend", mod + "app", mod + "httpapi", mod + "rails", mod + "keystore", mod + "cli", mod + "mandate", mod + "audit", mod + "apiproxy"},
 		"../api": {mod, "github.com/purserhq/purser/x402", "github.com/purserhq/purser/sdk"},
 	} {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()
@@ -96,7 +96,7 @@ func TestDependencyDirection(t *testing.T) {
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, b := range []string{mod + "facilitator", mod + "evm", mod + "devchain", mod + "store", mod + "rails",
-			mod + "spend", mod + "httpapi", mod + "keystore", mod + "metrics", "github.com/purserhq/purser/x402"} {
+			mod + "spend", mod + "httpapi", mod + "keystore", mod + "metrics", mod + "apiproxy", "github.com/purserhq/purser/x402"} {
 			if dep == b || strings.HasPrefix(dep, b+"/") {
 				t.Errorf("internal/cli imports %s; wire it in internal/app", dep)
 			}

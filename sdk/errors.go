@@ -74,8 +74,10 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 // ApprovalRequiredError is a spend that waits for an owner's decision: it
 // is held against the budget but not paid. Wait for it with
 // Agent.WaitForApproval (or poll Agent.Spend), then finish it with
-// Agent.Confirm (a payout) or Agent.ConfirmFetch (an x402 payment). It is
-// an outcome, not a failure: handle it with errors.As.
+// Agent.Confirm (a payout) or Agent.ConfirmFetch (an x402 payment), or,
+// for a proxied call (Agent.Proxy), by sending the same request with the
+// same Idempotency-Key. It is an outcome, not a failure: handle it with
+// errors.As.
 type ApprovalRequiredError struct {
 	SpendID string
 	// Reasons say which rule asked for approval (above_auto_approve, ...).

@@ -6,7 +6,9 @@
 // Flags may come before or after positional arguments, with one or two
 // dashes, as --flag=value or --flag value. Exit codes are a contract:
 // 0 success, 1 failure, 2 usage error, 3 a spend waits for approval,
-// 4 a spend was refused.
+// 4 a spend was refused, 5 a payment's seller failed (x402 fetch) or a
+// payout is not confirmed yet (pay), 6 a proxied call's upstream
+// answered non-2xx (proxy).
 package cli
 
 import (

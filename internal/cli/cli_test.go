@@ -75,7 +75,7 @@ func TestHelpListsEveryFlagAndExitCode(t *testing.T) {
 	}
 	_, exits, _ := strings.Cut(out, "Exit codes:")
 	exits, _, _ = strings.Cut(exits, "\n\n")
-	for _, code := range []int{ExitOK, ExitFailure, ExitUsage, ExitPending, ExitRefused, ExitSellerFailed} {
+	for _, code := range []int{ExitOK, ExitFailure, ExitUsage, ExitPending, ExitRefused, ExitSellerFailed, ExitUpstream} {
 		if !strings.Contains(exits, "\n  "+strconv.Itoa(code)+"  ") {
 			t.Errorf("purser help's exit codes do not list %d: %q", code, exits)
 		}

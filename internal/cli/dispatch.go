@@ -97,6 +97,8 @@ type opts struct {
 	demo         demoOpts
 	mcp          mcpOpts
 	webhook      webhookOpts
+	vault        vaultOpts
+	proxy        proxyOpts
 }
 
 // commands is the whole tree, in the order `purser help` lists it.
@@ -110,12 +112,14 @@ func commands() []*command {
 		denyCommand(),
 		ownerCommand(),
 		webhookCommand(),
+		vaultCommand(),
 		auditCommand(),
 		spendCommand(),
 		spendsCommand(),
 		limitsCommand(),
 		x402Command(),
 		payCommand(),
+		proxyCommand(),
 		balanceCommand(),
 		mcpCommand(),
 		fundCommand(),

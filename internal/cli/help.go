@@ -81,8 +81,9 @@ Exit codes:
 		{ExitFailure, "failure"},
 		{ExitUsage, "usage error"},
 		{ExitPending, "a spend is waiting for the owner's approval (its id is printed)"},
-		{ExitRefused, "a spend was refused: the mandate (reason codes printed), or x402 fetch --max"},
+		{ExitRefused, "a spend was refused: the mandate (reason codes printed), or x402 fetch --max; proxy: also no grant covering the call, or a rate limit"},
 		{ExitSellerFailed, "x402 fetch: the seller or facilitator failed after the payment was authorized; pay: sent, not confirmed yet"},
+		{ExitUpstream, "proxy: the upstream answered a status other than 2xx (its body is printed)"},
 	} {
 		fmt.Fprintf(&b, "  %d  %s\n", x.code, x.what)
 	}

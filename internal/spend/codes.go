@@ -121,7 +121,7 @@ var ErrorCodes = []ErrorCode{
 	{"headers_too_large", 0, "`purser mcp`: more than 32 request headers, a value over 4 KiB or over 16 KiB together"},
 	{"header_invalid", 0, "`purser mcp`: a header name that is not an HTTP token, or a value with a line break or NUL"},
 	{"header_not_allowed", 0, "`purser mcp`: a header Purser or the HTTP client sets (`Host`, `Content-Length`, hop-by-hop, `X-PAYMENT`, `PAYMENT-SIGNATURE`, `Purser-*`)"},
-	{"purser_unreachable", 0, "`purser mcp`: Purser could not be reached; for a call that may have paid, the status is `unknown` and a retry with the same idempotency key is safe"},
+	{"purser_unreachable", 0, "`purser mcp`, `purser proxy serve`: Purser could not be reached; for a call that may have paid, the status is `unknown` and a retry with the same idempotency key is safe (`proxy serve` answers it with 502 and `Purser-Error`)"},
 	{"seller_unreachable", 0, "`purser mcp`: the seller could not be reached before any payment"},
 }
 
