@@ -325,6 +325,9 @@ func (s *Server) proxyFailure(ctx context.Context, err error, key string) *Outco
 		code = o.Error.Code
 	}
 	switch {
+	case o.Status == StatusInvalidInput:
+		o.Message = "Refused before calling the API: " + o.Error.Message + "."
+		o.NextStep = "Nothing was sent or charged. Fix the arguments, or do without."
 	case o.Status == StatusUnknown:
 		o.Message = "Purser could not be reached while the call was being made: it may or may not have been made (and charged)."
 		o.NextStep = "Tell the user; repeat the call only if doing it twice is harmless."
