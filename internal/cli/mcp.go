@@ -59,7 +59,10 @@ func runMCP(ctx context.Context, e *env, o *opts, args []string) error {
 	// tools/list; then polled, so grants and revocations show without a
 	// restart. A Purser that cannot be reached now leaves the built-in
 	// tools, and the next poll tries again.
-	if err := s.SyncTools(ctx); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = s.SyncTools(sctx)
+	cancel()
+	if err != nil {
 		log.Warn("could not fetch the tool catalogue; serving the built-in tools", "error", err.Error())
 	}
 	wctx, stop := context.WithCancel(ctx)
