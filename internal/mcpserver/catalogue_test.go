@@ -308,8 +308,10 @@ func TestToolsListChanged(t *testing.T) {
 	}
 	wait := func(what string) {
 		t.Helper()
+		start := time.Now()
 		select {
 		case <-changed:
+			t.Logf("%s: tools/list_changed after %v (poll every 100ms)", what, time.Since(start).Round(time.Millisecond))
 		case <-time.After(15 * time.Second):
 			t.Fatalf("%s: no tools/list_changed", what)
 		}
