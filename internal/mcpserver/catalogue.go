@@ -168,11 +168,14 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func (s *Server) newOwnerTool(t api.Tool, g api.AgentGrant) *ownerTool {
 	ot := &ownerTool{tool: t, grant: g}
+	// What the model sees and how a call is made; timestamps alone
+	// change neither.
+	k := t
+	k.CreatedAt, k.UpdatedAt = time.Time{}, time.Time{}
 	fp, _ := json.Marshal(struct {
 		T                                 api.Tool
 		Price, PriceHeader, Max, Rate, As string
-	}{t, g.Price, g.PriceHeader, g.MaxPrice, g.Rate, g.Asset})
-	// Timestamps alone do not change what the model sees.
+	}{k, g.Price, g.PriceHeader, g.MaxPrice, g.Rate, g.Asset})
 	ot.fp = string(fp)
 	if len(t.Schema) > 0 {
 		var sc jsonschema.Schema
