@@ -78,12 +78,12 @@ func (s *Share) setup() any {
 	return s.send.Setup
 }
 
-func (s *Share) String() string                 { return redacted }
-func (s *Share) GoString() string               { return redacted }
-func (s *Share) Format(f fmt.State, _ rune)     { _, _ = io.WriteString(f, redacted) }
-func (s *Share) LogValue() slog.Value           { return slog.StringValue(redacted) }
-func (s *Share) MarshalText() ([]byte, error)   { return []byte(redacted), nil }
-func (s *Share) MarshalJSON() ([]byte, error)   { return []byte(`"` + redacted + `"`), nil }
+func (s *Share) String() string                    { return redacted }
+func (s *Share) GoString() string                  { return redacted }
+func (s *Share) Format(f fmt.State, _ rune)        { _, _ = io.WriteString(f, redacted) }
+func (s *Share) LogValue() slog.Value              { return slog.StringValue(redacted) }
+func (s *Share) MarshalText() ([]byte, error)      { return []byte(redacted), nil }
+func (s *Share) MarshalJSON() ([]byte, error)      { return []byte(`"` + redacted + `"`), nil }
 func (s *Share) publicPoint() (curve.Point, error) { return pointFrom(s.pub[:]) }
 
 func pointFrom(b []byte) (curve.Point, error) {
