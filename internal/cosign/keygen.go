@@ -3,6 +3,7 @@ package cosign
 import (
 	"fmt"
 
+	"github.com/taurusgroup/multi-party-sig/pkg/protocol"
 	"github.com/taurusgroup/multi-party-sig/protocols/doerner"
 )
 
@@ -41,8 +42,10 @@ func NewRefresh(share *Share, sid SessionID) (*KeygenSession, error) {
 		return nil, ErrBadShare
 	}
 	self, other := partyIDs(share.role)
-	start := doerner.RefreshReceiver(share.recv, self, other, nil)
-	if share.role == RoleServer {
+	var start protocol.StartFunc
+	if share.role == RoleAgent {
+		start = doerner.RefreshReceiver(share.recv, self, other, nil)
+	} else {
 		start = doerner.RefreshSender(share.send, self, other, nil)
 	}
 	e, err := newEngine(share.role, kindRefresh, sid, share.chainKey(), start)

@@ -266,3 +266,5 @@ func UnmarshalShare(b []byte) (*Share, error) {
 	reflect.ValueOf(&c.Setup).Elem().Set(setup)
 	return newShareFromSender(c)
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

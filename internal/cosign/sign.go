@@ -8,6 +8,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/taurusgroup/multi-party-sig/pkg/ecdsa"
+	"github.com/taurusgroup/multi-party-sig/pkg/protocol"
 	"github.com/taurusgroup/multi-party-sig/protocols/doerner"
 )
 
@@ -70,8 +71,10 @@ func newSigner(share *Share, b SignBinding) (*SignSession, error) {
 	sid := b.SessionID(share.pub[:])
 	self, other := partyIDs(share.role)
 	digest := b.Digest[:]
-	start := doerner.SignReceiver(share.recv, self, other, digest, nil)
-	if share.role == RoleServer {
+	var start protocol.StartFunc
+	if share.role == RoleAgent {
+		start = doerner.SignReceiver(share.recv, self, other, digest, nil)
+	} else {
 		start = doerner.SignSender(share.send, self, other, digest, nil)
 	}
 	e, err := newEngine(share.role, kindSign, sid, share.chainKey(), start)
