@@ -341,3 +341,41 @@ func TestAgentRefusesTamperedServerMessage(t *testing.T) {
 		t.Fatal("a second Start")
 	}
 }
+
+// TestKeygenRefusesHostileMessages: the key generation runs on the same
+// engine; one pass over its specific cases.
+func TestKeygenRefusesHostileMessages(t *testing.T) {
+	sid := KeygenSessionID("agent-1", randomID(t))
+	a, _ := NewKeygen(RoleAgent, sid)
+	m1, _ := a.Start()
+	for _, tc := range []struct {
+		name string
+		sid  SessionID
+		msg  []byte
+		want error
+	}{
+		{"another session", KeygenSessionID("agent-2", randomID(t)), m1, ErrWrongSession},
+		{"tampered payload", sid, flip(m1, headerSize+5), ErrBadMAC},
+		{"truncated", sid, m1[:len(m1)-3], ErrMalformed},
+	} {
+		s, err := NewKeygen(RoleServer, tc.sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := s.Handle(tc.msg); !errors.Is(err, tc.want) || out != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if _, err := s.Share(); err == nil {
+			t.Fatalf("%s: a share after a refused message", tc.name)
+		}
+	}
+	// A server session cannot start, and the agent cannot be fed its own
+	// message.
+	s, _ := NewKeygen(RoleServer, sid)
+	if _, err := s.Start(); err == nil {
+		t.Fatal("server started a keygen")
+	}
+	if _, err := a.Handle(m1); !errors.Is(err, ErrUnexpected) {
+		t.Fatalf("agent took its own message: %v", err)
+	}
+}
