@@ -9,4 +9,13 @@
 // the secret injected, and the answer comes back with every form of the
 // secret scrubbed. The agent sees the endpoint and the answer, never the
 // key.
+//
+// Files: vault.go (the owner's operations), rail.go (pricing, the grant
+// check in the decision's transaction, the agent's catalogue), proxy.go
+// (one call: authorize, forward, settle). The forwarding core touches
+// neither the database nor the pipeline: inject.go parses injection
+// specs, path.go cleans the agent's path and matches grant patterns,
+// forward.go sends one call to the fixed upstream through the egress
+// guard (internal/egress), scrub.go removes every form of the secret from
+// the answer.
 package apiproxy

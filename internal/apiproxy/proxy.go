@@ -43,17 +43,17 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 		return pathInvalid(err.Error())
 	}
 	method := r.Method
-	cl, err := v.prepare(r.Context(), c.Address, name, method, path)
+	cl, err := v.prepare(r.Context(), name, method, path)
 	if err != nil {
 		return err
 	}
 	bodySum := sha256.Sum256(body)
 	rr := railRequest{Credential: name, CredentialID: cl.e.cred.ID, Method: method, Path: path, BodySHA256: hex.EncodeToString(bodySum[:])}
-	if cl.grant != nil {
-		rr.GrantID = cl.grant.ID
-	}
 	if cl.tool != nil {
 		rr.Tool = cl.tool.Name
+		if cl.tool.Price != nil {
+			rr.ToolPrice = v.price(cl.tool.Price)
+		}
 	}
 	if q := r.URL.RawQuery; q != "" {
 		qs := sha256.Sum256([]byte(q))
@@ -65,7 +65,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 	}
 	out, err := v.svc.Authorize(r.Context(), c, spend.AuthorizeRequest{
 		Rail: spend.RailAPIProxy, Host: cl.e.host, Payee: "vault:" + name, Asset: v.asset.Symbol, Network: v.asset.Network,
-		Amount: money.FormatAmount(cl.price, v.asset.Decimals), IdempotencyKey: r.Header.Get(api.HeaderIdempotencyKey),
+		Amount: "0", IdempotencyKey: r.Header.Get(api.HeaderIdempotencyKey),
 		RailRequest: rawRR, Inline: true,
 	})
 	if err != nil {
@@ -91,6 +91,11 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 		return spend.Errorf("call_already_made", "a call with this Idempotency-Key was %s already; it is not sent again", sp.Status).
 			WithDetails(map[string]any{"spend_id": sp.ID, "status": sp.Status})
 	}
+	var rd railData
+	if err := json.Unmarshal(sp.RailData, &rd); err != nil {
+		return err
+	}
+	cl.priceHeader = rd.PriceHeader
 	return v.run(w, r, cl, sp, method, path, body)
 }
 
@@ -98,45 +103,62 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 // settles it once the answer is out.
 func (v *Vault) run(w http.ResponseWriter, r *http.Request, cl *call, sp *spend.Spend, method, path string, body []byte) error {
 	e := cl.e
-	t := &Target{Upstream: e.upstream, Inject: e.inject, Secret: e.current, Scrub: e.scrub, AllowPrivate: e.cred.AllowPrivate,
-		Timeout: timeoutOf(&e.cred), MaxRequest: MaxBody, MaxResponse: v.maxResp}
-	if e.previous != nil && time.Now().Before(e.prevTill) {
-		t.Previous = e.previous
-	}
-	if !cl.fixed && cl.grant != nil {
-		t.PriceHeader = cl.grant.PriceHeader
-	}
+	t := e.target(time.Now())
+	c := &Call{Method: method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body}
+	c.PriceHeader = cl.priceHeader
 	pw := &priceWriter{ResponseWriter: w, v: v, cl: cl, sp: sp}
 	start := time.Now()
 	// The call runs to its own deadline even if the agent goes away: it
 	// was authorized, and its outcome must be known to settle it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), t.Timeout)
-	defer cancel()
-	res, ferr := v.fwd.Do(ctx, t, method, path, r.URL.RawQuery, r.Header, body, pw)
+	res := v.fwd.Do(context.WithoutCancel(r.Context()), t, c, pw)
 	v.metrics.dur.Observe(time.Since(start), e.cred.Name)
 	er := v.outcome(res, cl, sp)
 	if pw.wrote {
 		er = pw.res
 	}
 	v.settleLater(sp, er)
-	if pw.wrote {
+	if res.Sent || pw.wrote {
+		if res.Reason != "" {
+			// The body was cut short after the headers went out: the agent
+			// must not take it for a whole answer.
+			v.log.Info("proxied answer cut short", "credential", e.cred.Name, "spend_id", sp.ID, "code", res.Reason)
+			panic(http.ErrAbortHandler)
+		}
 		return nil
 	}
 	v.metrics.calls.Inc(e.cred.Name, "error")
-	code := res.Reason
-	if code == "" {
-		code = "upstream_unreachable"
-	}
-	if ferr != nil {
-		v.log.Info("proxied call failed", "credential", e.cred.Name, "spend_id", sp.ID, "code", code)
+	code := errorCode(res.Reason)
+	if res.Err != nil {
+		v.log.Info("proxied call failed", "credential", e.cred.Name, "spend_id", sp.ID, "code", code, "err", res.Err)
 	}
 	return spend.Errorf(code, "%s", upstreamMessage(code, e.cred.Name)).WithDetails(map[string]any{"spend_id": sp.ID})
+}
+
+// errorCode is the API error code of a forwarding failure.
+func errorCode(reason string) string {
+	switch reason {
+	case ReasonRequestTooLarge:
+		return "body_too_large"
+	case ReasonBadRequest:
+		return "proxy_path_invalid"
+	case ReasonEgressRefused:
+		return "upstream_private"
+	case ReasonTimeout, ReasonFailed, ReasonResponseTooLarge, ReasonEncodingUnsupported:
+		return reason
+	}
+	return "upstream_unreachable"
 }
 
 func upstreamMessage(code, name string) string {
 	switch code {
 	case "upstream_timeout":
 		return "the upstream of " + name + " did not answer in time; the call was sent, so its price was captured"
+	case "upstream_failed":
+		return "the connection to the upstream of " + name + " broke after the call was sent, so its price was captured"
+	case "body_too_large":
+		return "the call's body is larger than the proxy sends"
+	case "proxy_path_invalid":
+		return "the call's method or path cannot be proxied"
 	case "upstream_private":
 		return "the upstream of " + name + " resolves to a private address, which the credential does not allow"
 	case "upstream_response_too_large":
@@ -189,14 +211,14 @@ func (v *Vault) outcome(res Result, cl *call, sp *spend.Spend) spend.ExecResult 
 	case notServed(res.Status):
 		return spend.ExecResult{Outcome: spend.OutcomeFailed, Reasons: []string{"upstream_not_served"}}
 	}
-	return spend.ExecResult{Outcome: spend.OutcomeCaptured, Captured: v.reported(cl, hold, res.PriceHeader)}
+	return spend.ExecResult{Outcome: spend.OutcomeCaptured, Captured: v.reported(cl, hold, res.Price)}
 }
 
 // reported is what a call captures: its fixed price, or the price the
 // upstream reported (a decimal in USDC) up to the hold; a missing or
 // malformed report captures the hold.
 func (v *Vault) reported(cl *call, hold *big.Int, header string) *big.Int {
-	if cl.fixed {
+	if cl.priceHeader == "" {
 		return new(big.Int).Set(hold)
 	}
 	p, err := money.ParseAmount(strings.TrimSpace(header), v.asset.Decimals)
@@ -224,10 +246,10 @@ func (p *priceWriter) WriteHeader(status int) {
 	p.wrote = true
 	h := p.Header()
 	price := ""
-	if p.cl.grant != nil && !p.cl.fixed {
-		price = h.Get(p.cl.grant.PriceHeader)
+	if p.cl.priceHeader != "" {
+		price = h.Get(p.cl.priceHeader)
 	}
-	p.res = p.v.outcome(Result{Status: status, Wrote: true, Answered: true, PriceHeader: price}, p.cl, p.sp)
+	p.res = p.v.outcome(Result{Status: status, Wrote: true, Answered: true, Price: price}, p.cl, p.sp)
 	h.Set(api.HeaderSpendID, p.sp.ID)
 	captured := new(big.Int)
 	if p.res.Outcome == spend.OutcomeCaptured {

@@ -110,6 +110,7 @@ type Server struct {
 	patterns []string
 	hooks    *webhook.Webhooks
 	vault    *apiproxy.Vault
+	proxyH   http.Handler // /v1/proxy/, outside the mux
 }
 
 // New builds the server and its routes.
@@ -179,6 +180,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), apiproxy.Prefix); ok && s.proxyH != nil {
+		// Proxied calls skip the mux, which would clean the path (and
+		// redirect): the proxy judges the path exactly as the agent sent
+		// and signed it, and refuses what could steer it elsewhere.
+		name, _, _ := strings.Cut(rest, "/")
+		r.SetPathValue("name", name)
+		s.proxyH.ServeHTTP(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -204,9 +214,13 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // handle registers a route with request ids, panic recovery, the body
 // limit, logging and metrics around it.
 func (s *Server) handle(pattern string, h handlerFunc) {
-	route := pattern
 	s.patterns = append(s.patterns, pattern)
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc(pattern, s.wrap(pattern, h))
+}
+
+// wrap is handle's handler for route.
+func (s *Server) wrap(route string, h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := newRequestID()
 		w.Header().Set("X-Request-Id", rid)
@@ -219,6 +233,9 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		func() {
 			defer func() {
 				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p) // abort the connection: the answer was cut short on purpose
+					}
 					s.log.Error("panic in handler", "route", route, "request_id", rid, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 					s.writeError(rw, r, errors.New("panic"))
 				}
@@ -235,7 +252,7 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 		s.requests.Inc(route, fmt.Sprint(code))
 		s.latency.Observe(d, route)
 		s.log.Debug("request", "route", route, "status", code, "duration_ms", d.Milliseconds(), "request_id", rid)
-	})
+	}
 }
 
 type ridKey struct{}

@@ -25,7 +25,11 @@ func (s *Server) vaultRoutes() {
 	s.handle("GET /v1/vault/{name}/tools", s.owner(s.withVault(s.listTools)))
 	s.handle("DELETE /v1/vault/{name}/tools/{tool}", s.owner(s.withVault(s.deleteTool)))
 	s.handle("GET /v1/agent/grants", s.agent(s.agentGrants))
+	// Served by serveHTTP before the mux; registered for the route list
+	// (and for paths the mux would see, e.g. behind a prefix-stripping
+	// front end).
 	s.handle(apiproxy.Prefix+"{name}/{path...}", s.proxied(s.proxy))
+	s.proxyH = s.wrap(apiproxy.Prefix+"{name}/{path...}", s.proxied(s.proxy))
 }
 
 // withVault answers not_found where no vault is configured.

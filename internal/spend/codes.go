@@ -84,6 +84,7 @@ var ErrorCodes = []ErrorCode{
 	{"upstream_unreachable", 502, "the proxy could not reach the credential's upstream; nothing was sent and the call's hold was released"},
 	{"upstream_private", 502, "the credential's upstream resolves to a private, loopback or link-local address and the credential does not allow it (`vault put --allow-private`)"},
 	{"upstream_timeout", 504, "the upstream did not answer within the credential's timeout; the request was sent, so its price was captured"},
+	{"upstream_failed", 502, "the connection to the upstream broke after the call was sent; its price was captured"},
 	{"upstream_response_too_large", 502, "the upstream's answer is larger than the proxy returns"},
 	{"upstream_encoding_unsupported", 502, "the upstream answered with a content encoding the proxy cannot scrub (only identity and gzip are read)"},
 	{CodeUnavailable, 503, "the database did not answer within its deadline; nothing was changed"},

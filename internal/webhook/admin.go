@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/purserhq/purser/internal/egress"
 	"github.com/purserhq/purser/internal/spend"
 )
 
@@ -170,7 +171,7 @@ func checkTarget(ctx context.Context, u *url.URL) error {
 			WithDetails(map[string]any{"address": addr.String()})
 	}
 	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		if !Public(a) {
+		if !egress.Public(a) {
 			return refuse(a)
 		}
 		return nil
@@ -182,7 +183,7 @@ func checkTarget(ctx context.Context, u *url.URL) error {
 		return nil // not resolvable yet; every connection is checked
 	}
 	for _, a := range addrs {
-		if !Public(a) {
+		if !egress.Public(a) {
 			return refuse(a)
 		}
 	}

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"math"
 	"math/big"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/purserhq/purser/internal/egress"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 )
@@ -177,7 +179,7 @@ func newClient(allowPrivate bool, timeout time.Duration) *http.Client {
 		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:                 nil, // a proxy would connect for us, past the address check
-			DialContext:           dialContext(allowPrivate, 10*time.Second),
+			DialContext:           webhookDialer(allowPrivate).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: timeout,
 			MaxIdleConnsPerHost:   2,
@@ -364,7 +366,7 @@ type result struct {
 // A redirect (3xx) is a failure like a 5xx: it is retried, never
 // followed.
 func (r result) permanent() bool {
-	if errors.Is(r.err, ErrPrivateAddress) {
+	if errors.Is(r.err, egress.ErrPrivateAddress) {
 		return true
 	}
 	return r.code >= 400 && r.code < 500 && r.code != http.StatusRequestTimeout && r.code != http.StatusTooManyRequests
@@ -410,7 +412,7 @@ func (w *Webhooks) record(ctx context.Context, ep *spend.WebhookEndpoint, m *spe
 	errText := r.describe()
 	if outcome == OutcomePaused {
 		switch {
-		case errors.Is(r.err, ErrPrivateAddress):
+		case errors.Is(r.err, egress.ErrPrivateAddress):
 			errText = "paused: " + errText + " (register the endpoint with allow_private if this target is meant)"
 		case r.permanent():
 			errText = "paused: " + errText + " (a 4xx other than 408 and 429 is not retried; fix the receiver, then resume)"
@@ -535,3 +537,12 @@ var (
 	errMoved = errors.New("webhook: the endpoint's cursor moved")
 	errMore  = errors.New("webhook: more events to read")
 )
+
+// webhookDialer connects to public addresses only unless allowPrivate
+// (the check and its ranges live in package egress); no keep-alive
+// probes: deliveries are short.
+func webhookDialer(allowPrivate bool) *net.Dialer {
+	d := egress.Dialer(allowPrivate, 10*time.Second)
+	d.KeepAlive = -1
+	return d
+}
