@@ -21,9 +21,13 @@ func TestDependencyDirection(t *testing.T) {
 		// reach no project package and no transport.
 		"keystore":  {"net/http", mod},
 		"agentauth": {mod},
-		"spend":     {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
-		"httpapi":   {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
-		"portal":    {mod + "store", mod + "rails", mod + "app", mod + "cli", mod + "keystore", mod + "httpapi"},
+		// The co-signing core is pure cryptography behind Purser's own
+		// interface: no project package, no transport (the caller carries
+		// its messages).
+		"cosign":  {"net/http", mod},
+		"spend":   {"net/http", "database/sql", mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "client", mod + "keystore"},
+		"httpapi": {mod + "store", mod + "app", mod + "cli", mod + "keystore"},
+		"portal":  {mod + "store", mod + "rails", mod + "app", mod + "cli", mod + "keystore", mod + "httpapi"},
 		// Rails and the facilitator move money; they reach no transport,
 		// store or composition root.
 		"rails":       {mod + "store", mod + "httpapi", mod + "app", mod + "cli", mod + "keystore"},

@@ -261,6 +261,61 @@ func TestGoldenBodies(t *testing.T) {
 		t.Fatalf("missing spend: %v", err)
 	}
 
+	// The vault (docs/vault.md), for an agent set up unrecorded. The
+	// upstream is never called: these are Purser's own answers.
+	setup, err := sdk.NewOwner(d.url, d.token)
+	check("setup owner", err)
+	vkey, err := sdk.GenerateKey(filepath.Join(t.TempDir(), "vault.key"))
+	check("key", err)
+	_, err = setup.CreateAgent(ctx, sdk.CreateAgentRequest{Name: "golden-vault", IdentityAddress: vkey.Address(),
+		Mandate: json.RawMessage(`{"per_tx_max":"1.00"}`)})
+	check("create vault agent", err)
+	rec.at("owner-vault-put")
+	_, err = owner.PutCredential(ctx, sdk.PutCredentialRequest{Name: "search", Upstream: "https://api.example.com/v2",
+		Inject: "header:Authorization=Bearer {secret}", Secret: "sk_test_golden_0123456789", Timeout: "10s"})
+	check("vault put", err)
+	rec.at("owner-vault-grant")
+	_, err = owner.Grant(ctx, "search", sdk.GrantRequest{Agent: "golden-vault", Methods: []string{"GET", "POST"},
+		Paths: []string{"/search", "/items/*"}, Price: "0.002", Rate: "60/1m", Expires: "24h"})
+	check("vault grant", err)
+	rec.at("owner-vault-tool")
+	_, err = owner.PutTool(ctx, "search", sdk.ToolRequest{Name: "web_search", Description: "search the web", Method: "GET", Path: "/search",
+		Schema: json.RawMessage(`{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}`)})
+	check("vault tool", err)
+	rec.at("owner-vault-rotate")
+	_, err = owner.RotateCredential(ctx, "search", sdk.RotateCredentialRequest{Secret: "sk_test_golden_rotated_987", Grace: "1h"})
+	check("vault rotate", err)
+	rec.at("owner-vault-list")
+	_, err = owner.Credentials(ctx)
+	check("vault list", err)
+	rec.at("owner-vault-show")
+	_, err = owner.Credential(ctx, "search")
+	check("vault show", err)
+	rec.at("owner-vault-grants")
+	_, err = owner.Grants(ctx, "search")
+	check("vault grants", err)
+	rec.at("owner-vault-tools")
+	_, err = owner.Tools(ctx, "search")
+	check("vault tools", err)
+	vagent, err := sdk.NewAgent(d.url, vkey, sdk.WithHTTPClient(hc), sdk.WithDeployment(dep.DeploymentID))
+	check("vault agent client", err)
+	rec.at("agent-grants")
+	_, err = vagent.Grants(ctx)
+	check("agent grants", err)
+	rec.at("owner-vault-revoke")
+	_, err = owner.RevokeGrant(ctx, "search", "golden-vault")
+	check("vault revoke", err)
+	rec.at("owner-vault-delete-tool")
+	_, err = owner.DeleteTool(ctx, "search", "web_search")
+	check("vault delete tool", err)
+	rec.at("owner-vault-delete")
+	_, err = owner.DeleteCredential(ctx, "search")
+	check("vault delete", err)
+	rec.at("owner-vault-not-found")
+	if _, err := owner.Credential(ctx, "search"); !sdk.IsCode(err, "credential_not_found") {
+		t.Fatalf("missing credential: %v", err)
+	}
+
 	dir := filepath.Join("testdata", "golden")
 	if *update {
 		if err := os.RemoveAll(dir); err != nil {
@@ -363,6 +418,7 @@ var (
 	reAgentRef    = regexp.MustCompile(`^/v1/agents/[^/]+(/(freeze|unfreeze|revoke|rotate-key|mandate|limits|balances|fund))?$`)
 	reOwnerSpend  = regexp.MustCompile(`^/v1/spends/[^/]+$`)
 	reApproveDeny = regexp.MustCompile(`^/v1/approvals/[^/]+/(approve|deny)$`)
+	reVault       = regexp.MustCompile(`^/v1/vault(/[^/]+(/(rotate|grants|tools)(/[^/]+(/revoke)?)?)?)?$`)
 )
 
 // types returns the api types of an exchange's request and answer.
@@ -417,6 +473,32 @@ func types(t *testing.T, ex exchange) (req, resp any) {
 		pick(nil, new(api.AuditVerifyResult))
 	case path == "/v1/audit/key":
 		pick(nil, new(api.AuditKey))
+	case path == "/v1/agent/grants":
+		pick(nil, new(api.AgentGrants))
+	case reVault.MatchString(path):
+		m := reVault.FindStringSubmatch(path)
+		switch {
+		case m[1] == "" && ex.method == http.MethodPost:
+			pick(new(api.PutCredentialRequest), new(api.Credential))
+		case m[1] == "":
+			pick(nil, new(api.Credentials))
+		case m[3] == "rotate":
+			pick(new(api.RotateCredentialRequest), new(api.Credential))
+		case m[3] == "grants" && m[5] == "/revoke":
+			pick(nil, new(api.Grant))
+		case m[3] == "grants" && ex.method == http.MethodPost:
+			pick(new(api.GrantRequest), new(api.Grant))
+		case m[3] == "grants":
+			pick(nil, new(api.Grants))
+		case m[3] == "tools" && m[4] != "":
+			pick(nil, new(api.Tool))
+		case m[3] == "tools" && ex.method == http.MethodPost:
+			pick(new(api.ToolRequest), new(api.Tool))
+		case m[3] == "tools":
+			pick(nil, new(api.Tools))
+		default:
+			pick(nil, new(api.Credential))
+		}
 	case reAgentRef.MatchString(path):
 		switch sub := reAgentRef.FindStringSubmatch(path)[2]; sub {
 		case "freeze":

@@ -306,7 +306,9 @@ func proxyError(resp *http.Response, raw []byte) error {
 // larger one fails with ErrProxyBodyTooLarge, nothing sent. An
 // Idempotency-Key header of the request passes through; without one, a
 // key set on the request's context with WithIdempotencyKey is used. The
-// request's Authorization header is not sent (Agent.Proxy). Answers
+// request's Authorization header is not sent (Agent.Proxy). The
+// client's redirects are followed through the proxy on the same host
+// only: one to another host fails. Answers
 // Purser made instead of the upstream are errors, as for Agent.Proxy,
 // wrapped in the *url.Error http.Client returns: use errors.As. It is
 // safe for concurrent use.
@@ -320,6 +322,15 @@ type proxyTransport struct {
 }
 
 func (t *proxyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// http.Client follows the upstream's redirects through this
+	// transport. One to another host would be sent to the credential's
+	// upstream with the other host's path: refused.
+	if prev := req.Response; prev != nil && prev.Request != nil && !strings.EqualFold(prev.Request.URL.Host, req.URL.Host) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("sdk: ProxyTransport: the upstream of %s redirected to another host (%s): not followed", t.credential, req.URL.Host)
+	}
 	body, err := readProxyBody(req)
 	if err != nil {
 		return nil, err
@@ -340,7 +351,14 @@ func (t *proxyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.RawQuery != "" {
 		path += "?" + req.URL.RawQuery
 	}
-	return t.agent.Proxy(req.Context(), t.credential, req.Method, path, body, h)
+	resp, err := t.agent.Proxy(req.Context(), t.credential, req.Method, path, body, h)
+	if err != nil {
+		return nil, err
+	}
+	// The answer is to the caller's request (its redirects resolve
+	// against it), not to the one sent to Purser.
+	resp.Request = req
+	return resp, nil
 }
 
 // readProxyBody reads and closes a request's body (a RoundTripper must

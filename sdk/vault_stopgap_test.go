@@ -191,7 +191,8 @@ func TestProxyPurserAnswersStopgap(t *testing.T) {
 // TestProxyTransportStopgap: an unmodified http.Client over
 // ProxyTransport reaches /v1/proxy/NAME + the request's path and query,
 // whatever host it named; a body over 1 MiB is refused before anything
-// is signed or sent; the context's idempotency key is used when the
+// is signed or sent; the upstream's redirects are followed on the same
+// host only; the context's idempotency key is used when the
 // request has none; Purser's refusals are errors wrapped by http.Client.
 func TestProxyTransportStopgap(t *testing.T) {
 	t.Parallel()
@@ -203,6 +204,16 @@ func TestProxyTransportStopgap(t *testing.T) {
 		uris = append(uris, r.Method+" "+r.RequestURI+" "+string(body))
 		keys = append(keys, r.Header.Get("Idempotency-Key"))
 		mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/proxy/search/moved":
+			w.Header().Set("Location", "/v1/here") // the same host: followed through the proxy
+			w.WriteHeader(http.StatusFound)
+			return
+		case "/v1/proxy/search/away":
+			w.Header().Set("Location", "https://cdn.other.example/v1/here")
+			w.WriteHeader(http.StatusFound)
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, "/denied") {
 			w.Header().Set("Purser-Error", "grant_not_found")
 			w.WriteHeader(403)
@@ -255,6 +266,19 @@ func TestProxyTransportStopgap(t *testing.T) {
 	}
 	if n.Load() != before {
 		t.Errorf("an oversized body reached the server")
+	}
+	resp, err = hc.Get("https://api.example.com/moved")
+	if err != nil || resp.Request.URL.Path != "/v1/here" {
+		t.Errorf("a redirect on the same host: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	before = n.Load()
+	if _, err := hc.Get("https://api.example.com/away"); err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("a redirect to another host: %v", err)
+	}
+	if n.Load() != before+1 {
+		t.Errorf("the redirect to another host was sent through the proxy")
 	}
 	_, err = hc.Get("https://api.example.com/denied")
 	var ue *url.Error

@@ -43,17 +43,17 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 		return pathInvalid(err.Error())
 	}
 	method := r.Method
-	cl, err := v.prepare(r.Context(), c.Address, name, method, path)
+	cl, err := v.prepare(r.Context(), name, method, path)
 	if err != nil {
 		return err
 	}
 	bodySum := sha256.Sum256(body)
 	rr := railRequest{Credential: name, CredentialID: cl.e.cred.ID, Method: method, Path: path, BodySHA256: hex.EncodeToString(bodySum[:])}
-	if cl.grant != nil {
-		rr.GrantID = cl.grant.ID
-	}
 	if cl.tool != nil {
 		rr.Tool = cl.tool.Name
+		if cl.tool.Price != nil {
+			rr.ToolPrice = v.price(cl.tool.Price)
+		}
 	}
 	if q := r.URL.RawQuery; q != "" {
 		qs := sha256.Sum256([]byte(q))
@@ -65,7 +65,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 	}
 	out, err := v.svc.Authorize(r.Context(), c, spend.AuthorizeRequest{
 		Rail: spend.RailAPIProxy, Host: cl.e.host, Payee: "vault:" + name, Asset: v.asset.Symbol, Network: v.asset.Network,
-		Amount: money.FormatAmount(cl.price, v.asset.Decimals), IdempotencyKey: r.Header.Get(api.HeaderIdempotencyKey),
+		Amount: "0", IdempotencyKey: r.Header.Get(api.HeaderIdempotencyKey),
 		RailRequest: rawRR, Inline: true,
 	})
 	if err != nil {
@@ -91,6 +91,11 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, c spend.Caller, bo
 		return spend.Errorf("call_already_made", "a call with this Idempotency-Key was %s already; it is not sent again", sp.Status).
 			WithDetails(map[string]any{"spend_id": sp.ID, "status": sp.Status})
 	}
+	var rd railData
+	if err := json.Unmarshal(sp.RailData, &rd); err != nil {
+		return err
+	}
+	cl.priceHeader = rd.PriceHeader
 	return v.run(w, r, cl, sp, method, path, body)
 }
 
@@ -100,9 +105,7 @@ func (v *Vault) run(w http.ResponseWriter, r *http.Request, cl *call, sp *spend.
 	e := cl.e
 	t := e.target(time.Now())
 	c := &Call{Method: method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body}
-	if !cl.fixed && cl.grant != nil {
-		c.PriceHeader = cl.grant.PriceHeader
-	}
+	c.PriceHeader = cl.priceHeader
 	pw := &priceWriter{ResponseWriter: w, v: v, cl: cl, sp: sp}
 	start := time.Now()
 	// The call runs to its own deadline even if the agent goes away: it
@@ -215,7 +218,7 @@ func (v *Vault) outcome(res Result, cl *call, sp *spend.Spend) spend.ExecResult 
 // upstream reported (a decimal in USDC) up to the hold; a missing or
 // malformed report captures the hold.
 func (v *Vault) reported(cl *call, hold *big.Int, header string) *big.Int {
-	if cl.fixed {
+	if cl.priceHeader == "" {
 		return new(big.Int).Set(hold)
 	}
 	p, err := money.ParseAmount(strings.TrimSpace(header), v.asset.Decimals)
@@ -243,8 +246,8 @@ func (p *priceWriter) WriteHeader(status int) {
 	p.wrote = true
 	h := p.Header()
 	price := ""
-	if p.cl.grant != nil && !p.cl.fixed {
-		price = h.Get(p.cl.grant.PriceHeader)
+	if p.cl.priceHeader != "" {
+		price = h.Get(p.cl.priceHeader)
 	}
 	p.res = p.v.outcome(Result{Status: status, Wrote: true, Answered: true, Price: price}, p.cl, p.sp)
 	h.Set(api.HeaderSpendID, p.sp.ID)

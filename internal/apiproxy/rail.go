@@ -13,6 +13,7 @@ import (
 
 	"github.com/purserhq/purser/api"
 	"github.com/purserhq/purser/internal/metrics"
+	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
 )
 
@@ -30,12 +31,20 @@ var (
 type railRequest struct {
 	Credential   string `json:"credential"`
 	CredentialID string `json:"credential_id"`
-	GrantID      string `json:"grant_id,omitempty"`
 	Method       string `json:"method"`
 	Path         string `json:"path"`
 	QuerySHA256  string `json:"query_sha256,omitempty"`
 	BodySHA256   string `json:"body_sha256"`
 	Tool         string `json:"tool,omitempty"`
+	ToolPrice    string `json:"tool_price,omitempty"` // the tool's own price, replacing the grant's
+}
+
+// railData is what the decision stored for the call to carry out: the
+// grant it was admitted under and, for a grant priced by the upstream,
+// the header to read the price from.
+type railData struct {
+	GrantID     string `json:"grant_id"`
+	PriceHeader string `json:"price_header,omitempty"`
 }
 
 // entry is what a call needs of a credential, decrypted once per
@@ -131,93 +140,122 @@ func (v *Vault) load(ctx context.Context, tx spend.Tx, c *spend.Credential) (*en
 
 // call is one proxied call as read before its decision.
 type call struct {
-	e     *entry
-	grant *spend.Grant // nil: none (the decision refuses it, recorded)
-	tool  *spend.Tool  // the tool whose method and path it matches, if any
-	price *big.Int     // what it holds
-	fixed bool         // the price is fixed (no price header to read)
+	e           *entry
+	tool        *spend.Tool // the tool whose method and path it matches, if any
+	priceHeader string      // decided with the spend: the upstream reports the price here
 }
 
-// prepare reads the credential and the caller's grant (a read-only
-// transaction, off the writer) and prices the call. The decision's
-// transaction checks the grant again (Admit).
-func (v *Vault) prepare(ctx context.Context, address, name, method, path string) (*call, error) {
-	var out *call
+// cacheTTL bounds how long a credential read before a call is trusted:
+// this node's own vault changes drop the cache at once; another node's
+// rotation (or removal) is seen within cacheTTL. Grants are not cached:
+// every call's decision reads its grant in its own transaction.
+const cacheTTL = time.Second
+
+type named struct {
+	e  *entry
+	at time.Time
+}
+
+// entryByName returns the credential called name, from the cache or the
+// database (a read-only transaction, off the writer).
+func (v *Vault) entryByName(ctx context.Context, name string) (*entry, error) {
+	now := time.Now()
+	v.mu.Lock()
+	n, ok := v.byName[name]
+	v.mu.Unlock()
+	if ok && now.Sub(n.at) < cacheTTL {
+		return n.e, nil
+	}
+	var e *entry
 	err := v.svc.ReadTx(ctx, func(tx spend.Tx) error {
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
 			return err
 		}
-		e, err := v.load(ctx, tx, c)
-		if err != nil {
-			return err
-		}
-		out = &call{e: e, price: new(big.Int), fixed: true}
-		k, err := tx.AgentKeyGet(ctx, address)
-		if errors.Is(err, spend.ErrNotFound) {
-			return nil // the pipeline answers agent_unknown
-		}
-		if err != nil {
-			return err
-		}
-		g, err := tx.GrantGet(ctx, c.ID, k.AgentID)
-		if errors.Is(err, spend.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		out.grant = g
-		for _, t := range e.tools {
-			if t.Method == method && MatchPath([]string{TemplatePattern(t.Path)}, path) {
-				out.tool = t
-				break
-			}
-		}
-		switch {
-		case out.tool != nil && out.tool.Price != nil:
-			out.price = out.tool.Price
-		case g.PriceHeader != "":
-			out.price, out.fixed = g.MaxPrice, false
-		case g.Price != nil:
-			out.price = g.Price
-		}
-		return nil
+		e, err = v.load(ctx, tx, c)
+		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.byName[name] = named{e: e, at: now}
+	v.mu.Unlock()
+	return e, nil
+}
+
+// invalidate forgets every cached credential (after an owner's change).
+func (v *Vault) invalidate() {
+	v.mu.Lock()
+	clear(v.byName)
+	clear(v.cache)
+	v.mu.Unlock()
+}
+
+// prepare finds the call's credential and the tool it matches.
+func (v *Vault) prepare(ctx context.Context, name, method, path string) (*call, error) {
+	e, err := v.entryByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cl := &call{e: e}
+	for _, t := range e.tools {
+		if t.Method == method && MatchPath([]string{TemplatePattern(t.Path)}, path) {
+			cl.tool = t
+			break
+		}
+	}
+	return cl, nil
 }
 
 // Admit checks, in the decision's transaction and under the agent's lock,
-// that the grant the call was priced under is still the agent's, live,
-// allows the method and path, and is within its own rate limit.
-func (v *Vault) Admit(ctx context.Context, tx spend.Tx, a *spend.Agent, r *spend.AuthorizeRequest, now time.Time) ([]string, func(context.Context, spend.Tx) error, error) {
+// that the agent has a live grant on the credential that allows the
+// method and path and is within its own rate limit, and prices the call
+// from it (or from the tool it matches), atomically with the check.
+func (v *Vault) Admit(ctx context.Context, tx spend.Tx, a *spend.Agent, r *spend.AuthorizeRequest, now time.Time) (spend.Admission, error) {
 	var rr railRequest
 	if err := json.Unmarshal(r.RailRequest, &rr); err != nil {
-		return nil, nil, err
+		return spend.Admission{}, err
+	}
+	refuse := func(reason string) (spend.Admission, error) {
+		return spend.Admission{Reasons: []string{reason}, Amount: new(big.Int)}, nil
 	}
 	g, err := tx.GrantGet(ctx, rr.CredentialID, a.ID)
 	if errors.Is(err, spend.ErrNotFound) {
-		return []string{"grant_missing"}, nil, nil
+		return refuse("grant_missing")
 	}
 	if err != nil {
-		return nil, nil, err
+		return spend.Admission{}, err
 	}
 	switch {
-	case rr.GrantID == "":
-		return []string{"grant_missing"}, nil, nil
-	case g.ID != rr.GrantID:
-		return []string{"grant_changed"}, nil, nil
 	case g.RevokedAt != nil:
-		return []string{"grant_revoked"}, nil, nil
+		return refuse("grant_revoked")
 	case g.ExpiresAt != nil && !now.Before(*g.ExpiresAt):
-		return []string{"grant_expired"}, nil, nil
+		return refuse("grant_expired")
 	case !slices.Contains(g.Methods, rr.Method):
-		return []string{"grant_method_not_allowed"}, nil, nil
+		return refuse("grant_method_not_allowed")
 	case !MatchPath(g.Paths, rr.Path):
-		return []string{"grant_path_not_allowed"}, nil, nil
+		return refuse("grant_path_not_allowed")
 	}
+	rd := railData{GrantID: g.ID}
+	price := new(big.Int)
+	switch {
+	case rr.ToolPrice != "":
+		if price, err = money.ParseAmount(rr.ToolPrice, v.asset.Decimals); err != nil {
+			return spend.Admission{}, err
+		}
+	case g.PriceHeader != "":
+		price, rd.PriceHeader = g.MaxPrice, g.PriceHeader
+	case g.Price != nil:
+		price = g.Price
+	}
+	raw, err := json.Marshal(rd)
+	if err != nil {
+		return spend.Admission{}, err
+	}
+	adm := spend.Admission{Amount: new(big.Int).Set(price), RailData: raw}
 	if g.RateLimit <= 0 {
-		return nil, nil, nil
+		return adm, nil
 	}
 	per := int64(g.RatePer / time.Second)
 	ws := now.Unix() / per * per
@@ -226,12 +264,13 @@ func (v *Vault) Admit(ctx context.Context, tx spend.Tx, a *spend.Agent, r *spend
 		used = g.RateUsed
 	}
 	if used >= g.RateLimit {
-		return []string{"grant_rate_limited"}, nil, nil
+		return refuse("grant_rate_limited")
 	}
-	return nil, func(ctx context.Context, tx spend.Tx) error {
+	adm.Commit = func(ctx context.Context, tx spend.Tx) error {
 		g.RateStart, g.RateUsed = ws, used+1
 		return tx.GrantUpdate(ctx, g)
-	}, nil
+	}
+	return adm, nil
 }
 
 // AgentGrants is what an agent may call: its live grants and the tools

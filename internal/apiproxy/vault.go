@@ -69,8 +69,9 @@ type Vault struct {
 	fwd     *Forwarder
 	maxResp int64
 
-	mu    sync.Mutex
-	cache map[string]*entry // credential id → what a call needs, at one (version, updated) state
+	mu     sync.Mutex
+	cache  map[string]*entry // credential id → what a call needs, at one (version, updated) state
+	byName map[string]named  // credential name → its entry, read at a time (cacheTTL)
 
 	settles sync.WaitGroup
 	metrics *proxyMetrics
@@ -99,7 +100,7 @@ func New(cfg Config) (*Vault, error) {
 		cfg.Forwarder = NewForwarder(Options{})
 	}
 	return &Vault{svc: cfg.Service, sealer: cfg.Sealer, asset: asset, log: cfg.Logger, fwd: cfg.Forwarder,
-		maxResp: cfg.MaxResponse, cache: map[string]*entry{}, metrics: newProxyMetrics(cfg.Metrics)}, nil
+		maxResp: cfg.MaxResponse, cache: map[string]*entry{}, byName: map[string]named{}, metrics: newProxyMetrics(cfg.Metrics)}, nil
 }
 
 // Bind gives the vault its service, when the vault had to exist first
@@ -173,6 +174,16 @@ func checkSecret(secret string) error {
 	return nil
 }
 
+// ownerTx is an owner's change of the vault: audited in its commit, and
+// this node's cached credentials are dropped once it is.
+func (v *Vault) ownerTx(ctx context.Context, action, subject string, fn func(tx spend.Tx) (any, error)) error {
+	err := v.svc.InOwnerTx(ctx, action, subject, fn)
+	if err == nil {
+		v.invalidate()
+	}
+	return err
+}
+
 // Put stores a new credential and its secret (version 1).
 func (v *Vault) Put(ctx context.Context, req api.PutCredentialRequest) (*api.Credential, error) {
 	if !nameRE.MatchString(req.Name) {
@@ -199,7 +210,7 @@ func (v *Vault) Put(ctx context.Context, req api.PutCredentialRequest) (*api.Cre
 	if err != nil {
 		return nil, err
 	}
-	err = v.svc.InOwnerTx(ctx, "vault.put", "credential:"+c.ID, func(tx spend.Tx) (any, error) {
+	err = v.ownerTx(ctx, "vault.put", "credential:"+c.ID, func(tx spend.Tx) (any, error) {
 		all, err := tx.CredentialList(ctx)
 		if err != nil {
 			return nil, err
@@ -261,7 +272,7 @@ func (v *Vault) Rotate(ctx context.Context, name string, req api.RotateCredentia
 		grace = d
 	}
 	var out api.Credential
-	err := v.svc.InOwnerTx(ctx, "vault.rotate", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err := v.ownerTx(ctx, "vault.rotate", "credential:"+name, func(tx spend.Tx) (any, error) {
 		now := v.svc.Now()
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
@@ -308,7 +319,7 @@ func (v *Vault) Rotate(ctx context.Context, name string, req api.RotateCredentia
 func (v *Vault) Delete(ctx context.Context, name string) (*api.Credential, error) {
 	var out api.Credential
 	var id string
-	err := v.svc.InOwnerTx(ctx, "vault.rm", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err := v.ownerTx(ctx, "vault.rm", "credential:"+name, func(tx spend.Tx) (any, error) {
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
 			return nil, err
@@ -322,9 +333,7 @@ func (v *Vault) Delete(ctx context.Context, name string) (*api.Credential, error
 	if err != nil {
 		return nil, err
 	}
-	v.mu.Lock()
-	delete(v.cache, id)
-	v.mu.Unlock()
+	_ = id
 	return &out, nil
 }
 
@@ -550,7 +559,7 @@ func (v *Vault) Grant(ctx context.Context, name string, req api.GrantRequest) (*
 	}
 	g.CreatedAt, g.UpdatedAt = now, now
 	var out api.Grant
-	err = v.svc.InOwnerTx(ctx, "vault.grant", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err = v.ownerTx(ctx, "vault.grant", "credential:"+name, func(tx spend.Tx) (any, error) {
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
 			return nil, err
@@ -588,7 +597,7 @@ func grantDetails(c *spend.Credential, g *api.Grant) map[string]any {
 // Revoke ends an agent's grant on a credential: its next call is refused.
 func (v *Vault) Revoke(ctx context.Context, name, agent string) (*api.Grant, error) {
 	var out api.Grant
-	err := v.svc.InOwnerTx(ctx, "vault.revoke", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err := v.ownerTx(ctx, "vault.revoke", "credential:"+name, func(tx spend.Tx) (any, error) {
 		now := v.svc.Now()
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
@@ -709,7 +718,7 @@ func (v *Vault) PutTool(ctx context.Context, name string, req api.ToolRequest) (
 		return nil, err
 	}
 	var out api.Tool
-	err = v.svc.InOwnerTx(ctx, "vault.tool_put", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err = v.ownerTx(ctx, "vault.tool_put", "credential:"+name, func(tx spend.Tx) (any, error) {
 		now := v.svc.Now()
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
@@ -776,7 +785,7 @@ func (v *Vault) Tools(ctx context.Context, name string) ([]api.Tool, error) {
 // DeleteTool removes a credential's tool.
 func (v *Vault) DeleteTool(ctx context.Context, name, tool string) (*api.Tool, error) {
 	var out api.Tool
-	err := v.svc.InOwnerTx(ctx, "vault.tool_rm", "credential:"+name, func(tx spend.Tx) (any, error) {
+	err := v.ownerTx(ctx, "vault.tool_rm", "credential:"+name, func(tx spend.Tx) (any, error) {
 		now := v.svc.Now()
 		c, err := getCred(ctx, tx, name)
 		if err != nil {

@@ -124,9 +124,9 @@ func secretRun(fn func(ctx context.Context, e *env, o *opts, c *sdk.Owner, args 
 }
 
 // readSecret reads the secret from --secret-file or stdin, whole, minus
-// one trailing newline. A terminal on stdin is refused: the secret would
-// be echoed on the screen as it is typed.
-func (e *env) readSecret(o *opts) (string, error) {
+// one trailing newline. A terminal on stdin is prompted with its echo
+// off (Linux; elsewhere it is refused: the secret would show as typed).
+func (e *env) readSecret(ctx context.Context, o *opts) (string, error) {
 	var (
 		b   []byte
 		err error
@@ -146,7 +146,21 @@ func (e *env) readSecret(o *opts) (string, error) {
 		src = "stdin"
 		if f, ok := e.stdio.In.(*os.File); ok {
 			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				return "", usagef(o.path, "the secret is read from stdin or --secret-file, and stdin is a terminal: pipe it in (printf '%%s' \"$API_KEY\" | purser %s ...) or use --secret-file FILE", o.path)
+				// A terminal: prompt, echo off (Linux). A device that is
+				// no terminal (/dev/null) is read like a file.
+				s, tty, err := readTerminalSecret(ctx, f, e.stdio.Err, "secret (not echoed): ")
+				if err != nil {
+					return "", fmt.Errorf("read the secret from the terminal: %w", err)
+				}
+				if tty {
+					if s == "" {
+						return "", usagef(o.path, "the secret typed is empty")
+					}
+					return s, nil
+				}
+				if !canReadTerminal {
+					return "", usagef(o.path, "the secret is read from stdin or --secret-file, and stdin is a terminal: pipe it in (printf '%%s' \"$API_KEY\" | purser %s ...) or use --secret-file FILE", o.path)
+				}
 			}
 		}
 		if e.stdio.In == nil {
@@ -200,7 +214,7 @@ func runVaultPut(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []stri
 			return usagef(o.path, "--timeout %q: want a duration such as 30s", v.timeout)
 		}
 	}
-	secret, err := e.readSecret(o)
+	secret, err := e.readSecret(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -223,7 +237,7 @@ func runVaultRotate(ctx context.Context, e *env, o *opts, c *sdk.Owner, args []s
 			return usagef(o.path, "--grace %q: want a duration such as 1h", o.vault.grace)
 		}
 	}
-	secret, err := e.readSecret(o)
+	secret, err := e.readSecret(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ type node struct {
 // startApp starts Purser in process on 127.0.0.1:0 (SQLite in a fresh
 // temporary directory unless cfg says otherwise) and shuts it down at
 // cleanup.
-func startApp(t *testing.T, cfg app.Config) *node {
+func startApp(t testing.TB, cfg app.Config) *node {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -56,7 +56,7 @@ func startApp(t *testing.T, cfg app.Config) *node {
 }
 
 // newNode reads the owner token of dataDir and builds the owner client.
-func newNode(t *testing.T, url, dataDir string) *node {
+func newNode(t testing.TB, url, dataDir string) *node {
 	t.Helper()
 	tok := readToken(t, dataDir)
 	owner, err := sdk.NewOwner(url, tok, sdk.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
@@ -66,7 +66,7 @@ func newNode(t *testing.T, url, dataDir string) *node {
 	return &node{url: url, token: tok, dir: dataDir, owner: owner}
 }
 
-func readToken(t *testing.T, dataDir string) string {
+func readToken(t testing.TB, dataDir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dataDir, "owner.token"))
 	if err != nil {
@@ -153,7 +153,7 @@ func (a answer) String() string {
 var rawHTTP = &http.Client{Timeout: 60 * time.Second}
 
 // send sends one raw request; prep may set headers.
-func send(t *testing.T, method, url string, body []byte, prep func(h http.Header)) answer {
+func send(t testing.TB, method, url string, body []byte, prep func(h http.Header)) answer {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {

@@ -42,7 +42,7 @@ func newKeyUpstream(t *testing.T, key string) *keyUpstream {
 	return u
 }
 
-func owner(t *testing.T, n *node, method, path string, body any) answer {
+func owner(t testing.TB, n *node, method, path string, body any) answer {
 	t.Helper()
 	var b []byte
 	if body != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,7 +177,9 @@ func conflictField(sp *Spend, p *prepared) string {
 		return "asset"
 	case sp.Network != p.req.Network:
 		return "network"
-	case sp.Amount.Cmp(p.amount) != 0:
+	case sp.Amount.Cmp(p.amount) != 0 && !p.req.Inline:
+		// An inline rail prices the call itself in the decision (Admit);
+		// its rail request names the call.
 		return "amount"
 	case sp.Memo != p.req.Memo:
 		return "memo"
@@ -308,6 +311,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 	var dec mandate.Decision
 	var used []*big.Int // the day and lifetime counters, when read
 	var admitCommit func(context.Context, Tx) error
+	var railData json.RawMessage
 	switch a.Status {
 	case AgentFrozen, AgentRevoked:
 		// Not stored one by one: a frozen agent's requests must not fill
@@ -340,19 +344,31 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 				}
 			}
 		}
-		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
+		var adm *Admission
 		if ad, ok := s.rails[p.req.Rail].(Admitter); ok {
-			reasons, commit, err := ad.Admit(ctx, tx, a, &p.req, now)
+			res, err := ad.Admit(ctx, tx, a, &p.req, now)
 			if err != nil {
 				return err
 			}
-			if len(reasons) > 0 {
-				// The rail's own permission refuses first: its reasons, then
-				// what the mandate would have said too.
-				dec = mandate.Decision{Verdict: mandate.Deny, Reasons: append(reasons, denyReasons(dec)...)}
-			} else {
-				admitCommit = commit
+			if res.Amount != nil {
+				usdAmt, err := money.ToUSD(p.asset, res.Amount)
+				if err != nil {
+					return err
+				}
+				pp := *p // p is the caller's and read again if the transaction is retried
+				pp.amount, pp.amountUSD = res.Amount, usdAmt
+				pp.req.Amount = money.FormatAmount(res.Amount, p.asset.Decimals)
+				p = &pp
 			}
+			adm, railData = &res, res.RailData
+		}
+		dec = mandate.Evaluate(m, mandate.Intent{Rail: p.req.Rail, Host: p.req.Host, Payee: p.req.Payee, AmountUSD: p.amountUSD}, u, now)
+		if adm != nil && len(adm.Reasons) > 0 {
+			// The rail's own permission refuses first: its reasons, then
+			// what the mandate would have said too.
+			dec = mandate.Decision{Verdict: mandate.Deny, Reasons: append(slices.Clone(adm.Reasons), denyReasons(dec)...)}
+		} else if adm != nil {
+			admitCommit = adm.Commit
 		}
 	}
 	if dec, err = s.capOpenSigned(ctx, tx, a, p, dec); err != nil {
@@ -386,7 +402,7 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		out.Spend, out.DryRun = sp, true
 		return nil // the request's nonce is spent; nothing else is written
 	}
-	sp.RailRequest = p.req.RailRequest
+	sp.RailRequest, sp.RailData = p.req.RailRequest, railData
 	if err := tx.SpendCreate(ctx, sp); err != nil {
 		return err
 	}

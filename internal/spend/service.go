@@ -119,14 +119,29 @@ type Canceller interface {
 
 // Admitter is implemented by rails whose permission lives beside the
 // mandate (a vault grant, rail apiproxy). Admit runs in the decision's
-// transaction under the agent's lock, for an active agent: reasons refuse
-// the spend (it is stored denied with them, like a mandate refusal), so a
-// revoked or expired permission stops the very next request. commit, if
-// not nil, is called in the same transaction when the spend holds
-// (allowed or waiting for approval): it counts the request against the
-// permission's own limits.
+// transaction under the agent's lock, for an active agent, before the
+// mandate is evaluated, so a revoked or expired permission stops the very
+// next request.
 type Admitter interface {
-	Admit(ctx context.Context, tx Tx, a *Agent, r *AuthorizeRequest, now time.Time) (reasons []string, commit func(context.Context, Tx) error, err error)
+	Admit(ctx context.Context, tx Tx, a *Agent, r *AuthorizeRequest, now time.Time) (Admission, error)
+}
+
+// Admission is an Admitter's verdict.
+type Admission struct {
+	// Reasons refuse the spend: it is stored denied with them, like a
+	// mandate refusal.
+	Reasons []string
+	// Amount, when set, is what the spend holds (the permission prices it,
+	// atomically with its check), in the asset's atomic units, replacing
+	// the request's amount.
+	Amount *big.Int
+	// RailData is stored with the spend (what the permission decided, for
+	// the rail to carry out).
+	RailData json.RawMessage
+	// Commit, if set, is called in the same transaction when the spend
+	// holds (allowed or waiting for approval): it counts the request
+	// against the permission's own limits.
+	Commit func(context.Context, Tx) error
 }
 
 // ZeroAmounts is implemented by rails whose spends may cost nothing (an
