@@ -137,13 +137,13 @@ func (v *Vault) run(w http.ResponseWriter, r *http.Request, cl *call, sp *spend.
 // errorCode is the API error code of a forwarding failure.
 func errorCode(reason string) string {
 	switch reason {
-	case ReasonRequestTooLarge:
+	case FailRequestTooLarge:
 		return "body_too_large"
-	case ReasonBadRequest:
+	case FailBadRequest:
 		return "proxy_path_invalid"
-	case ReasonEgressRefused:
+	case FailEgressRefused:
 		return "upstream_private"
-	case ReasonTimeout, ReasonFailed, ReasonResponseTooLarge, ReasonEncodingUnsupported:
+	case FailTimeout, FailFailed, FailResponseTooLarge, FailEncodingUnsupported:
 		return reason
 	}
 	return "upstream_unreachable"
