@@ -207,8 +207,8 @@ func testSecretNeverReachesAgent(t *testing.T, inject string) {
 			Methods: []string{"GET", "POST", "HEAD", "PUT"}, Paths: paths, Price: price}, 201, nil)
 	}
 	put("echo", up.srv.URL+"/base", "0.001", "/v1/*")
-	put("dear", up.srv.URL, "0.05", "/v1/*")  // above per_tx_auto: needs approval
-	put("pricey", up.srv.URL, "2", "/v1/*")   // above per_tx_max: refused
+	put("dear", up.srv.URL, "0.05", "/v1/*") // above per_tx_auto: needs approval
+	put("pricey", up.srv.URL, "2", "/v1/*")  // above per_tx_max: refused
 	put("gone", "http://"+closedPort(t), "0.001", "/v1/*")
 	// The owner rotates with a grace period: two versions are live, both
 	// must stay hidden (the old one is the planted secret).
