@@ -124,23 +124,44 @@ func testProxyLimits(t *testing.T, dsn string) {
 
 	t.Run("revoke during a burst", func(t *testing.T) {
 		ag, up := put("revoked", "revoked", `{"per_tx_max":"1","daily":"100"}`, api.GrantRequest{Price: "0.001"})
-		done := make(chan struct{})
-		var as []answer
-		var hs []http.Header
-		go func() {
-			defer close(done)
-			// Spread over about a second, so that the revocation lands
-			// among the decisions.
-			as, hs = stagger(t, ag, "/v1/proxy/revoked/v1/x", total, 5*time.Millisecond)
-		}()
+		// Half the burst goes at once; the other half is sent while the
+		// revocation is under way, so that it lands among the decisions.
+		as, hs := make([]answer, total), make([]http.Header, total)
+		sentAt := make([]time.Time, total)
+		revoking := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range total {
+			wg.Go(func() {
+				if i >= total/2 {
+					<-revoking
+					time.Sleep(time.Duration(i-total/2) * 5 * time.Millisecond)
+				}
+				sentAt[i] = time.Now()
+				var err error
+				if as[i], hs[i], err = ag.do("GET", "/v1/proxy/revoked/v1/x", nil, nil); err != nil {
+					t.Errorf("call %d: %v", i, err)
+				}
+			})
+		}
 		for up.calls.Load() < 20 {
 			time.Sleep(time.Millisecond)
 		}
+		close(revoking)
 		mustOwner(t, n, "POST", "/v1/vault/revoked/grants/revoked/revoke", nil, 200, nil)
+		revoked := time.Now()
 		atRevoke := up.calls.Load()
+		wg.Wait()
 		// Every call sent after the revocation committed is refused.
+		late := 0
+		for i, a := range as {
+			if sentAt[i].After(revoked) {
+				late++
+				if !a.refusedFor(hs[i], "grant_revoked") {
+					t.Errorf("call %d, sent after the revocation: %s; want spend_denied grant_revoked", i, a)
+				}
+			}
+		}
 		after, afterH := burst(t, ag, "/v1/proxy/revoked/v1/x", 20)
-		<-done
 		if ok, _ := tally(t, "after the revoke", after, afterH, "grant_revoked"); ok != 0 {
 			t.Fatalf("%d calls sent after the revocation were carried out", ok)
 		}
@@ -161,7 +182,7 @@ func testProxyLimits(t *testing.T, dsn string) {
 				}
 			}
 		}
-		t.Logf("revoked after %d calls reached the upstream; %d in all, %d refused", atRevoke, seen, refused)
+		t.Logf("revoked after %d calls reached the upstream; %d in all, %d refused (%d sent after the revocation's answer)", atRevoke, seen, refused, late)
 	})
 	n.verify(t)
 }
