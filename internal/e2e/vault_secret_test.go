@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -30,8 +31,15 @@ func encodings(b []byte) map[string]string {
 	return map[string]string{
 		"raw": string(b), "b64": base64.StdEncoding.EncodeToString(b), "b64url": base64.URLEncoding.EncodeToString(b),
 		"b64raw": base64.RawStdEncoding.EncodeToString(b), "b64rawurl": base64.RawURLEncoding.EncodeToString(b),
-		"urlq": url.QueryEscape(string(b)), "urlpath": url.PathEscape(string(b)), "hex": hex.EncodeToString(b), "HEX": strings.ToUpper(hex.EncodeToString(b)),
+		"json": jsonEscaped(b), "urlq": url.QueryEscape(string(b)), "urlpath": url.PathEscape(string(b)), "hex": hex.EncodeToString(b), "HEX": strings.ToUpper(hex.EncodeToString(b)),
 	}
+}
+
+// jsonEscaped is b as a JSON string's content, the way PHP's json_encode
+// writes it by default (every / as \/) and Go's (<, > and & as \u00XX).
+func jsonEscaped(b []byte) string {
+	j, _ := json.Marshal(string(b))
+	return strings.ReplaceAll(string(j[1:len(j)-1]), "/", `\/`)
 }
 
 // leakForms are the spellings of a plaintext searched for: its encodings,
@@ -40,8 +48,10 @@ func encodings(b []byte) map[string]string {
 func leakForms(pt []byte) []string {
 	var out []string
 	for _, v := range encodings(pt) {
-		out = append(out, v)
+		out = append(out, v, strings.ReplaceAll(v, "/", `\/`))
 	}
+	j, _ := json.Marshal(string(pt)) // Go's escapes: \u0026 and \"
+	out = append(out, string(j[1:len(j)-1]))
 	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 		for off := range 3 {
 			e := enc.EncodeToString(append(bytes.Repeat([]byte{'x'}, off), pt...))
@@ -108,7 +118,7 @@ func (u *echoUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		u.sawWith.Add(1)
 	}
 	var out bytes.Buffer
-	for _, k := range []string{"raw", "b64", "b64url", "b64raw", "b64rawurl", "urlq", "urlpath", "hex", "HEX"} {
+	for _, k := range []string{"raw", "json", "b64", "b64url", "b64raw", "b64rawurl", "urlq", "urlpath", "hex", "HEX"} {
 		fmt.Fprintf(&out, "%s: %s\n", k, encodings(dump.Bytes())[k])
 	}
 	h := w.Header()
@@ -193,8 +203,10 @@ func testSecretNeverReachesAgent(t *testing.T, inject string) {
 	ctx := context.Background()
 	rnd := make([]byte, 24)
 	rand.Read(rnd)
-	// + and / make its URL escapes differ from it.
-	secret := "sk_live_" + base64.StdEncoding.EncodeToString(rnd)
+	// + / & " make its URL escapes and its JSON escapes differ from it;
+	// ??? puts a / in its base64.
+	r := base64.RawURLEncoding.EncodeToString(rnd)
+	secret := "sk_live_" + r[:12] + `/+&"???` + r[12:]
 	logs := &lockedBuffer{}
 	n := startApp(t, app.Config{LogLevel: "debug", Stderr: logs, Stdout: logs})
 	up := newEchoUpstream(t, secret)
