@@ -85,7 +85,8 @@ func findLeaks(t *testing.T, forms []string, haystacks map[string][]byte) {
 // and its headers; /redirect puts it in a Location, /status/N answers
 // status N, /slow answers after the credential's timeout, /gzip
 // compresses its answer, /brotli claims an encoding the proxy cannot
-// check, /big streams it inside 200 KiB.
+// check, /big streams it inside 200 KiB after early hints and before a
+// trailer that carry it.
 type echoUpstream struct {
 	srv     *httptest.Server
 	calls   atomic.Int64
@@ -160,6 +161,12 @@ func (u *echoUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		zw.Write(out.Bytes())
 		zw.Close()
 	case strings.HasSuffix(p, "/big"):
+		// Early hints and a trailer carry it too.
+		h.Set("X-Hint", r.Header.Get("Authorization")+" "+r.RequestURI)
+		w.WriteHeader(http.StatusEarlyHints)
+		h.Del("X-Hint")
+		h.Set("Trailer", "X-Echo-Trailer")
+		defer h.Set("X-Echo-Trailer", r.Header.Get("Authorization")+" "+r.RequestURI)
 		pad := bytes.Repeat([]byte("0123456789abcdef"), 1000) // 16 KB, so the echoes straddle the proxy's 32 KiB buffers
 		for i := range 12 {
 			w.Write(pad[:len(pad)-i*997])
