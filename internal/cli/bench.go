@@ -394,7 +394,10 @@ func quantile(sorted []time.Duration, num, den int) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func printBench(e *env, r benchResult) {
+func printBench(e *env, r benchResult) { printBenchOf(e, r, "authorizations") }
+
+// printBenchOf prints r, naming what was measured what.
+func printBenchOf(e *env, r benchResult, what string) {
 	w := e.stdio.Out
 	fmt.Fprintf(w, "agents          %d\n", r.Agents)
 	if r.Mode == "open" {
@@ -402,7 +405,7 @@ func printBench(e *env, r benchResult) {
 	}
 	fmt.Fprintf(w, "duration        %.1fs\n", r.DurationS)
 	fmt.Fprintf(w, "requests        %d\n", r.Requests)
-	fmt.Fprintf(w, "authorizations  %d (%.1f/s)\n", r.Authorizations, r.AuthorizationsS)
+	fmt.Fprintf(w, "%-15s %d (%.1f/s)\n", what, r.Authorizations, r.AuthorizationsS)
 	fmt.Fprintf(w, "latency         p50 %.2fms  p95 %.2fms  p99 %.2fms\n", r.P50ms, r.P95ms, r.P99ms)
 	fmt.Fprintf(w, "tail            p99.9 %.2fms  max %.2fms\n", r.P999ms, r.MaxMs)
 	if r.Mode == "open" {

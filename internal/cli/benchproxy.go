@@ -25,6 +25,9 @@ type benchProxyResult struct {
 	Price      string      `json:"price"` // what each proxied call holds and captures
 }
 
+// In bench --proxy's phases, a benchResult's "authorizations" are the
+// calls the upstream answered with 200.
+
 // benchUpstreamBody is what the bench's upstream answers: a small JSON
 // search result, like the APIs agents call.
 const benchUpstreamBody = `{"results":[{"id":1,"title":"a result","score":0.92},{"id":2,"title":"another result","score":0.87}]}`
@@ -117,9 +120,9 @@ func benchProxy(ctx context.Context, e *env, o *opts, owner *sdk.Owner, workers 
 		return writeJSON(e.stdio.Out, res)
 	}
 	fmt.Fprintln(e.stdio.Out, "== direct calls to the upstream")
-	printBench(e, d)
+	printBenchOf(e, d, "calls")
 	fmt.Fprintln(e.stdio.Out, "== the same calls through Purser's proxy (each a spend)")
-	printBench(e, p)
+	printBenchOf(e, p, "calls")
 	fmt.Fprintf(e.stdio.Out, "added by the proxy: p50 %+.2fms  p99 %+.2fms\n", res.AddedP50ms, res.AddedP99ms)
 	if p.Authorizations == 0 {
 		return exitCode(ExitFailure)
