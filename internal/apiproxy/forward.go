@@ -20,18 +20,18 @@ import (
 	"github.com/purserhq/purser/internal/egress"
 )
 
-// Reason codes of a Result: why a call did not complete. The caller maps
+// Failure kinds of a Result (Result.Reason): why a call did not complete. The caller maps
 // them to the API's error codes.
 const (
-	ReasonRequestTooLarge     = "request_too_large"             // before connecting
-	ReasonBadRequest          = "bad_request"                   // method or path refused before connecting
-	ReasonEgressRefused       = "egress_refused"                // private address or wrong port, at connect time
-	ReasonUnreachable         = "upstream_unreachable"          // could not connect or send
-	ReasonTimeout             = "upstream_timeout"              // Target.Timeout elapsed
-	ReasonFailed              = "upstream_failed"               // sent, then the connection failed
-	ReasonResponseTooLarge    = "upstream_response_too_large"   // over Target.MaxResponse
-	ReasonEncodingUnsupported = "upstream_encoding_unsupported" // a Content-Encoding Purser cannot decode to scrub
-	ReasonCanceled            = "canceled"                      // the caller's context ended
+	FailRequestTooLarge     = "request_too_large"             // before connecting
+	FailBadRequest          = "bad_request"                   // method or path refused before connecting
+	FailEgressRefused       = "egress_refused"                // private address or wrong port, at connect time
+	FailUnreachable         = "upstream_unreachable"          // could not connect or send
+	FailTimeout             = "upstream_timeout"              // Target.Timeout elapsed
+	FailFailed              = "upstream_failed"               // sent, then the connection failed
+	FailResponseTooLarge    = "upstream_response_too_large"   // over Target.MaxResponse
+	FailEncodingUnsupported = "upstream_encoding_unsupported" // a Content-Encoding Purser cannot decode to scrub
+	FailCanceled            = "canceled"                      // the caller's context ended
 )
 
 // Target is one credential as the forwarder needs it. Build one per
@@ -132,7 +132,7 @@ type Result struct {
 	UsedPrevious bool   // the previous secret answered after a 401
 	BytesIn      int64  // response body bytes read from the upstream (decoded)
 	BytesOut     int64  // body bytes written to the agent
-	Reason       string // "" on success (any status), else a Reason* code
+	Reason       string // "" on success (any status), else a Fail* kind
 	// Err is the detail of Reason, scrubbed of the secret and without the
 	// outbound URL (which may hold an injected query secret); nil on
 	// success.
@@ -231,16 +231,16 @@ var scrubPool = sync.Pool{New: func() any { return &ScrubWriter{buf: make([]byte
 // form of every secret.
 func (f *Forwarder) Do(ctx context.Context, t *Target, c *Call, w http.ResponseWriter) Result {
 	if err := t.Prepare(); err != nil {
-		return Result{Reason: ReasonBadRequest, Err: err}
+		return Result{Reason: FailBadRequest, Err: err}
 	}
 	if int64(len(c.Body)) > t.maxRequest() {
-		return Result{Reason: ReasonRequestTooLarge, Err: fmt.Errorf("the request body is %d bytes, over the limit of %d", len(c.Body), t.maxRequest())}
+		return Result{Reason: FailRequestTooLarge, Err: fmt.Errorf("the request body is %d bytes, over the limit of %d", len(c.Body), t.maxRequest())}
 	}
 	if !validToken(c.Method) || c.Method == http.MethodConnect {
-		return Result{Reason: ReasonBadRequest, Err: fmt.Errorf("method %q is not allowed", c.Method)}
+		return Result{Reason: FailBadRequest, Err: fmt.Errorf("method %q is not allowed", c.Method)}
 	}
 	if p, err := CleanPath(c.Path); err != nil || p != c.Path {
-		return Result{Reason: ReasonBadRequest, Err: errors.New("the path is not a cleaned path (CleanPath)")}
+		return Result{Reason: FailBadRequest, Err: errors.New("the path is not a cleaned path (CleanPath)")}
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout())
 	defer cancel()
@@ -284,7 +284,7 @@ func (f *Forwarder) roundTrip(ctx context.Context, tr *http.Transport, t *Target
 	}}
 	req, err := f.build(httptrace.WithClientTrace(ctx, trace), t, c, secret)
 	if err != nil {
-		return Result{Reason: ReasonBadRequest, Err: errors.New(t.scrubber.String(err.Error()))}, nil
+		return Result{Reason: FailBadRequest, Err: errors.New(t.scrubber.String(err.Error()))}, nil
 	}
 	resp, err := tr.RoundTrip(req)
 	mu.Lock()
@@ -292,8 +292,8 @@ func (f *Forwarder) roundTrip(ctx context.Context, tr *http.Transport, t *Target
 	mu.Unlock()
 	if err != nil {
 		res.Reason, res.Err = classify(ctx, err, t.scrubber)
-		if res.Reason == ReasonFailed && !res.Wrote {
-			res.Reason = ReasonUnreachable
+		if res.Reason == FailFailed && !res.Wrote {
+			res.Reason = FailUnreachable
 		}
 		return res, nil
 	}
@@ -312,20 +312,20 @@ func classify(ctx context.Context, err error, s *Scrubber) (string, error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, egress.ErrPrivateAddress) || errors.Is(err, egress.ErrPortRefused):
-		return ReasonEgressRefused, msg
+		return FailEgressRefused, msg
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return ReasonTimeout, msg
+			return FailTimeout, msg
 		}
-		return ReasonCanceled, msg
+		return FailCanceled, msg
 	case errors.Is(ctx.Err(), context.Canceled):
-		return ReasonCanceled, msg
+		return FailCanceled, msg
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "dial" {
-		return ReasonUnreachable, msg
+		return FailUnreachable, msg
 	}
-	return ReasonFailed, msg
+	return FailFailed, msg
 }
 
 func (f *Forwarder) build(ctx context.Context, t *Target, c *Call, secret []byte) (*http.Request, error) {
@@ -408,12 +408,12 @@ func query(raw string, inj Inject, secret []byte) string {
 func (f *Forwarder) answer(ctx context.Context, t *Target, c *Call, resp *http.Response, res Result, w http.ResponseWriter) Result {
 	s := t.scrubber
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		res.Reason, res.Err = ReasonEncodingUnsupported, fmt.Errorf("the upstream answered with Content-Encoding %q, which Purser cannot decode to scrub", s.String(ce))
+		res.Reason, res.Err = FailEncodingUnsupported, fmt.Errorf("the upstream answered with Content-Encoding %q, which Purser cannot decode to scrub", s.String(ce))
 		return res
 	}
 	maxResp := t.maxResponse()
 	if resp.ContentLength > maxResp && !resp.Uncompressed {
-		res.Reason, res.Err = ReasonResponseTooLarge, fmt.Errorf("the upstream's answer is %d bytes, over the limit of %d", resp.ContentLength, maxResp)
+		res.Reason, res.Err = FailResponseTooLarge, fmt.Errorf("the upstream's answer is %d bytes, over the limit of %d", resp.ContentLength, maxResp)
 		return res
 	}
 	if c.PriceHeader != "" {
@@ -477,13 +477,13 @@ func (f *Forwarder) answer(ctx context.Context, t *Target, c *Call, resp *http.R
 		res.BytesIn += int64(m)
 		if res.BytesIn > maxResp {
 			res.BytesOut = z.Written()
-			res.Reason, res.Err = ReasonResponseTooLarge, fmt.Errorf("the upstream's answer is over the limit of %d bytes", maxResp)
+			res.Reason, res.Err = FailResponseTooLarge, fmt.Errorf("the upstream's answer is over the limit of %d bytes", maxResp)
 			return res
 		}
 		if m > 0 {
 			if _, werr := z.Write(buf[:m]); werr != nil {
 				res.BytesOut = z.Written()
-				res.Reason, res.Err = ReasonCanceled, errors.New("the agent went away")
+				res.Reason, res.Err = FailCanceled, errors.New("the agent went away")
 				return res
 			}
 		}
@@ -513,14 +513,14 @@ func send(w http.ResponseWriter, h http.Header, status int) {
 }
 
 func tooLarge(res Result, w http.ResponseWriter, maxResp int64) Result {
-	res.Reason, res.Err = ReasonResponseTooLarge, fmt.Errorf("the upstream's answer is over the limit of %d bytes", maxResp)
+	res.Reason, res.Err = FailResponseTooLarge, fmt.Errorf("the upstream's answer is over the limit of %d bytes", maxResp)
 	return res
 }
 
 func readReason(ctx context.Context, err error, s *Scrubber) (string, error) {
 	r, e := classify(ctx, err, s)
-	if r == ReasonUnreachable {
-		r = ReasonFailed
+	if r == FailUnreachable {
+		r = FailFailed
 	}
 	return r, e
 }

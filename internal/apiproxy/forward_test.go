@@ -197,7 +197,7 @@ func TestForwardEgressRefused(t *testing.T) {
 		tg.AllowPrivate, tg.Timeout = false, 2*time.Second
 		rec := httptest.NewRecorder()
 		res := f.Do(context.Background(), tg, &apiproxy.Call{Method: "GET", Path: "/"}, rec)
-		if res.Reason != apiproxy.ReasonEgressRefused || res.Wrote || res.Sent || rec.Body.Len() != 0 {
+		if res.Reason != apiproxy.FailEgressRefused || res.Wrote || res.Sent || rec.Body.Len() != 0 {
 			t.Errorf("%s: %+v", host, res)
 		}
 		if res.Err != nil && strings.Contains(res.Err.Error(), secret) {
@@ -238,28 +238,28 @@ func TestForwardLimitsAndTimeouts(t *testing.T) {
 		rec := httptest.NewRecorder()
 		return f.Do(context.Background(), tg, &apiproxy.Call{Method: "POST", Path: path, Body: body}, rec), rec
 	}
-	if res, _ := do("/small", make([]byte, 101)); res.Reason != apiproxy.ReasonRequestTooLarge || res.Wrote {
+	if res, _ := do("/small", make([]byte, 101)); res.Reason != apiproxy.FailRequestTooLarge || res.Wrote {
 		t.Errorf("request too large: %+v", res)
 	}
-	if res, _ := do("/hang", []byte("x")); res.Reason != apiproxy.ReasonTimeout || !res.Wrote || res.Answered {
+	if res, _ := do("/hang", []byte("x")); res.Reason != apiproxy.FailTimeout || !res.Wrote || res.Answered {
 		t.Errorf("hang: %+v", res)
 	}
-	if res, rec := do("/br", nil); res.Reason != apiproxy.ReasonEncodingUnsupported || res.Sent || rec.Body.Len() != 0 {
+	if res, rec := do("/br", nil); res.Reason != apiproxy.FailEncodingUnsupported || res.Sent || rec.Body.Len() != 0 {
 		t.Errorf("br: %+v", res)
 	}
-	if res, rec := do("/huge", nil); res.Reason != apiproxy.ReasonResponseTooLarge || !res.Sent || rec.Body.Len() > 100_000 {
+	if res, rec := do("/huge", nil); res.Reason != apiproxy.FailResponseTooLarge || !res.Sent || rec.Body.Len() > 100_000 {
 		t.Errorf("huge: %+v (%d bytes)", res, rec.Body.Len())
 	}
 	tg2 := &apiproxy.Target{Upstream: tg.Upstream, Inject: tg.Inject, Secret: tg.Secret, AllowPrivate: true, MaxResponse: 100}
 	rec := httptest.NewRecorder()
-	if res := f.Do(context.Background(), tg2, &apiproxy.Call{Method: "GET", Path: "/small"}, rec); res.Reason != apiproxy.ReasonResponseTooLarge || res.Sent || rec.Body.Len() != 0 || len(rec.Header()) != 0 {
+	if res := f.Do(context.Background(), tg2, &apiproxy.Call{Method: "GET", Path: "/small"}, rec); res.Reason != apiproxy.FailResponseTooLarge || res.Sent || rec.Body.Len() != 0 || len(rec.Header()) != 0 {
 		t.Errorf("small over limit: %+v %v", res, rec.Header())
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := ln.Addr().String()
 	ln.Close()
 	tg3 := target(t, "http://"+closed, "header:X-Api-Key={secret}")
-	if res := f.Do(context.Background(), tg3, &apiproxy.Call{Method: "POST", Path: "/", Body: []byte("x")}, httptest.NewRecorder()); res.Reason != apiproxy.ReasonUnreachable || res.Wrote {
+	if res := f.Do(context.Background(), tg3, &apiproxy.Call{Method: "POST", Path: "/", Body: []byte("x")}, httptest.NewRecorder()); res.Reason != apiproxy.FailUnreachable || res.Wrote {
 		t.Errorf("closed port: %+v", res)
 	}
 }

@@ -137,13 +137,13 @@ func (v *Vault) run(w http.ResponseWriter, r *http.Request, cl *call, sp *spend.
 // errorCode is the API error code of a forwarding failure.
 func errorCode(reason string) string {
 	switch reason {
-	case ReasonRequestTooLarge:
+	case FailRequestTooLarge:
 		return "body_too_large"
-	case ReasonBadRequest:
+	case FailBadRequest:
 		return "proxy_path_invalid"
-	case ReasonEgressRefused:
+	case FailEgressRefused:
 		return "upstream_private"
-	case ReasonTimeout, ReasonFailed, ReasonResponseTooLarge, ReasonEncodingUnsupported:
+	case FailTimeout, FailFailed, FailResponseTooLarge, FailEncodingUnsupported:
 		return reason
 	}
 	return "upstream_unreachable"
@@ -171,24 +171,56 @@ func upstreamMessage(code, name string) string {
 
 // settleLater records the call's outcome after its answer went out: the
 // hold already counts it (status unknown), so the agent need not wait for
-// the commit; a crash before it leaves the spend unknown, for an owner to
-// resolve, never uncounted.
+// the commit, and calls answered together are settled in one commit
+// (spend.SettleMany). A crash before it leaves the spend unknown, for an
+// owner to resolve, never uncounted.
 func (v *Vault) settleLater(sp *spend.Spend, er spend.ExecResult) {
 	outcome := "captured"
 	if er.Outcome == spend.OutcomeFailed {
 		outcome = "released"
 	}
-	v.metrics.calls.Inc(sp.Payee[len("vault:"):], outcome)
+	v.metrics.calls.Inc(strings.TrimPrefix(sp.Payee, "vault:"), outcome)
 	v.settles.Add(1)
-	go func() {
-		defer v.settles.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := v.svc.Settle(ctx, sp.ID, er, spend.SystemActor); err != nil {
-			v.log.Warn("could not settle a proxied call; it stays unknown", "spend_id", sp.ID, "err", err)
-		}
-	}()
+	v.smu.Lock()
+	v.pending = append(v.pending, spend.Settlement{SpendID: sp.ID, AgentID: sp.AgentID, Result: er})
+	start := !v.settling
+	v.settling = true
+	v.smu.Unlock()
+	if start {
+		go v.settleLoop()
+	}
 }
+
+// settleLoop settles what is pending, batch after batch, and ends when
+// nothing is left (the next call starts it again).
+func (v *Vault) settleLoop() {
+	for {
+		v.smu.Lock()
+		batch := v.pending
+		v.pending = nil
+		if len(batch) == 0 {
+			v.settling = false
+			v.smu.Unlock()
+			return
+		}
+		v.smu.Unlock()
+		for len(batch) > 0 {
+			n := min(len(batch), maxSettleBatch)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := v.svc.SettleMany(ctx, batch[:n]); err != nil {
+				v.log.Warn("could not settle proxied calls; they stay unknown", "calls", n, "err", err)
+			}
+			cancel()
+			for range n {
+				v.settles.Done()
+			}
+			batch = batch[n:]
+		}
+	}
+}
+
+// maxSettleBatch bounds one settlement commit.
+const maxSettleBatch = 256
 
 // notServed are answers an API does not bill: the credential was refused,
 // or the call was turned away unserved.

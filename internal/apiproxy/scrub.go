@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/url"
 	"slices"
@@ -32,14 +33,21 @@ type Scrubber struct {
 // three byte alignments, so that the plaintext is caught inside a larger
 // base64 blob ("Basic base64(user:secret)" echoed back); URL query- and
 // path-escaped forms, with upper and lower case hex escapes; hex in lower
-// and upper case. Mixed-case hex escapes are not covered.
+// and upper case; the content of a JSON string holding it, as common
+// encoders write it (Go's, with and without HTML escaping; PHP's, which
+// writes / as \/). Mixed-case hex escapes are not covered.
 func NewScrubber(plaintexts [][]byte) *Scrubber {
 	s := &Scrubber{pair: make([]uint64, 65536/64)}
 	seen := map[string]bool{}
 	add := func(p string) {
-		if len(p) >= 4 && !seen[p] {
-			seen[p] = true
-			s.patterns = append(s.patterns, []byte(p))
+		// Each form also as a JSON encoder that escapes / writes it
+		// (PHP's json_encode does by default): base64 and raw secrets
+		// may hold a /.
+		for _, v := range []string{p, strings.ReplaceAll(p, "/", `\/`)} {
+			if len(v) >= 4 && !seen[v] {
+				seen[v] = true
+				s.patterns = append(s.patterns, []byte(v))
+			}
 		}
 	}
 	for _, pt := range plaintexts {
@@ -68,6 +76,9 @@ func NewScrubber(plaintexts [][]byte) *Scrubber {
 		h := hex.EncodeToString(pt)
 		add(h)
 		add(strings.ToUpper(h))
+		for _, j := range jsonForms(raw) {
+			add(j)
+		}
 	}
 	slices.SortFunc(s.patterns, func(a, b []byte) int { return len(b) - len(a) })
 	for i, p := range s.patterns {
@@ -77,6 +88,26 @@ func NewScrubber(plaintexts [][]byte) *Scrubber {
 		s.maxLen = max(s.maxLen, len(p))
 	}
 	return s
+}
+
+// jsonForms are the ways an upstream's JSON encoder may write s inside a
+// string (Go's encoder, with and without HTML escaping; add also covers
+// / written as \/): a secret with a ", a \ or an & echoed in a JSON body
+// would otherwise pass the scrubber.
+func jsonForms(s string) []string {
+	var out []string
+	for _, html := range []bool{true, false} {
+		var b bytes.Buffer
+		e := json.NewEncoder(&b)
+		e.SetEscapeHTML(html)
+		if e.Encode(s) != nil {
+			continue
+		}
+		j := strings.TrimSuffix(b.String(), "\n")
+		j = j[1 : len(j)-1]
+		out = append(out, j)
+	}
+	return out
 }
 
 func lowerEscapes(s string) string {

@@ -3,6 +3,7 @@ package apiproxy_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -109,3 +110,27 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// TestScrubJSONEscapedEchoes: an upstream that echoes the secret inside
+// a JSON string writes it escaped (PHP: / as \/; Go: & as \u0026, " as
+// \"), and base64 forms with a / the same way; all are scrubbed.
+func TestScrubJSONEscapedEchoes(t *testing.T) {
+	t.Parallel()
+	const sec = `sk_live_ab/cd+ef&gh"ij\kl<mn>???`
+	s := apiproxy.NewScrubber([][]byte{[]byte(sec)})
+	b64 := base64.StdEncoding.EncodeToString([]byte(sec))
+	if !strings.Contains(b64, "/") {
+		t.Fatalf("the test secret's base64 %s has no /", b64)
+	}
+	for _, echo := range []string{
+		`{"key":"sk_live_ab\/cd+ef&gh\"ij\\kl<mn>???"}`,                // PHP json_encode
+		`{"key":"sk_live_ab/cd+ef\u0026gh\"ij\\kl\u003cmn\u003e???"}`,  // Go encoding/json
+		`{"key":"sk_live_ab/cd+ef&gh\"ij\\kl<mn>???"}`,                 // Go, SetEscapeHTML(false)
+		`{"key":"sk_live_ab\/cd+ef\u0026gh\"ij\\kl\u003cmn\u003e???"}`, // both
+		`{"b64":"` + strings.ReplaceAll(b64, "/", `\/`) + `"}`,         // its base64, PHP-escaped
+	} {
+		if got := s.String(echo); !strings.Contains(got, apiproxy.Redacted) {
+			t.Errorf("not scrubbed: %s", echo)
+		}
+	}
+}

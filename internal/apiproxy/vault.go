@@ -73,8 +73,11 @@ type Vault struct {
 	cache  map[string]*entry // credential id → what a call needs, at one (version, updated) state
 	byName map[string]named  // credential name → its entry, read at a time (cacheTTL)
 
-	settles sync.WaitGroup
-	metrics *proxyMetrics
+	settles  sync.WaitGroup // calls answered, not settled yet
+	smu      sync.Mutex
+	pending  []spend.Settlement
+	settling bool // a settleLoop runs
+	metrics  *proxyMetrics
 }
 
 // New builds a Vault.

@@ -24,6 +24,7 @@ type benchOpts struct {
 	amount           string
 	rate             float64 // open loop: authorizations/s offered in total; 0 = closed loop
 	keep             bool    // leave the bench agents active
+	proxy            bool    // measure proxied API calls against direct ones (benchproxy.go)
 }
 
 // maxBenchRate bounds --rate (authorizations per second, all agents together).
@@ -39,8 +40,8 @@ const benchPayee = "0x000000000000000000000000000000000000dEaD"
 func benchCommand() *command {
 	return &command{
 		name:    "bench",
-		args:    "[--agents 64] [--rate R] [--duration 10s] [--warmup 2s] [--amount 0.01] [--keep]",
-		summary: "measure authorizations per second against a running server (creates bench agents, revoked afterwards unless --keep; the server's --agent-rate applies to each)",
+		args:    "[--agents 64] [--rate R] [--duration 10s] [--warmup 2s] [--amount 0.01] [--keep] [--proxy]",
+		summary: "measure authorizations per second against a running server (creates bench agents, revoked afterwards unless --keep; the server's --agent-rate applies to each); with --proxy, proxied API calls against direct ones, side by side",
 		kind:    kindOwner,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			b := &o.bench
@@ -49,6 +50,9 @@ func benchCommand() *command {
 			fs.DurationVar(&b.warmup, "warmup", 2*time.Second, "how long to run before measuring")
 			fs.StringVar(&b.amount, "amount", "0.01", "`AMOUNT` of each spend")
 			fs.BoolVar(&b.keep, "keep", false, "leave the bench agents active afterwards (default: revoke them)")
+			fs.BoolVar(&b.proxy, "proxy", false, "measure calls to a local upstream (started by bench, on loopback) made directly and through Purser's "+
+				"credential proxy, one phase after the other with the same agents and load; each proxied call is a spend of --amount "+
+				"(the server must reach loopback: the credential is made with allow_private)")
 			fs.Float64Var(&b.rate, "rate", 0, "open loop: offer `R` authorizations per second in total, spread evenly over the agents, "+
 				"latency measured from each request's scheduled send time (0: closed loop, each agent sends as soon as its previous request is answered)")
 		},
@@ -77,6 +81,7 @@ type benchResult struct {
 // benchWorker is one agent's loop and what it measured.
 type benchWorker struct {
 	c       *sdk.Agent
+	call    func(ctx context.Context, seq int) string // one request: "" when it did what is measured, else an error code
 	samples []time.Duration // latencies of authorizations in the window
 	reqs    int
 	late    int // open loop: requests in the window sent more than lateAfter behind schedule
@@ -138,7 +143,12 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		if err != nil {
 			return err
 		}
-		workers[i] = &benchWorker{c: c, errs: map[string]int64{}}
+		w := &benchWorker{c: c, errs: map[string]int64{}}
+		w.call = func(ctx context.Context, seq int) string { return classify(w.authorize(ctx, run, i, seq, b.amount)) }
+		workers[i] = w
+	}
+	if b.proxy {
+		return benchProxy(ctx, e, o, owner, workers, run, hc)
 	}
 	if !o.json {
 		offering := ""
@@ -148,37 +158,9 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		fmt.Fprintf(e.stdio.Err, "bench: %d agents created (bench-%s-*); warming up %s, measuring %s%s\n", b.agents, run, b.warmup, b.duration, offering)
 	}
 
-	start := time.Now()
-	measureFrom := start.Add(b.warmup)
-	end := measureFrom.Add(b.duration)
-	wctx, cancel := context.WithDeadline(ctx, end)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i, w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if b.rate > 0 {
-				w.openLoop(wctx, run, i, b, start, measureFrom, end)
-			} else {
-				w.loop(wctx, run, i, b.amount, measureFrom)
-			}
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	window := time.Since(measureFrom)
-	if window > b.duration {
-		window = b.duration
-	}
-
-	res := summarize(workers, window)
-	res.Agents = b.agents
-	res.Mode, res.OfferedRateS = "closed", 0
-	if b.rate > 0 {
-		res.Mode, res.OfferedRateS = "open", b.rate
+	res, err := runPhase(ctx, workers, b)
+	if err != nil {
+		return err
 	}
 	if o.json {
 		if err := writeJSON(e.stdio.Out, res); err != nil {
@@ -191,6 +173,43 @@ func runBench(ctx context.Context, e *env, o *opts, args []string) error {
 		return exitCode(ExitFailure)
 	}
 	return nil
+}
+
+// runPhase runs the workers' calls for b's warm-up and duration, in
+// closed or open loop, and summarizes the measuring window.
+func runPhase(ctx context.Context, workers []*benchWorker, b benchOpts) (benchResult, error) {
+	for _, w := range workers {
+		w.samples, w.reqs, w.late, w.errs = nil, 0, 0, map[string]int64{}
+	}
+	start := time.Now()
+	measureFrom := start.Add(b.warmup)
+	end := measureFrom.Add(b.duration)
+	wctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b.rate > 0 {
+				w.openLoop(wctx, i, b, start, measureFrom, end)
+			} else {
+				w.loop(wctx, measureFrom)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return benchResult{}, ctx.Err()
+	}
+	window := min(time.Since(measureFrom), b.duration)
+	res := summarize(workers, window)
+	res.Agents = len(workers)
+	res.Mode, res.OfferedRateS = "closed", 0
+	if b.rate > 0 {
+		res.Mode, res.OfferedRateS = "open", b.rate
+	}
+	return res, nil
 }
 
 // revokeBenchAgents revokes the agents a bench run created, also when it
@@ -218,12 +237,12 @@ func (w *benchWorker) authorize(ctx context.Context, run string, i, seq int, amo
 	})
 }
 
-// loop authorizes spends until ctx ends, recording what happened from
+// loop makes calls until ctx ends, recording what happened from
 // measureFrom on.
-func (w *benchWorker) loop(ctx context.Context, run string, i int, amount string, measureFrom time.Time) {
+func (w *benchWorker) loop(ctx context.Context, measureFrom time.Time) {
 	for seq := 0; ctx.Err() == nil; seq++ {
 		t0 := time.Now()
-		s, err := w.authorize(ctx, run, i, seq, amount)
+		code := w.call(ctx, seq)
 		lat := time.Since(t0)
 		if ctx.Err() != nil {
 			return // cut off by the end of the run: not an answer
@@ -231,7 +250,7 @@ func (w *benchWorker) loop(ctx context.Context, run string, i int, amount string
 		if t0.Before(measureFrom) {
 			continue
 		}
-		w.record(s, err, lat)
+		w.record(code, lat)
 	}
 }
 
@@ -240,7 +259,7 @@ func (w *benchWorker) loop(ctx context.Context, run string, i int, amount string
 // that falls due while the previous is outstanding goes as soon as that
 // returns. Latency runs from the due time, not the actual send (so a stall
 // is charged to every request it delayed: no coordinated omission).
-func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOpts, start, measureFrom, end time.Time) {
+func (w *benchWorker) openLoop(ctx context.Context, i int, b benchOpts, start, measureFrom, end time.Time) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -260,7 +279,7 @@ func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOp
 			}
 		}
 		sent := time.Now()
-		s, err := w.authorize(ctx, run, i, k, b.amount)
+		code := w.call(ctx, k)
 		lat := time.Since(due)
 		if ctx.Err() != nil {
 			return // cut off by the end of the run: not an answer
@@ -271,26 +290,40 @@ func (w *benchWorker) openLoop(ctx context.Context, run string, i int, b benchOp
 		if sent.Sub(due) > lateAfter {
 			w.late++
 		}
-		w.record(s, err, lat)
+		w.record(code, lat)
 	}
 }
 
-// record counts one answered request of the measuring window.
-func (w *benchWorker) record(s *sdk.Spend, err error, lat time.Duration) {
+// record counts one answered request of the measuring window: code ""
+// is a measured success, anything else an error by its code.
+func (w *benchWorker) record(code string, lat time.Duration) {
 	w.reqs++
+	if code == "" {
+		w.samples = append(w.samples, lat)
+		return
+	}
+	w.errs[code]++
+}
+
+// classify is an authorization's outcome: "" for a fresh authorization,
+// else what it was (a status or an error code).
+func classify(s *sdk.Spend, err error) string {
 	switch {
 	case err == nil && s.Status == sdk.StatusAuthorized && !s.Replayed:
-		w.samples = append(w.samples, lat)
+		return ""
 	case err == nil || (s != nil && errors.As(err, new(*sdk.ApprovalRequiredError))):
-		w.errs["status_"+s.Status]++
-	default:
-		var ae *sdk.Error
-		if errors.As(err, &ae) {
-			w.errs[ae.Code]++
-		} else {
-			w.errs["network_error"]++
-		}
+		return "status_" + s.Status
 	}
+	return errCode(err)
+}
+
+// errCode is an error's code for the bench's error counts.
+func errCode(err error) string {
+	var ae *sdk.Error
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return "network_error"
 }
 
 // checkBenchRate validates --rate. (Its bound keeps every agent's
@@ -361,7 +394,10 @@ func quantile(sorted []time.Duration, num, den int) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func printBench(e *env, r benchResult) {
+func printBench(e *env, r benchResult) { printBenchOf(e, r, "authorizations") }
+
+// printBenchOf prints r, naming what was measured what.
+func printBenchOf(e *env, r benchResult, what string) {
 	w := e.stdio.Out
 	fmt.Fprintf(w, "agents          %d\n", r.Agents)
 	if r.Mode == "open" {
@@ -369,7 +405,7 @@ func printBench(e *env, r benchResult) {
 	}
 	fmt.Fprintf(w, "duration        %.1fs\n", r.DurationS)
 	fmt.Fprintf(w, "requests        %d\n", r.Requests)
-	fmt.Fprintf(w, "authorizations  %d (%.1f/s)\n", r.Authorizations, r.AuthorizationsS)
+	fmt.Fprintf(w, "%-15s %d (%.1f/s)\n", what, r.Authorizations, r.AuthorizationsS)
 	fmt.Fprintf(w, "latency         p50 %.2fms  p95 %.2fms  p99 %.2fms\n", r.P50ms, r.P95ms, r.P99ms)
 	fmt.Fprintf(w, "tail            p99.9 %.2fms  max %.2fms\n", r.P999ms, r.MaxMs)
 	if r.Mode == "open" {

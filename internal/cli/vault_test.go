@@ -392,3 +392,32 @@ func TestProxyServe(t *testing.T) {
 		t.Fatal("proxy serve did not stop")
 	}
 }
+
+// TestBenchProxy runs bench --proxy against a real server: both phases
+// answer, every proxied call is a captured spend of the price, and the
+// bench's credential is gone afterwards.
+func TestBenchProxy(t *testing.T) {
+	t.Parallel()
+	envv, _ := vaultServer(t)
+	code, out, errOut := runCLI(t, envv, "bench", "--proxy", "--agents", "4", "--duration", "400ms", "--warmup", "100ms", "--amount", "0.001", "--json")
+	if code != 0 {
+		t.Fatalf("bench --proxy: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var r benchProxyResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --proxy --json: %v\n%s", err, out)
+	}
+	if r.Direct.Authorizations == 0 || r.Proxied.Authorizations == 0 || len(r.Direct.Errors) > 0 || len(r.Proxied.Errors) > 0 {
+		t.Fatalf("bench --proxy: %+v", r)
+	}
+	if r.Price != "0.001" || r.Proxied.P50ms <= 0 {
+		t.Errorf("bench --proxy: price %q, proxied p50 %v", r.Price, r.Proxied.P50ms)
+	}
+	if code, out, _ := runCLI(t, envv, "vault", "list", "--json"); code != 0 || strings.Contains(out, "bench-") {
+		t.Errorf("the bench's credential is left behind: %s", out)
+	}
+	code, out, _ = runCLI(t, envv, "spends", "list", "--status", "captured", "--json")
+	if code != 0 || !strings.Contains(out, `"rail":"apiproxy"`) && !strings.Contains(out, `"rail": "apiproxy"`) {
+		t.Errorf("no captured apiproxy spend after bench --proxy: %.300s", out)
+	}
+}

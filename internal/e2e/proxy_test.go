@@ -159,7 +159,7 @@ func TestProxyPaysPerCallWithinTheMandate(t *testing.T) {
 
 // waitSettled waits until no spend of n is unknown (proxied calls settle
 // just after their answer).
-func waitSettled(t *testing.T, n *node) {
+func waitSettled(t testing.TB, n *node) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,11 +172,17 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 	run(4*agents, proxied)
 	b.ResetTimer()
 	var dRate, pRate float64
-	var dMed, pMed, pP99 time.Duration
+	var dMed, pMed, pP99, dCPU, pCPU time.Duration
 	rounds := 0
 	for b.Loop() {
+		c0 := cpuTime()
 		dr, _ := run(2000, direct)
+		c1 := cpuTime()
 		pr, _ := run(2000, proxied)
+		waitSettled(b, n)
+		c2 := cpuTime()
+		dCPU += (c1 - c0) / 2000
+		pCPU += (c2 - c1) / 2000
 		dRate += dr
 		pRate += pr
 		dl := open(proxyBenchRate, time.Second, direct)
@@ -193,6 +200,17 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 	b.ReportMetric(ms(pMed), "proxied-p50-ms")
 	b.ReportMetric(ms(pMed-dMed), "added-p50-ms")
 	b.ReportMetric(ms(pP99), "proxied-p99-ms")
+	b.ReportMetric(float64(dCPU.Microseconds())/f, "direct-cpu-µs/call")
+	b.ReportMetric(float64(pCPU.Microseconds())/f, "proxied-cpu-µs/call")
+}
+
+// cpuTime is the process's CPU time so far (user and system), which is
+// everything in a benchmark whose server, upstream and clients share
+// the process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // proxyBenchRate is the open loop's offered load (calls/s, all 64 agents

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/purserhq/purser/api"
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/apiproxy"
 	"github.com/purserhq/purser/internal/mandate"
@@ -174,6 +175,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
 			w.Header().Set("X-Request-Id", rid)
 			w.Header().Set("Cache-Control", "no-store")
+			if strings.HasPrefix(r.URL.Path, apiproxy.Prefix) {
+				w.Header().Set(api.HeaderError, codeHostNotServed) // Purser's answer, not the upstream's
+			}
 			s.writeError(w, r, &spend.Error{Code: codeHostNotServed,
 				Message: "this server does not answer for the host name in the Host header; the operator can add it with purser serve --host-names",
 				Details: map[string]any{}})

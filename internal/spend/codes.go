@@ -168,7 +168,6 @@ var ReasonCodes = []ReasonCode{
 	{"grant_method_not_allowed", ReasonKindDeny, "rail apiproxy: the grant does not allow this HTTP method"},
 	{"grant_path_not_allowed", ReasonKindDeny, "rail apiproxy: the grant does not allow this path"},
 	{"grant_rate_limited", ReasonKindDeny, "rail apiproxy: the grant's own rate limit is reached for the current window"},
-	{"grant_changed", ReasonKindDeny, "rail apiproxy: the grant or the call's price changed while the call was being decided; send it again"},
 	{"owner_denied", ReasonKindRelease, "the owner denied the spend; its hold was released"},
 	{"authorization_expired_unused", ReasonKindRelease, "the signed authorization expired and the chain shows it unused"},
 	{"insufficient_funds", ReasonKindRelease, "the agent's wallet cannot pay the payout"},

@@ -988,46 +988,99 @@ func (s *Service) settle(ctx context.Context, id string, res ExecResult, actor a
 func (s *Service) settleBy(ctx context.Context, id string, res ExecResult, actor audit.Actor, intent *intentRecord) (*Spend, error) {
 	var out *Spend
 	err := s.inTx(ctx, func(tx Tx) error {
-		now := s.now()
-		sp, _, err := spendLocked(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		out = sp
-		if !sp.Status.Holding() || res.Outcome == OutcomePending {
-			return nil // settled already (by a reconciler or an expiry), or nothing new
-		}
-		if res.Ref != "" {
-			sp.RailRef = res.Ref
-		}
-		var action string
-		switch res.Outcome {
-		case OutcomeCaptured:
-			amt := res.Captured
-			if amt == nil || amt.Sign() < 0 || amt.Cmp(sp.Amount) > 0 {
-				return Errorf(CodeCaptureExceedsHold, "rail %s reported capturing %v, more than the %s held", sp.Rail, amt, sp.Amount)
-			}
-			err, action = s.finish(ctx, tx, sp, StatusCaptured, amt, now, nil), "spend.capture"
-		case OutcomeFailed:
-			err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, res.Reasons), "spend.release"
-		default:
-			if sp.Status == StatusUnknown {
-				return nil
-			}
-			err, action = s.finish(ctx, tx, sp, StatusUnknown, nil, now, nil), "spend.unknown"
-		}
-		if err != nil {
-			return err
-		}
-		details := map[string]any{
-			"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "captured": amountString(sp.Captured),
-			"captured_usd": usd(sp.CapturedUSD), "rail_ref": sp.RailRef}
-		if intent != nil {
-			details["intent"] = intent
-		}
-		return appendAudit(ctx, tx, now, actor, action, "spend:"+sp.ID, details)
+		var err error
+		out, err = s.settleIn(ctx, tx, id, "", res, actor, intent, s.now())
+		return err
 	})
 	return out, err
+}
+
+// Settlement is one rail outcome for SettleMany.
+type Settlement struct {
+	SpendID string
+	AgentID string // the spend's agent, when known: saves a read
+	Result  ExecResult
+}
+
+// SettleMany records many rail outcomes (SystemActor) in one transaction:
+// a rail that settles a stream of calls (apiproxy) pays one commit for
+// many. If the transaction fails, each is settled on its own, so one bad
+// outcome does not hold back the others.
+func (s *Service) SettleMany(ctx context.Context, items []Settlement) error {
+	err := s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		for _, it := range items {
+			if _, err := s.settleIn(ctx, tx, it.SpendID, it.AgentID, it.Result, SystemActor, nil, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(items) == 1 {
+		return err
+	}
+	var errs []error
+	for _, it := range items {
+		if _, err := s.settle(ctx, it.SpendID, it.Result, SystemActor); err != nil {
+			errs = append(errs, fmt.Errorf("spend %s: %w", it.SpendID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// settleIn is settleBy's transaction body. agentID, when not empty, is
+// the spend's agent (its lock is taken without reading the spend first).
+func (s *Service) settleIn(ctx context.Context, tx Tx, id, agentID string, res ExecResult, actor audit.Actor, intent *intentRecord, now time.Time) (*Spend, error) {
+	var sp *Spend
+	var err error
+	if agentID != "" {
+		if _, err = tx.AgentLock(ctx, agentID); err == nil {
+			sp, err = tx.SpendGet(ctx, id)
+		}
+		if err == nil && sp.AgentID != agentID {
+			err = fmt.Errorf("spend: settle: spend %s is not agent %s's", id, agentID)
+		}
+	} else {
+		sp, _, err = spendLocked(ctx, tx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !sp.Status.Holding() || res.Outcome == OutcomePending {
+		return sp, nil // settled already (by a reconciler or an expiry), or nothing new
+	}
+	if res.Ref != "" {
+		sp.RailRef = res.Ref
+	}
+	var action string
+	switch res.Outcome {
+	case OutcomeCaptured:
+		amt := res.Captured
+		if amt == nil || amt.Sign() < 0 || amt.Cmp(sp.Amount) > 0 {
+			return nil, Errorf(CodeCaptureExceedsHold, "rail %s reported capturing %v, more than the %s held", sp.Rail, amt, sp.Amount)
+		}
+		err, action = s.finish(ctx, tx, sp, StatusCaptured, amt, now, nil), "spend.capture"
+	case OutcomeFailed:
+		err, action = s.finish(ctx, tx, sp, StatusReleased, nil, now, res.Reasons), "spend.release"
+	default:
+		if sp.Status == StatusUnknown {
+			return sp, nil
+		}
+		err, action = s.finish(ctx, tx, sp, StatusUnknown, nil, now, nil), "spend.unknown"
+	}
+	if err != nil {
+		return nil, err
+	}
+	details := map[string]any{
+		"spend_id": sp.ID, "agent_id": sp.AgentID, "status": sp.Status, "captured": amountString(sp.Captured),
+		"captured_usd": usd(sp.CapturedUSD), "rail_ref": sp.RailRef}
+	if intent != nil {
+		details["intent"] = intent
+	}
+	if res.Outcome == OutcomeFailed && len(res.Reasons) > 0 {
+		details["reasons"] = res.Reasons
+	}
+	return sp, appendAudit(ctx, tx, now, actor, action, "spend:"+sp.ID, details)
 }
 
 func amountString(v *big.Int) string {

@@ -128,6 +128,9 @@ func (m *mapper) Map(ctx context.Context, e *audit.Event) ([]event, error) {
 		if err != nil {
 			return nil, err
 		}
+		if rail, _ := data["spend"].(map[string]any)["rail"].(string); rail == spend.RailAPIProxy {
+			return nil, nil // a proxied call the upstream did not serve cost nothing: no failed payment
+		}
 		reasons, _ := data["spend"].(map[string]any)["reasons"].([]string) // the release's, as the spend keeps them
 		if len(reasons) > 0 && !slices.ContainsFunc(reasons, func(r string) bool {
 			return r != "authorization_expired_unused" && r != "authorization_cancelled"
