@@ -82,7 +82,7 @@ type benchResult struct {
 type benchWorker struct {
 	c       *sdk.Agent
 	call    func(ctx context.Context, seq int) string // one request: "" when it did what is measured, else an error code
-	samples []time.Duration // latencies of authorizations in the window
+	samples []time.Duration                           // latencies of authorizations in the window
 	reqs    int
 	late    int // open loop: requests in the window sent more than lateAfter behind schedule
 	errs    map[string]int64
