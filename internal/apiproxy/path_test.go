@@ -131,7 +131,6 @@ func FuzzCleanPath(f *testing.F) {
 	for _, s := range []string{"/v1/items/1", "/v1/%2e%2e/", "/a/../b", "//x", "/a%2fb", "/a\\b", "/v1/%252e", "/v1/items/", "/a;..;/b"} {
 		f.Add(s)
 	}
-	pats := []string{"/v1/items/*", "/v1/search", "/*"}
 	f.Fuzz(func(t *testing.T, p string) {
 		c, err := apiproxy.CleanPath(p)
 		if err != nil {
@@ -153,8 +152,8 @@ func FuzzCleanPath(f *testing.F) {
 		if c2, err := apiproxy.CleanPath(c); err != nil || c2 != c {
 			t.Fatalf("CleanPath not idempotent on %q: %q %v", c, c2, err)
 		}
-		if apiproxy.MatchPath(pats, c) != apiproxy.MatchPath(pats, c) {
-			t.Fatal("MatchPath not deterministic")
+		if !strings.Contains(c, "*") && apiproxy.ValidatePattern(c) == nil && !apiproxy.MatchPath([]string{c}, c) {
+			t.Fatalf("the exact pattern %q does not match itself", c)
 		}
 		if apiproxy.MatchPath([]string{"/v1/items/*"}, c) && !strings.HasPrefix(c, "/v1/items/") && !strings.HasPrefix(strings.ToLower(c), "/v1/") {
 			t.Fatalf("%q matched /v1/items/* without the prefix", c)
