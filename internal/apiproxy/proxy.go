@@ -219,8 +219,9 @@ func (v *Vault) settleLoop() {
 	}
 }
 
-// maxSettleBatch bounds one settlement commit.
-const maxSettleBatch = 256
+// maxSettleBatch bounds one settlement transaction: the writer runs it
+// whole, so a larger one would hold back the decisions queued behind it.
+const maxSettleBatch = 64
 
 // notServed are answers an API does not bill: the credential was refused,
 // or the call was turned away unserved.
