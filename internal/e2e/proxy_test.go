@@ -173,3 +173,48 @@ func waitSettled(t testing.TB, n *node) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestProxyRefusesPrivateUpstreams: a credential whose upstream is (or
+// resolves to) a loopback address is refused at connect time unless the
+// owner allowed private addresses for it; nothing reaches the upstream and
+// the call's hold is released.
+func TestProxyRefusesPrivateUpstreams(t *testing.T) {
+	n := startApp(t, app.Config{})
+	const secret = "sk_test_private_0123456789"
+	up := newKeyUpstream(t, secret)
+	key := n.newAgent(t, "prober", `{"per_tx_max":"1","daily":"1"}`)
+	dom := n.domain(t)
+	port := up.srv.URL[strings.LastIndex(up.srv.URL, ":")+1:]
+	for _, c := range []struct{ name, upstream string }{
+		{"byip", "http://127.0.0.1:" + port},
+		{"byname", "http://localhost:" + port}, // a name that resolves to loopback: checked at connect time
+	} {
+		if a := owner(t, n, "POST", "/v1/vault", api.PutCredentialRequest{Name: c.name, Upstream: c.upstream,
+			Inject: "header:X-Api-Key={secret}", Secret: secret}); a.status != 201 {
+			t.Fatalf("vault put %s: %s", c.name, a)
+		}
+		if a := owner(t, n, "POST", "/v1/vault/"+c.name+"/grants", api.GrantRequest{Agent: "prober", Methods: []string{"GET"},
+			Paths: []string{"/v1/*"}, Price: "0.01"}); a.status != 201 {
+			t.Fatalf("grant: %s", a)
+		}
+		pq := "/v1/proxy/" + c.name + "/v1/search"
+		req, _ := http.NewRequest("GET", n.url+pq, nil)
+		signHeaders(t, dom, key, "GET", pq, nil, time.Now().Add(time.Minute))(req.Header)
+		resp, err := rawHTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(api.HeaderError) != "upstream_private" {
+			t.Fatalf("%s: a private upstream without allow_private: HTTP %d %s %s", c.name, resp.StatusCode, resp.Header.Get(api.HeaderError), body)
+		}
+	}
+	if got := up.calls.Load(); got != 0 {
+		t.Fatalf("the private upstream was reached %d times", got)
+	}
+	waitSettled(t, n)
+	if l := n.limits(t, "prober"); l.DailyUsed != "0" {
+		t.Fatalf("refused connections were charged: daily used %s", l.DailyUsed)
+	}
+}
