@@ -2,6 +2,7 @@ package spend
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -60,4 +61,58 @@ type CosignSession struct {
 	SpendID   string
 	Kind      string // "sign"
 	CreatedAt time.Time
+}
+
+// CosignPending is what a Signer returns, as its error, for a spend whose
+// wallet is co-signed: the server holds no key that could sign, so the rail
+// built the instrument unsigned (Data, its rail data; Ref, the
+// authorization nonce). The pipeline records it on the authorized spend
+// (RailRef stays empty: nothing is signed yet) and the agent co-signs it
+// over POST /v1/agent/spends/{id}/cosign.
+type CosignPending struct {
+	Ref  string
+	Data json.RawMessage
+}
+
+func (*CosignPending) Error() string { return "the wallet is co-signed: the instrument awaits the agent's co-signature" }
+
+// Cosigner is implemented by signing rails that can carry out a spend
+// from a co-signed wallet.
+type Cosigner interface {
+	// CosignPlan reads the unsigned instrument the rail stored in
+	// sp.RailData and returns what is signed: the server computes the
+	// digest from its own record, never from anything the agent sent.
+	CosignPlan(sp *Spend) (*CosignPlan, error)
+	// CosignComplete returns sp's rail data with the checked signature
+	// (r‖s‖v, v 27/28) added, as Sign returns it for a server-held key.
+	CosignComplete(sp *Spend, sig []byte) (json.RawMessage, error)
+}
+
+// CosignPlan is an unsigned EIP-3009 authorization of a co-signed wallet.
+type CosignPlan struct {
+	Ref         string   // the authorization nonce, 0x hex
+	Digest      [32]byte // its EIP-712 digest
+	ValidBefore time.Time
+	Signed      bool // the rail data holds a signature already
+	// What the agent checks, as the API shows it.
+	Authorization CosignAuthorization
+	Domain        CosignDomain
+}
+
+// CosignAuthorization is an EIP-3009 authorization's fields: decimal
+// strings for value and times, 0x hex for addresses and the nonce.
+type CosignAuthorization struct {
+	From, To, Value, ValidAfter, ValidBefore, Nonce string
+}
+
+// CosignDomain is the token's EIP-712 domain.
+type CosignDomain struct {
+	Name, Version, ChainID, VerifyingContract string
+}
+
+// CosignSigning is what the agent of a co-signed spend awaiting its
+// signature is shown: the plan and the session id both sides derive.
+type CosignSigning struct {
+	SessionID string // 0x hex
+	Plan      *CosignPlan
 }

@@ -108,6 +108,9 @@ type Spend struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time // when a holding spend expires; zero for terminal ones
+	// Cosign is not stored: set on answers to the agent of a co-signed
+	// wallet while the spend awaits its co-signature.
+	Cosign *CosignSigning
 }
 
 // Held returns the micro-USD amount this spend currently holds.
