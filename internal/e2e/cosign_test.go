@@ -1,15 +1,22 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/hpke"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +30,7 @@ import (
 	"github.com/purserhq/purser/internal/app"
 	"github.com/purserhq/purser/internal/cosign"
 	"github.com/purserhq/purser/internal/evm"
+	"github.com/purserhq/purser/internal/keystore"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/x402"
 )
@@ -508,6 +516,154 @@ func TestCosignBudget(t *testing.T) {
 	}
 	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 10*100_000 {
 		t.Fatalf("payee received %s; want exactly 10 payouts", got)
+	}
+	verifyChain(t, n)
+}
+
+// TestCosignSecrets: neither share appears in the server's log, the audit
+// export, any answer or the database in the clear; the server's share is
+// stored sealed and is a server share of the agent's wallet; no HD wallet
+// the server could derive is the co-signed wallet; the recovery blob (the
+// agent share sealed with HPKE to the owner's X25519 key) round-trips
+// opaque and opens only with the owner's key.
+func TestCosignSecrets(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, logs := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "secretive", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
+	ctx := context.Background()
+
+	// Recovery: the owner's client seals the agent share to the owner's key.
+	agentRaw, err := c.share.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hpub, _ := hpke.NewDHKEMPublicKey(ownerKey.PublicKey())
+	info := []byte("purser/cosign/recovery/v1:" + c.id)
+	sealed, err := hpke.Seal(hpub, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, agentRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := api.RecoveryBlob{PublicKey: base64.StdEncoding.EncodeToString(ownerKey.PublicKey().Bytes()), Ciphertext: base64.StdEncoding.EncodeToString(sealed)}
+	bb, _ := json.Marshal(blob)
+	if ans := send(t, "POST", n.url+"/v1/agents/secretive/cosign/recovery", bb, bearer(n.token)); ans.status != 200 {
+		t.Fatalf("set recovery: %s", ans)
+	}
+	got := send(t, "GET", n.url+"/v1/agents/secretive/cosign/recovery", nil, bearer(n.token))
+	var back api.RecoveryBlob
+	if got.status != 200 || json.Unmarshal(got.body, &back) != nil || back != blob {
+		t.Fatalf("get recovery: %s", got)
+	}
+	ct, _ := base64.StdEncoding.DecodeString(back.Ciphertext)
+	hpriv, _ := hpke.NewDHKEMPrivateKey(ownerKey)
+	if opened, err := hpke.Open(hpriv, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, ct); err != nil || !bytes.Equal(opened, agentRaw) {
+		t.Fatalf("the owner cannot open the recovery blob: %v", err)
+	}
+	// An agent cannot read it.
+	if ans := c.post(t, "/v1/agents/secretive/cosign/recovery", nil, ""); ans.status == 200 {
+		t.Fatalf("an agent read the recovery blob: %s", ans)
+	}
+
+	// A payout and a refused session, so that every path logs.
+	sp, ans := c.authorize(t, payoutReq("0.25"))
+	if ans.status != 201 {
+		t.Fatalf("authorize: %s", ans)
+	}
+	if fin, _ := c.cosignSpend(t, sp.SpendID, c.binding(t, sp, common.HexToAddress(payee), big.NewInt(250_000), m.dev.Token(), devChainID(t, m))); fin.status != 200 {
+		t.Fatalf("finish: %s", fin)
+	}
+	bad, _ := c.authorize(t, payoutReq("0.10"))
+	if ans := c.post(t, "/v1/agent/spends/"+bad.SpendID+"/cosign", []byte("PCSM garbage"), "application/octet-stream"); ans.code != "cosign_message_invalid" {
+		t.Fatalf("garbage m1: %s", ans)
+	}
+
+	// The server's share, as the server holds it: sealed in the database.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(n.dir, "purser.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sealedB64 string
+	var epoch int64
+	if err := db.QueryRow(`SELECT sealed_share, epoch FROM cosign_keys WHERE agent_id = ?`, c.id).Scan(&sealedB64, &epoch); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keystore.Open(n.dir, keystore.FileKEK{Path: filepath.Join(n.dir, "kek")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedShare, _ := base64.StdEncoding.DecodeString(sealedB64)
+	if _, err := ks.Decrypt(sealedShare, []byte(fmt.Sprintf("cosign:%s:%d", "agt_other", epoch))); err == nil {
+		t.Fatal("the sealed share opens under another agent's additional data")
+	}
+	serverRaw, err := ks.Decrypt(sealedShare, []byte(fmt.Sprintf("cosign:%s:%d", c.id, epoch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := cosign.UnmarshalShare(serverRaw)
+	if err != nil || server.Role() != cosign.RoleServer || server.Address() != c.wallet {
+		t.Fatalf("stored server share: %v", err)
+	}
+	// The server alone has no key for the wallet: no HD wallet it derives
+	// is the co-signed address, and its share cannot act as the agent's.
+	for i := range uint32(8) {
+		w, err := ks.Wallet(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if common.HexToAddress(w.Address()) == c.wallet {
+			t.Fatalf("HD wallet %d is the co-signed wallet", i)
+		}
+	}
+	if _, err := cosign.NewAgentSigner(server, cosign.SignBinding{AgentID: c.id, SpendID: "x"}); err == nil {
+		t.Fatal("the server's share signs as the agent")
+	}
+
+	// Search everything that left the server, and the database files.
+	export, err := n.owner.AuditExport(ctx, "jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportB, _ := io.ReadAll(export)
+	export.Close()
+	if len(exportB) == 0 {
+		t.Fatal("empty audit export")
+	}
+	haystacks := map[string][]byte{"server log": logs.Bytes(), "audit export": exportB}
+	for i, a := range c.answers {
+		haystacks[fmt.Sprintf("answer %d", i)] = a
+	}
+	for _, f := range []string{"purser.db", "purser.db-wal"} {
+		if b, err := os.ReadFile(filepath.Join(n.dir, f)); err == nil {
+			haystacks[f] = b
+		}
+	}
+	needles := map[string][]byte{}
+	for who, raw := range map[string][]byte{"agent share": agentRaw, "server share": serverRaw} {
+		secret := raw[79:111] // the secret scalar (cosign's share layout)
+		needles[who+" (hex)"] = []byte(hex.EncodeToString(raw))
+		needles[who+" (base64)"] = []byte(base64.StdEncoding.EncodeToString(raw))
+		needles[who+" (base64url)"] = []byte(base64.RawURLEncoding.EncodeToString(raw))
+		needles[who+" secret (hex)"] = []byte(hex.EncodeToString(secret))
+		needles[who+" secret (bytes)"] = secret
+		for off := range 3 { // base64 of the secret at every alignment
+			needles[fmt.Sprintf("%s secret (base64 @%d)", who, off)] = []byte(base64.StdEncoding.EncodeToString(raw[79-off : 111])[4:36])
+		}
+	}
+	for hn, h := range haystacks {
+		for nn, needle := range needles {
+			if bytes.Contains(h, needle) {
+				t.Errorf("%s appears in %s", nn, hn)
+			}
+		}
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("cosign signing message refused")) {
+		t.Fatal("the refused session was not logged: the log search searched nothing")
 	}
 	verifyChain(t, n)
 }
