@@ -474,8 +474,8 @@ func (s *Service) CosignFinish(ctx context.Context, c Caller, spendID string, si
 			return err
 		}
 		out = sp
-		if plan.Signed || !sp.Status.Holding() {
-			return nil // finished before, or settled by the chain already
+		if plan.Signed || sp.Status != StatusAuthorized {
+			return nil // finished before, or settled (or in doubt) on the chain's word already
 		}
 		sp.RailData, sp.UpdatedAt = data, now
 		if err := tx.SpendUpdate(ctx, sp); err != nil {
