@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -688,6 +689,124 @@ func TestCosignSecrets(t *testing.T) {
 	}
 	if !bytes.Contains(logs.Bytes(), []byte("cosign signing message refused")) {
 		t.Fatal("the refused session was not logged: the log search searched nothing")
+	}
+	verifyChain(t, n)
+}
+
+// TestCosignAgentGone: an agent that gets the server's part and never
+// comes back leaks no hold and never pays twice. One pays its seller with
+// the signature it finished alone: the chain shows the authorization used,
+// and the spend is captured. One never uses it: once validBefore has
+// passed on chain, unused, the hold is released.
+func TestCosignAgentGone(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	c := m.newCosigner(t, n, "gone", `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"5","rails":["x402"]}`, 1_000_000)
+	resp, err := http.Get(m.sellerURL + "/item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pr, err := x402.ParsePaymentRequired(resp.Header, body)
+	if err != nil || len(pr.Accepts) == 0 {
+		t.Fatalf("402: %v", err)
+	}
+	offer := pr.Accepts[0]
+	spendOn := func(raw json.RawMessage) api.Spend {
+		rr := api.X402Request{URL: m.sellerURL + "/item", Method: "GET", Version: offer.Version, Offer: raw, Resource: pr.Resource}
+		rrb, _ := json.Marshal(rr)
+		sp, ans := c.authorize(t, map[string]any{"rail": "x402", "payee": offer.PayTo, "amount": "0.01", "rail_request": json.RawMessage(rrb)})
+		if ans.status != 201 || sp.Cosign == nil {
+			t.Fatalf("authorize: %s", ans)
+		}
+		return sp
+	}
+	// m2 only: the agent finishes the signature itself and never calls finish.
+	halfway := func(sp api.Spend) cosign.Signature {
+		s, err := cosign.NewAgentSigner(c.share, c.binding(t, sp, m.seller, big.NewInt(price), m.dev.Token(), devChainID(t, m)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, _ := s.Start()
+		ans := c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign", m1, "application/octet-stream")
+		if ans.status != 200 {
+			t.Fatalf("cosign: %s", ans)
+		}
+		if _, err := s.Handle(ans.body); err != nil {
+			t.Fatal(err)
+		}
+		sig, err := s.Signature()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	report := func(id string) api.Spend {
+		ans := c.post(t, "/v1/agent/spends/"+id+"/settlement", []byte(`{"success":false}`), "")
+		var sp api.Spend
+		if ans.status != 200 || json.Unmarshal(ans.body, &sp) != nil {
+			t.Fatalf("settlement report: %s", ans)
+		}
+		return sp
+	}
+
+	// 1. Paid behind the server's back.
+	paid := spendOn(offer.Raw)
+	sig := halfway(paid)
+	a := paid.Cosign.Authorization
+	va, _ := new(big.Int).SetString(a.ValidAfter, 10)
+	vb, _ := new(big.Int).SetString(a.ValidBefore, 10)
+	var nonce [32]byte
+	copy(nonce[:], common.FromHex(a.Nonce))
+	payload, err := x402.NewPaymentPayload(&offer, pr.Resource, x402.ExactPayload{Signature: "0x" + hex.EncodeToString(sig[:]),
+		Authorization: x402.Authorization{From: a.From, To: a.To, Value: big.NewInt(price), ValidAfter: va, ValidBefore: vb, Nonce: nonce}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hn, hv, err := payload.HeaderValue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", m.sellerURL+"/item", nil)
+	req.Header.Set(hn, hv)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("paying the seller with the agent's own signature: %d", res.StatusCode)
+	}
+	if sp := report(paid.SpendID); sp.Status != "captured" {
+		t.Fatalf("spend paid without finish: %+v; want captured from the chain", sp)
+	}
+
+	// 2. Never used: an 8-second offer, so that validBefore passes soon (the
+	// dev chain's clock may lead the wall clock by a few seconds).
+	short := json.RawMessage(strings.Replace(string(offer.Raw), `"maxTimeoutSeconds":300`, `"maxTimeoutSeconds":8`, 1))
+	if string(short) == string(offer.Raw) {
+		t.Fatalf("offer has no maxTimeoutSeconds 300: %s", offer.Raw)
+	}
+	unused := spendOn(short)
+	halfway(unused)
+	if sp := report(unused.SpendID); sp.Status != "authorized" || sp.HeldUSD == "0" {
+		t.Fatalf("before validBefore the hold stays: %+v", sp)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sp := report(unused.SpendID)
+		if sp.Status == "released" && sp.HeldUSD == "0" && slices.Contains(sp.Reasons, "authorization_expired_unused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unused co-signed authorization still %+v after validBefore", sp)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := m.balance(t, m.seller); got.Int64() != price {
+		t.Fatalf("seller holds %s; want one payment", got)
 	}
 	verifyChain(t, n)
 }
