@@ -491,6 +491,19 @@ func TestCosignHostile(t *testing.T) {
 	if got := m.balance(t, to); got.Int64() != 200_000 {
 		t.Fatalf("payee holds %s; want only spend B's 200000", got)
 	}
+	// Two failed sessions so far (another spend's m1, a tampered one); the
+	// third within a day freezes the agent: each is a data point against
+	// the OT multiplication.
+	if a, err := n.owner.Agent(context.Background(), "hostile"); err != nil || a.Status != "active" {
+		t.Fatalf("after two failed sessions: %+v %v", a, err)
+	}
+	gsp, gb := open("0.04") // the mandate was tightened to 0.05 above
+	m1 = firstMsg(gb)
+	m1[len(m1)-1] ^= 1
+	refused("a third refused session", c.post(t, cosignPath(gsp.SpendID), m1, "application/octet-stream"), "cosign_message_invalid")
+	if a, err := n.owner.Agent(context.Background(), "hostile"); err != nil || a.Status != "frozen" {
+		t.Fatalf("after three failed sessions: %+v %v; want frozen", a, err)
+	}
 	verifyChain(t, n)
 }
 

@@ -52,6 +52,12 @@ type CosignTx interface {
 	// CosignSessionClaim records a session id as used; ErrConflict when it
 	// was claimed before (whatever became of that session).
 	CosignSessionClaim(ctx context.Context, c *CosignSession) error
+	// CosignSessionFail marks a claimed session as failed (the server
+	// refused the agent's message); ErrNotFound when it was never claimed.
+	CosignSessionFail(ctx context.Context, sessionID string) error
+	// CosignFailures counts an agent's failed sessions claimed at or
+	// after since.
+	CosignFailures(ctx context.Context, agentID string, since time.Time) (int, error)
 }
 
 // CosignSession is one claimed signing (or key generation) session.

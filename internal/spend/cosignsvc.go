@@ -329,7 +329,7 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 		return nil, Errorf(CodeCosignMessageInvalid, "a co-signing message is 1 to %d bytes", MaxCosignMessage)
 	}
 	var share []byte
-	var agentID string
+	var agentID, sidHex string
 	var digest [32]byte
 	var refused error
 	defer func() { clear(share) }()
@@ -363,7 +363,7 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 		}
 		agentID, digest = a.ID, plan.Digest
 		sid := s.cfg.Cosign.SignSessionID(k.PublicKey, a.ID, sp.ID, plan.Digest)
-		sidHex := "0x" + hex.EncodeToString(sid[:])
+		sidHex = "0x" + hex.EncodeToString(sid[:])
 		if err := tx.CosignSessionClaim(ctx, &CosignSession{SessionID: sidHex, AgentID: a.ID, SpendID: sp.ID, Kind: "sign", CreatedAt: now}); err != nil {
 			if errors.Is(err, ErrConflict) {
 				return Errorf(CodeCosignSessionUsed, "spend %s's signing session was run already", sp.ID).WithDetails(map[string]any{"spend_id": sp.ID})
@@ -387,6 +387,9 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 	m2, err := s.cfg.Cosign.ServerSign(share, agentID, spendID, digest, m1)
 	if err != nil {
 		s.log.Warn("cosign signing message refused", "agent_id", agentID, "spend_id", spendID, "err", err)
+		if ferr := s.cosignFailed(context.WithoutCancel(ctx), agentID, spendID, sidHex, err); ferr != nil {
+			s.log.Error("cosign: recording a failed session", "agent_id", agentID, "spend_id", spendID, "err", ferr)
+		}
 		return nil, Errorf(CodeCosignMessageInvalid, "the co-signing message was refused (%v); nothing was signed and the session is spent", err).
 			WithDetails(map[string]any{"spend_id": spendID})
 	}
@@ -504,4 +507,47 @@ func (s *Service) CosignFinish(ctx context.Context, c Caller, spendID string, si
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "0x" + hex.EncodeToString(sum[:])
+}
+
+// CosignFailureWindow is how far back failed signing sessions count
+// against an agent (Config.CosignMaxFailures).
+const CosignFailureWindow = 24 * time.Hour
+
+// cosignFailed records a refused signing message. Every failed session is
+// a data point for a hostile agent against the OT-based multiplication
+// (docs/cosign-design.md): once an agent has failed CosignMaxFailures
+// sessions within CosignFailureWindow it is frozen, and an owner decides.
+func (s *Service) cosignFailed(ctx context.Context, agentID, spendID, sessionID string, cause error) error {
+	return s.inTx(ctx, func(tx Tx) error {
+		now := s.now()
+		a, err := tx.AgentLock(ctx, agentID)
+		if err != nil {
+			return err
+		}
+		if err := tx.CosignSessionFail(ctx, sessionID); err != nil {
+			return err
+		}
+		n, err := tx.CosignFailures(ctx, agentID, now.Add(-CosignFailureWindow))
+		if err != nil {
+			return err
+		}
+		if err := appendAudit(ctx, tx, now, SystemActor, "agent.cosign_failed", "agent:"+a.ID, map[string]any{
+			"agent_id": a.ID, "spend_id": spendID, "session_id": sessionID, "reason": cause.Error(), "failures": n}); err != nil {
+			return err
+		}
+		if limit := s.cfg.CosignMaxFailures; limit <= 0 || n < limit || a.Status != AgentActive {
+			return nil
+		}
+		a.Status, a.UpdatedAt = AgentFrozen, now
+		if err := tx.AgentUpdate(ctx, a); err != nil {
+			return err
+		}
+		cancelled, err := s.cancelPending(ctx, tx, a, now, "agent_frozen")
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "agent.freeze", "agent:"+a.ID, map[string]any{
+			"agent_id": a.ID, "name": a.Name, "from": AgentActive, "to": AgentFrozen, "cancelled_spends": cancelled,
+			"reason": "cosign_failures", "failures": n})
+	})
 }

@@ -198,6 +198,9 @@ type Config struct {
 	Sealer Sealer
 	// Cosign is the co-signing cryptography (internal/cosignsrv).
 	Cosign CosignEngine
+	// CosignMaxFailures freezes an agent once this many of its signing
+	// sessions failed within CosignFailureWindow. 0: 3; negative: never.
+	CosignMaxFailures int
 	// CosignNetworks are the networks a co-signed agent gets a wallet on
 	// (the EVM networks the wallet provider serves).
 	CosignNetworks []string
@@ -254,6 +257,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxOpenSigned == 0 {
 		cfg.MaxOpenSigned = 100
+	}
+	if cfg.CosignMaxFailures == 0 {
+		cfg.CosignMaxFailures = 3
 	}
 	s := &Service{
 		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,

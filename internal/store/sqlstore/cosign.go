@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	"github.com/purserhq/purser/internal/spend"
 )
@@ -63,4 +64,20 @@ func (t *txn) CosignSessionClaim(_ context.Context, c *spend.CosignSession) erro
 	return t.insertOnce("claim co-signing session",
 		`INSERT INTO cosign_sessions (session_id, agent_id, spend_id, kind, created_at) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING`,
 		c.SessionID, c.AgentID, c.SpendID, c.Kind, micros(c.CreatedAt))
+}
+
+func (t *txn) CosignSessionFail(_ context.Context, sessionID string) error {
+	res, err := t.execSide(`UPDATE cosign_sessions SET failed = ? WHERE session_id = ?`, true, sessionID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: fail co-signing session: %w", err)
+	}
+	return mustAffect(res, "co-signing session "+sessionID)
+}
+
+func (t *txn) CosignFailures(_ context.Context, agentID string, since time.Time) (int, error) {
+	var n int64
+	if err := t.queryRow(`SELECT COUNT(*) FROM cosign_sessions WHERE agent_id = ? AND failed = ? AND created_at >= ?`, agentID, true, micros(since)).Scan(&n); err != nil {
+		return 0, t.fail(err)
+	}
+	return int(n), nil
 }

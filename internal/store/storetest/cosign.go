@@ -128,4 +128,26 @@ func testCosign(t *testing.T, s spend.Store) {
 	}
 	expectErr(t, s, "claim again", spend.ErrConflict, claim("0xaa"))
 	mustTx(t, s, claim("0xbb"))
+
+	// Failed sessions are counted per agent from a time on.
+	expectErr(t, s, "fail an unclaimed session", spend.ErrNotFound, func(tx spend.Tx) error { return tx.CosignSessionFail(ctx, "0xcc") })
+	mustTx(t, s, func(tx spend.Tx) error {
+		if err := tx.CosignSessionClaim(ctx, &spend.CosignSession{SessionID: "0xdd", AgentID: a.ID, SpendID: "spd_2", Kind: "sign", CreatedAt: at.Add(time.Hour)}); err != nil {
+			return err
+		}
+		for _, sid := range []string{"0xaa", "0xdd"} {
+			if err := tx.CosignSessionFail(ctx, sid); err != nil {
+				return err
+			}
+		}
+		for since, want := range map[time.Time]int{at: 2, at.Add(time.Minute): 1, at.Add(2 * time.Hour): 0} {
+			if n, err := tx.CosignFailures(ctx, a.ID, since); err != nil || n != want {
+				return fmt.Errorf("failures since %s = %d, %v; want %d", since, n, err, want)
+			}
+		}
+		if n, err := tx.CosignFailures(ctx, plain.ID, at); err != nil || n != 0 {
+			return fmt.Errorf("another agent's failures = %d, %v", n, err)
+		}
+		return nil
+	})
 }

@@ -23,6 +23,9 @@ CREATE TABLE cosign_sessions (
   agent_id   TEXT NOT NULL REFERENCES agents(id),
   spend_id   TEXT NOT NULL,
   kind       TEXT NOT NULL,
-  created_at BIGINT NOT NULL
+  created_at BIGINT NOT NULL,
+  -- the server refused the agent's message: counted against the agent
+  failed     BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX cosign_sessions_spend ON cosign_sessions(spend_id);
+CREATE INDEX cosign_sessions_agent ON cosign_sessions(agent_id, created_at);
