@@ -823,3 +823,89 @@ func TestCosignAgentGone(t *testing.T) {
 	}
 	verifyChain(t, n)
 }
+
+// TestCosignOverhead measures, side by side in one run, what Purser adds
+// to a paid x402 request until the agent holds its payment header: for a
+// server-custody wallet one signed authorization request, for a co-signed
+// one the same plus the signing round trip (the agent's two steps, the
+// server's one, over loopback) and the finish. The seller's 402 and its
+// settlement on chain are the same for both and left out (on the dev chain
+// they are dominated by block timing). Run with PURSER_COSIGN_BENCH=N.
+func TestCosignOverhead(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("PURSER_COSIGN_BENCH"))
+	if runs <= 0 {
+		t.Skip("PURSER_COSIGN_BENCH is not set")
+	}
+	// Signed, unused authorizations stay open: at most 100 per agent
+	// (serve --max-open-spends), 3 of them the warm-up.
+	runs = min(runs, 95)
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	mandate := `{"per_tx_auto":"0.10","per_tx_max":"1","daily":"1000","rails":["x402"]}`
+	m.agentFor(t, n, "plainbench", mandate, 0)
+	keyAny, _ := m.keys.Load("plainbench")
+	plain := &cosigner{n: n, dom: n.domain(t), key: keyAny.(*ecdsa.PrivateKey)}
+	c := m.newCosigner(t, n, "cobench", mandate, 0)
+	chainID := devChainID(t, m)
+	resp, err := http.Get(m.sellerURL + "/item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pr, err := x402.ParsePaymentRequired(resp.Header, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := pr.Accepts[0]
+	rrb, _ := json.Marshal(api.X402Request{URL: m.sellerURL + "/item", Method: "GET", Version: offer.Version, Offer: offer.Raw, Resource: pr.Resource})
+	req := map[string]any{"rail": "x402", "payee": offer.PayTo, "amount": "0.01", "rail_request": json.RawMessage(rrb)}
+	header := func(raw []byte) {
+		var pay api.X402Payment
+		if json.Unmarshal(raw, &pay) != nil || pay.HeaderValue == "" {
+			t.Fatalf("no payment header: %s", raw)
+		}
+	}
+	server := func() {
+		sp, ans := plain.authorize(t, req)
+		if ans.status != 201 {
+			t.Fatalf("authorize: %s", ans)
+		}
+		header(sp.RailData)
+	}
+	cosigned := func() {
+		sp, ans := c.authorize(t, req)
+		if ans.status != 201 {
+			t.Fatalf("authorize: %s", ans)
+		}
+		fin, _ := c.cosignSpend(t, sp.SpendID, c.binding(t, sp, m.seller, big.NewInt(price), m.dev.Token(), chainID))
+		var done api.Spend
+		if fin.status != 200 || json.Unmarshal(fin.body, &done) != nil {
+			t.Fatalf("finish: %s", fin)
+		}
+		header(done.RailData)
+	}
+	for range 3 { // warm both paths
+		server()
+		cosigned()
+	}
+	var ds, dc []time.Duration
+	for range runs {
+		start := time.Now()
+		server()
+		ds = append(ds, time.Since(start))
+		start = time.Now()
+		cosigned()
+		dc = append(dc, time.Since(start))
+		for _, x := range []*cosigner{plain, c} {
+			x.mu.Lock()
+			x.answers = nil // keep memory flat
+			x.mu.Unlock()
+		}
+	}
+	slices.Sort(ds)
+	slices.Sort(dc)
+	q := func(d []time.Duration, f float64) time.Duration { return d[int(float64(len(d)-1)*f)].Round(100 * time.Microsecond) }
+	t.Logf("%d payments each, until the agent holds the payment header: server custody median %v (p90 %v), co-signed median %v (p90 %v): added %v at the median",
+		runs, q(ds, 0.5), q(ds, 0.9), q(dc, 0.5), q(dc, 0.9), q(dc, 0.5)-q(ds, 0.5))
+}
