@@ -905,7 +905,9 @@ func TestCosignOverhead(t *testing.T) {
 	}
 	slices.Sort(ds)
 	slices.Sort(dc)
-	q := func(d []time.Duration, f float64) time.Duration { return d[int(float64(len(d)-1)*f)].Round(100 * time.Microsecond) }
+	q := func(d []time.Duration, f float64) time.Duration {
+		return d[int(float64(len(d)-1)*f)].Round(100 * time.Microsecond)
+	}
 	t.Logf("%d payments each, until the agent holds the payment header: server custody median %v (p90 %v), co-signed median %v (p90 %v): added %v at the median",
 		runs, q(ds, 0.5), q(ds, 0.9), q(dc, 0.5), q(dc, 0.9), q(dc, 0.5)-q(ds, 0.5))
 }
