@@ -911,3 +911,61 @@ func TestCosignOverhead(t *testing.T) {
 	t.Logf("%d payments each, until the agent holds the payment header: server custody median %v (p90 %v), co-signed median %v (p90 %v): added %v at the median",
 		runs, q(ds, 0.5), q(ds, 0.9), q(dc, 0.5), q(dc, 0.9), q(dc, 0.5)-q(ds, 0.5))
 }
+
+// TestCosignRace: ten concurrent first messages for one spend (each a
+// fresh signed request): exactly one is answered with the server's part,
+// the others are refused cosign_session_used; and the answered one works.
+func TestCosignRace(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "racer", `{"per_tx_auto":"1","per_tx_max":"2","daily":"50","rails":["payout"]}`, 1_000_000)
+	sp, ans := c.authorize(t, payoutReq("0.30"))
+	if ans.status != 201 {
+		t.Fatalf("authorize: %s", ans)
+	}
+	b := c.binding(t, sp, common.HexToAddress(payee), big.NewInt(300_000), m.dev.Token(), devChainID(t, m))
+	signers := make([]*cosign.SignSession, 10)
+	answers := make([]answer, 10)
+	var wg sync.WaitGroup
+	for i := range signers {
+		s, err := cosign.NewAgentSigner(c.share, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers[i] = s
+		m1, _ := s.Start()
+		wg.Go(func() { answers[i] = c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign", m1, "application/octet-stream") })
+	}
+	wg.Wait()
+	won := -1
+	for i, a := range answers {
+		switch {
+		case a.status == 200 && won < 0:
+			won = i
+		case a.status == 409 && a.code == "cosign_session_used":
+		default:
+			t.Fatalf("answer %d: %s (first answered: %d)", i, a, won)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no first message was answered")
+	}
+	if _, err := signers[won].Handle(answers[won].body); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := signers[won].Signature()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := json.Marshal(api.CosignFinishRequest{Signature: "0x" + hex.EncodeToString(sig[:])})
+	var done api.Spend
+	if fin := c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign/finish", fb, ""); fin.status != 200 || json.Unmarshal(fin.body, &done) != nil || done.Status != "captured" {
+		t.Fatalf("finish: %s", fin)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 300_000 {
+		t.Fatalf("payee holds %s", got)
+	}
+	verifyChain(t, n)
+}
