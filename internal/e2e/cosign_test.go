@@ -969,3 +969,68 @@ func TestCosignRace(t *testing.T) {
 	}
 	verifyChain(t, n)
 }
+
+// TestCosignRestart: the server restarts between the authorization and the
+// co-signature: the unsigned authorization and the sealed share are
+// durable, so the same session runs after the restart and pays once; a
+// key generation cut by the restart is gone and starts over.
+func TestCosignRestart(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	dir := t.TempDir()
+	cfg := app.Config{DataDir: dir, Listen: "127.0.0.1:0", RPC: map[string]string{m.dev.Network(): m.dev.RPCURL()},
+		Assets: []money.Asset{m.asset}, DefaultNetwork: m.dev.Network()}
+	srv, err := app.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, "http://"+srv.Addr(), dir)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "survivor", `{"per_tx_auto":"1","per_tx_max":"2","daily":"50","rails":["payout"]}`, 1_000_000)
+	sp, ans := c.authorize(t, payoutReq("0.40"))
+	if ans.status != 201 || sp.Cosign == nil {
+		t.Fatalf("authorize: %s", ans)
+	}
+	// A second agent's key generation, cut after its first message.
+	key2 := newKey(t)
+	body, _ := json.Marshal(map[string]any{"name": "halfmade", "identity_address": agentauth.Address(key2).Hex(), "custody": "2of2"})
+	if a := send(t, "POST", n.url+"/v1/agents", body, bearer(n.token)); a.status != 201 {
+		t.Fatalf("create: %s", a)
+	}
+	kg, _ := cosign.NewKeygen(cosign.RoleAgent, cosign.KeygenSessionID("halfmade", []byte("nonce")))
+	km1, _ := kg.Start()
+	kb, _ := json.Marshal(api.KeygenRequest{Message: base64.StdEncoding.EncodeToString(km1)})
+	first := send(t, "POST", n.url+"/v1/agents/halfmade/cosign/keygen", kb, bearer(n.token))
+	var r api.KeygenResponse
+	if first.status != 200 || json.Unmarshal(first.body, &r) != nil || r.Done {
+		t.Fatalf("keygen m1: %s", first)
+	}
+	km2, _ := base64.StdEncoding.DecodeString(r.Message)
+	km3, err := kg.Handle(km2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err = app.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	n2 := newNode(t, "http://"+srv.Addr(), dir)
+	c.n = n2
+	kb, _ = json.Marshal(api.KeygenRequest{Message: base64.StdEncoding.EncodeToString(km3)})
+	if a := send(t, "POST", n2.url+"/v1/agents/halfmade/cosign/keygen", kb, bearer(n2.token)); a.code != "cosign_message_invalid" {
+		t.Fatalf("keygen m3 after a restart: %s; want cosign_message_invalid (start over)", a)
+	}
+	fin, _ := c.cosignSpend(t, sp.SpendID, c.binding(t, sp, common.HexToAddress(payee), big.NewInt(400_000), m.dev.Token(), devChainID(t, m)))
+	var done api.Spend
+	if fin.status != 200 || json.Unmarshal(fin.body, &done) != nil || done.Status != "captured" {
+		t.Fatalf("co-signing after a restart: %s", fin)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 400_000 {
+		t.Fatalf("payee holds %s", got)
+	}
+	verifyChain(t, n2)
+}
