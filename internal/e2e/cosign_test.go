@@ -936,7 +936,9 @@ func TestCosignRace(t *testing.T) {
 		}
 		signers[i] = s
 		m1, _ := s.Start()
-		wg.Go(func() { answers[i] = c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign", m1, "application/octet-stream") })
+		wg.Go(func() {
+			answers[i] = c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign", m1, "application/octet-stream")
+		})
 	}
 	wg.Wait()
 	won := -1
