@@ -193,6 +193,17 @@ type Config struct {
 	// RequestRate bounds every agent's requests before anything is
 	// written (Admit); zero disables it.
 	RequestRate RequestRate
+	// Sealer seals the server's shares of co-signed (2of2) keys; without
+	// it no co-signed key can be made.
+	Sealer Sealer
+	// Cosign is the co-signing cryptography (internal/cosignsrv).
+	Cosign CosignEngine
+	// CosignMaxFailures freezes an agent once this many of its signing
+	// sessions failed within CosignFailureWindow. 0: 3; negative: never.
+	CosignMaxFailures int
+	// CosignNetworks are the networks a co-signed agent gets a wallet on
+	// (the EVM networks the wallet provider serves).
+	CosignNetworks []string
 }
 
 // Service is the spend pipeline and the agent and mandate administration
@@ -206,6 +217,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	mandates map[string]*mandate.Mandate // agentID/version → decoded; versions are immutable
+	cosign   cosignState                 // key generations in progress
 
 	gate gate // per-agent request rates and aggregated refusals
 }
@@ -245,6 +257,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxOpenSigned == 0 {
 		cfg.MaxOpenSigned = 100
+	}
+	if cfg.CosignMaxFailures == 0 {
+		cfg.CosignMaxFailures = 3
 	}
 	s := &Service{
 		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger,

@@ -508,13 +508,17 @@ var transitions = map[string]struct {
 	"spend.approve":          {[]spend.Status{spend.StatusPendingApproval}, spend.StatusAuthorized},
 	// spend.cancel: a freeze (or a mandate that now refuses it) ends what
 	// was decided but never signed; its details say which status it took.
-	"spend.cancel":  {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, spend.StatusDenied},
-	"spend.expire":  {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, spend.StatusExpired},
-	"spend.sign":    {[]spend.Status{spend.StatusAuthorized}, spend.StatusAuthorized},
-	"spend.unknown": {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown},
-	"spend.execute": {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown}, // a rail that does not sign first is about to move money
-	"spend.capture": {[]spend.Status{spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusCaptured},
-	"spend.release": {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusReleased},
+	"spend.cancel": {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, spend.StatusDenied},
+	"spend.expire": {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized}, spend.StatusExpired},
+	"spend.sign":   {[]spend.Status{spend.StatusAuthorized}, spend.StatusAuthorized},
+	// A co-signed wallet's spend: its unsigned instrument recorded, then
+	// (after spend.sign) the agent's finished signature.
+	"spend.cosign_prepare": {[]spend.Status{spend.StatusAuthorized}, spend.StatusAuthorized},
+	"spend.cosign_finish":  {[]spend.Status{spend.StatusAuthorized}, spend.StatusAuthorized},
+	"spend.unknown":        {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown},
+	"spend.execute":        {[]spend.Status{spend.StatusAuthorized}, spend.StatusUnknown}, // a rail that does not sign first is about to move money
+	"spend.capture":        {[]spend.Status{spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusCaptured},
+	"spend.release":        {[]spend.Status{spend.StatusPendingApproval, spend.StatusAuthorized, spend.StatusUnknown}, spend.StatusReleased},
 	// spend.deny: an agent's refused request, or an owner's denial of a
 	// pending spend (handled below).
 }
