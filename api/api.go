@@ -71,14 +71,16 @@ type Wallet struct {
 
 // Agent is an agent as the owner sees it.
 type Agent struct {
-	ID              string    `json:"id"`
-	Name            string    `json:"name"`
-	Status          string    `json:"status"`
-	IdentityAddress string    `json:"identity_address"`
-	Wallets         []Wallet  `json:"wallets"`
-	MandateVersion  int64     `json:"mandate_version"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	ID              string `json:"id"`
+	Name            string `json:"name"`
+	Status          string `json:"status"`
+	IdentityAddress string `json:"identity_address"`
+	// Custody is CustodyServer or Custody2of2.
+	Custody        string    `json:"custody"`
+	Wallets        []Wallet  `json:"wallets"`
+	MandateVersion int64     `json:"mandate_version"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 
 	Raw json.RawMessage `json:"-"`
 }
@@ -93,6 +95,12 @@ type CreateAgentRequest struct {
 	Name            string          `json:"name"`
 	IdentityAddress string          `json:"identity_address"`
 	Mandate         json.RawMessage `json:"mandate,omitempty"`
+	// Custody is who holds the wallet key: CustodyServer (default) or
+	// Custody2of2 (a co-signed key, made by POST .../cosign/keygen).
+	Custody string `json:"custody,omitempty"`
+	// Recovery is the agent share encrypted to the owner's recovery key
+	// (2of2 only; opaque to the server).
+	Recovery *RecoveryBlob `json:"recovery,omitempty"`
 }
 
 // RotateKeyRequest is the body of POST /v1/agents/{ref}/rotate-key.
@@ -168,10 +176,13 @@ type Spend struct {
 	// header; never a payout's authorization).
 	RailRequest json.RawMessage `json:"rail_request,omitempty"`
 	RailData    json.RawMessage `json:"rail_data,omitempty"`
-	DryRun      bool            `json:"dry_run,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	ExpiresAt   *time.Time      `json:"expires_at"`
+	// Cosign is, for a co-signed wallet's authorized spend that is not
+	// signed yet, what the agent co-signs (see api/cosign.go).
+	Cosign    *CosignSigning `json:"cosign,omitempty"`
+	DryRun    bool           `json:"dry_run,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	ExpiresAt *time.Time     `json:"expires_at"`
 	// Replayed is true when an idempotency key returned an earlier spend.
 	Replayed bool `json:"replayed"`
 
