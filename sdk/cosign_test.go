@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/cosign"
 	"github.com/purserhq/purser/internal/evm"
+	"github.com/purserhq/purser/x402"
 )
 
 // cosignShares runs a key generation between the two sides in process.
@@ -174,6 +177,7 @@ type cosignServer struct {
 	cosigns  atomic.Int32
 	releases atomic.Int32
 	brokenM2 bool
+	x402     bool
 
 	mu     sync.Mutex
 	digest map[string][32]byte
@@ -193,6 +197,9 @@ func (s *cosignServer) handle(w http.ResponseWriter, r *http.Request, body []byt
 	case r.URL.Path == "/v1/agent/spends" && r.Method == http.MethodPost:
 		var req AuthorizeRequest
 		json.Unmarshal(body, &req)
+		if req.IdempotencyKey == "" || strings.HasPrefix(req.IdempotencyKey, "sdk-") {
+			req.IdempotencyKey = "x"
+		}
 		id := "spd_" + req.IdempotencyKey
 		c := signingFor(s.share.Address(), s.payee, s.value, s.share.PublicKey(), s.agentID, id)
 		var d [32]byte
@@ -254,7 +261,14 @@ func (s *cosignServer) handle(w http.ResponseWriter, r *http.Request, body []byt
 		s.mu.Lock()
 		s.sig[id] = sig
 		s.mu.Unlock()
+		if s.x402 {
+			rd, _ := json.Marshal(api.X402Payment{Header: x402.HeaderPaymentSignature, HeaderValue: "paid-" + hex.EncodeToString(sig[:8])})
+			json.NewEncoder(w).Encode(Spend{SpendID: id, AgentID: s.agentID, Status: api.StatusAuthorized, Rail: api.RailX402, RailData: rd})
+			return
+		}
 		json.NewEncoder(w).Encode(Spend{SpendID: id, AgentID: s.agentID, Status: api.StatusCaptured, Rail: api.RailPayout, RailRef: "0xtx"})
+	case strings.HasSuffix(r.URL.Path, "/settlement"):
+		json.NewEncoder(w).Encode(Spend{SpendID: strings.Split(r.URL.Path, "/")[4], Status: api.StatusCaptured, Rail: api.RailX402})
 	case strings.HasSuffix(r.URL.Path, "/release"):
 		s.releases.Add(1)
 		json.NewEncoder(w).Encode(Spend{SpendID: strings.Split(r.URL.Path, "/")[4], Status: api.StatusReleased})
@@ -407,5 +421,76 @@ func TestLoadKeyFileShare(t *testing.T) {
 	agentauth.WriteKeyFileShare(bad, key, raw)
 	if _, err := LoadKeyFile(bad); err == nil || strings.Contains(err.Error(), base64.StdEncoding.EncodeToString(raw)[40:80]) {
 		t.Fatalf("broken share: %v", err)
+	}
+}
+
+// x402Seller answers 402 with one v2 offer of 0.01 USDC to testPayee, and
+// serves the paid retry.
+func x402Seller(t *testing.T, paid *atomic.Int32) string {
+	t.Helper()
+	offer := `{"scheme":"exact","network":"` + testNetwork + `","amount":"10000","asset":"` + testToken + `","payTo":"` + testPayee +
+		`","maxTimeoutSeconds":60,"extra":{"name":"USDC","version":"2"}}`
+	req, err := x402.ParseRequirements(2, json.RawMessage(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv, err := x402.EncodePaymentRequired(&x402.PaymentRequired{Version: 2, Resource: json.RawMessage(`{"url":"http://seller/data"}`), Accepts: []x402.Requirements{*req}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get(x402.HeaderPaymentSignature); strings.HasPrefix(v, "paid-") {
+			paid.Add(1)
+			st, _ := x402.EncodeSettleResponse(&x402.SettleResponse{Success: true, Transaction: "0x" + strings.Repeat("ab", 32), Network: testNetwork})
+			w.Header().Set(x402.HeaderPaymentResponse, st)
+			io.WriteString(w, "the data")
+			return
+		}
+		w.Header().Set(x402.HeaderPaymentRequired, hv)
+		w.WriteHeader(http.StatusPaymentRequired)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestCosignX402: Fetch and Transport pay an x402 seller from a 2of2
+// wallet: the authorization is checked against the seller's offer (not
+// what Purser echoes), co-signed, and the paid retry carries the payment.
+// A Purser that builds an authorization above the offer gets no signature.
+func TestCosignX402(t *testing.T) {
+	t.Parallel()
+	agentShare, serverShare := cosignShares(t)
+	var paid atomic.Int32
+	seller := x402Seller(t, &paid)
+	s := &cosignServer{t: t, share: serverShare, agentID: "agt_1", payee: testPayee, value: 10000, x402: true,
+		digest: map[string][32]byte{}, sig: map[string][]byte{}}
+	a := newCosignAgent(t, s, agentShare)
+	ctx := context.Background()
+	res, err := a.Fetch(ctx, FetchRequest{URL: seller + "/data", IdempotencyKey: "f1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != Paid || string(res.Body) != "the data" || paid.Load() != 1 || s.cosigns.Load() != 1 {
+		t.Fatalf("fetch: %s %q, %d paid, %d sessions", res.Outcome, res.Body, paid.Load(), s.cosigns.Load())
+	}
+	hc := &http.Client{Transport: Transport(a, nil, nil)}
+	req, _ := http.NewRequestWithContext(WithIdempotencyKey(ctx, "t1"), http.MethodGet, seller+"/data", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || paid.Load() != 2 || s.cosigns.Load() != 2 {
+		t.Fatalf("transport: %d, %d paid, %d sessions", resp.StatusCode, paid.Load(), s.cosigns.Load())
+	}
+
+	hostile := &cosignServer{t: t, share: serverShare, agentID: "agt_1", payee: testPayee, value: 10001, x402: true,
+		digest: map[string][32]byte{}, sig: map[string][]byte{}}
+	b := newCosignAgent(t, hostile, agentShare)
+	if _, err := b.Fetch(ctx, FetchRequest{URL: seller + "/data"}); !IsCode(err, CodeCosignMismatch) || hostile.cosigns.Load() != 0 {
+		t.Fatalf("above the offer: %v, %d sessions", err, hostile.cosigns.Load())
+	}
+	if paid.Load() != 2 {
+		t.Fatal("the seller was paid without a co-signed authorization")
 	}
 }
