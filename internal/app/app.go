@@ -331,6 +331,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var svc *spend.Service
 	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
+		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) { return svc.CosignAddress(ctx, agentID) },
 		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
 	payout := &rails.Payout{Common: common}
@@ -346,7 +347,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout, vault},
-		MaxOpenSigned: cfg.MaxOpenSpends,
+		MaxOpenSigned: cfg.MaxOpenSpends, Sealer: ks, CosignNetworks: networks,
 		RequestRate:   requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
 	if err != nil {

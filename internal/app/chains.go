@@ -157,6 +157,11 @@ func agentWallets(svc func() *spend.Service, ks *keystore.Keystore) rails.Wallet
 		if err != nil {
 			return nil, err
 		}
+		if a.Custody != spend.CustodyServer {
+			// A co-signed wallet has no server-held key; deriving one
+			// would hand out an address nobody funds, or worse.
+			return nil, fmt.Errorf("app: agent %s has a %s wallet: the server holds no key for it", a.ID, a.Custody)
+		}
 		return ks.Wallet(a.WalletIndex)
 	}
 }

@@ -32,6 +32,10 @@ type Common struct {
 	Wallet   WalletFunc
 	NonceKey []byte // secret; derives each spend's authorization nonce
 	Chains   Chains
+	// Cosigned reports whether an agent's wallet is co-signed (2of2) and
+	// its address. Such a wallet has no server-held key: the rails build
+	// its authorizations unsigned (spend.CosignPending). Nil: none is.
+	Cosigned func(ctx context.Context, agentID string) (address string, ok bool, err error)
 	// Relayers pay gas on each network: payouts, and cancellations of
 	// unused authorizations. A network without one can do neither.
 	Relayers map[string]*evm.Relayer
@@ -126,25 +130,56 @@ func (c *Common) sign(ctx context.Context, sp *spend.Spend, purpose, to string, 
 	if err != nil {
 		return nil, err
 	}
-	w, err := c.Wallet(ctx, sp.AgentID)
+	from, cosigned, err := c.cosigned(ctx, sp.AgentID)
 	if err != nil {
 		return nil, err
 	}
+	var w evm.HashSigner
+	if !cosigned {
+		if w, err = c.Wallet(ctx, sp.AgentID); err != nil {
+			return nil, err
+		}
+		from = w.Address()
+	}
 	a := evm.Authorization{
-		From: common.HexToAddress(w.Address()), To: common.HexToAddress(to), Value: new(big.Int).Set(sp.Amount),
+		From: common.HexToAddress(from), To: common.HexToAddress(to), Value: new(big.Int).Set(sp.Amount),
 		ValidAfter: new(big.Int), ValidBefore: big.NewInt(validBefore.Unix()), Nonce: c.nonce(purpose, sp.ID),
+	}
+	rec := &authRecord{
+		Token: common.HexToAddress(asset.Address).Hex(), From: a.From.Hex(), To: a.To.Hex(), Value: a.Value.String(),
+		ValidAfter: 0, ValidBefore: validBefore.Unix(), Nonce: "0x" + hex.EncodeToString(a.Nonce[:]), SignedAt: c.now().Unix(),
+	}
+	if cosigned {
+		return rec, nil // unsigned: the agent and the server sign it together
 	}
 	ds := evm.DomainSeparator(asset.EIP712Name, asset.EIP712Version, chainID, common.HexToAddress(asset.Address))
 	sig, err := w.SignHash(a.Digest(ds))
 	if err != nil {
 		return nil, err
 	}
-	rec := &authRecord{
-		Token: common.HexToAddress(asset.Address).Hex(), From: a.From.Hex(), To: a.To.Hex(), Value: a.Value.String(),
-		ValidAfter: 0, ValidBefore: validBefore.Unix(), Nonce: "0x" + hex.EncodeToString(a.Nonce[:]),
-		Signature: "0x" + hex.EncodeToString(sig), SignedAt: c.now().Unix(),
-	}
+	rec.Signature = "0x" + hex.EncodeToString(sig)
 	return rec, nil
+}
+
+// cosigned reports whether the agent's wallet is co-signed, and its address.
+func (c *Common) cosigned(ctx context.Context, agentID string) (string, bool, error) {
+	if c.Cosigned == nil {
+		return "", false, nil
+	}
+	return c.Cosigned(ctx, agentID)
+}
+
+// walletAddress is the agent's wallet address, whoever holds its key.
+func (c *Common) walletAddress(ctx context.Context, agentID string) (string, error) {
+	addr, ok, err := c.cosigned(ctx, agentID)
+	if err != nil || ok {
+		return addr, err
+	}
+	w, err := c.Wallet(ctx, agentID)
+	if err != nil {
+		return "", err
+	}
+	return w.Address(), nil
 }
 
 // searchFrom is the first block that can hold the settlement of rec:

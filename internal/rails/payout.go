@@ -69,6 +69,16 @@ func (p *Payout) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMes
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
+	if rec.Signature == "" {
+		// A co-signed wallet: nothing to simulate without a signature; the
+		// balance was checked, and a transfer the token refuses is
+		// cancelled after it is relayed (abandon), as for any payout.
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return "", nil, time.Time{}, err
+		}
+		return "", nil, time.Time{}, &spend.CosignPending{Ref: rec.Nonce, Data: data}
+	}
 	// Run the transfer as the relayer would, before anyone can see the
 	// signature: a token that refuses it (a paused token, a blocked payee,
 	// a balance that moved) refuses the payout, and this signature, never
@@ -102,11 +112,11 @@ func (p *Payout) payable(ctx context.Context, sp *spend.Spend) error {
 	if err != nil {
 		return err
 	}
-	w, err := p.Wallet(ctx, sp.AgentID)
+	from, err := p.walletAddress(ctx, sp.AgentID)
 	if err != nil {
 		return err
 	}
-	bal, err := ch.BalanceOf(ctx, common.HexToAddress(asset.Address), common.HexToAddress(w.Address()))
+	bal, err := ch.BalanceOf(ctx, common.HexToAddress(asset.Address), common.HexToAddress(from))
 	if err != nil {
 		return err
 	}
@@ -162,6 +172,12 @@ func (p *Payout) submit(ctx context.Context, sp *spend.Spend, rec *authRecord) (
 	// Already used (a previous attempt landed)? Then there is nothing to send.
 	if res, err := p.checkChain(ctx, sp, rec); err == nil && res.Outcome != spend.OutcomePending {
 		return res, nil
+	}
+	if rec.Signature == "" {
+		// Co-signed and not finished: only the agent holds the signature,
+		// which it may still use; the chain decides (pending until
+		// validBefore, then failed and released).
+		return p.checkChain(ctx, sp, rec)
 	}
 	a, err := rec.authorization()
 	if err != nil {
@@ -247,4 +263,18 @@ func (p *Payout) Reconcile(ctx context.Context, sp *spend.Spend) (spend.ExecResu
 		return res, err
 	}
 	return p.submit(ctx, sp, rec)
+}
+
+// CosignPlan implements spend.Cosigner.
+func (p *Payout) CosignPlan(sp *spend.Spend) (*spend.CosignPlan, error) { return p.cosignPlan(sp) }
+
+// CosignComplete implements spend.Cosigner: the signed record Execute
+// relays.
+func (p *Payout) CosignComplete(sp *spend.Spend, sig []byte) (json.RawMessage, error) {
+	rec, err := loadRecord(sp)
+	if err != nil {
+		return nil, err
+	}
+	rec.Signature = "0x" + hex.EncodeToString(sig)
+	return json.Marshal(rec)
 }

@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,9 +187,25 @@ func (r *X402) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMessa
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
-	a, err := rec.authorization()
+	if rec.Signature == "" { // a co-signed wallet
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return "", nil, time.Time{}, err
+		}
+		return "", nil, time.Time{}, &spend.CosignPending{Ref: rec.Nonce, Data: data}
+	}
+	data, err := r.withPayment(xr, offer, rec)
 	if err != nil {
 		return "", nil, time.Time{}, err
+	}
+	return rec.Nonce, data, validBefore, nil
+}
+
+// withPayment adds the payment header to a signed record and encodes it.
+func (r *X402) withPayment(xr *X402Request, offer *x402.Requirements, rec *authRecord) (json.RawMessage, error) {
+	a, err := rec.authorization()
+	if err != nil {
+		return nil, err
 	}
 	payload, err := x402.NewPaymentPayload(offer, xr.Resource, x402.ExactPayload{
 		Signature: rec.Signature,
@@ -196,16 +213,30 @@ func (r *X402) Sign(ctx context.Context, sp *spend.Spend) (string, json.RawMessa
 			ValidBefore: a.ValidBefore, Nonce: a.Nonce},
 	})
 	if err != nil {
-		return "", nil, time.Time{}, err
+		return nil, err
 	}
 	if rec.Header, rec.HeaderValue, err = payload.HeaderValue(); err != nil {
-		return "", nil, time.Time{}, err
+		return nil, err
 	}
-	data, err := json.Marshal(rec)
+	return json.Marshal(rec)
+}
+
+// CosignPlan implements spend.Cosigner.
+func (r *X402) CosignPlan(sp *spend.Spend) (*spend.CosignPlan, error) { return r.cosignPlan(sp) }
+
+// CosignComplete implements spend.Cosigner: the signed record with its
+// payment header, as Sign makes it for a server-held key.
+func (r *X402) CosignComplete(sp *spend.Spend, sig []byte) (json.RawMessage, error) {
+	xr, offer, _, err := r.offer(sp.RailRequest)
 	if err != nil {
-		return "", nil, time.Time{}, err
+		return nil, err
 	}
-	return rec.Nonce, data, validBefore, nil
+	rec, err := loadRecord(sp)
+	if err != nil {
+		return nil, err
+	}
+	rec.Signature = "0x" + hex.EncodeToString(sig)
+	return r.withPayment(xr, offer, rec)
 }
 
 // Reconcile asks the chain what became of the authorization. Without a

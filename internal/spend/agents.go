@@ -23,6 +23,12 @@ type CreateAgentRequest struct {
 	Name            string
 	IdentityAddress string
 	Mandate         json.RawMessage // optional initial mandate (strict JSON)
+	// Custody: CustodyServer ("" too) or Custody2of2 (no wallet until its
+	// key generation, POST /v1/agents/{ref}/cosign/keygen).
+	Custody string
+	// RecoveryPublicKey and RecoveryCiphertext (2of2 only, optional): the
+	// agent share encrypted to the owner's recovery key, opaque here.
+	RecoveryPublicKey, RecoveryCiphertext string
 }
 
 // CreateAgent registers an agent, derives its wallet and, when given, sets
@@ -33,6 +39,24 @@ func (s *Service) CreateAgent(ctx context.Context, r CreateAgentRequest) (*Agent
 	}
 	if !addressRE.MatchString(r.IdentityAddress) {
 		return nil, Errorf(CodeInvalidRequest, "identity_address must be a 0x-prefixed 20-byte hex address")
+	}
+	switch r.Custody {
+	case "", CustodyServer:
+		r.Custody = CustodyServer
+		if r.RecoveryPublicKey != "" || r.RecoveryCiphertext != "" {
+			return nil, Errorf(CodeInvalidRequest, "recovery is for a co-signed (2of2) agent").WithDetails(map[string]any{"field": "recovery"})
+		}
+	case Custody2of2:
+		if s.cfg.Sealer == nil {
+			return nil, Errorf(CodeCosignNotReady, "this server has no keystore to seal co-signing shares with")
+		}
+		if r.RecoveryPublicKey != "" || r.RecoveryCiphertext != "" {
+			if err := checkRecovery(r.RecoveryPublicKey, r.RecoveryCiphertext); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, Errorf(CodeInvalidRequest, "custody must be %q or %q", CustodyServer, Custody2of2).WithDetails(map[string]any{"field": "custody"})
 	}
 	var m *mandate.Mandate
 	if len(r.Mandate) > 0 && string(r.Mandate) != "null" {
@@ -62,11 +86,15 @@ func (s *Service) CreateAgent(ctx context.Context, r CreateAgentRequest) (*Agent
 		if maxIdx+1 >= 1<<31 {
 			return Errorf(CodeInvalidRequest, "wallet index space exhausted")
 		}
-		a := &Agent{ID: newID("agt"), Name: r.Name, Status: AgentActive, IdentityAddress: addr,
+		a := &Agent{ID: newID("agt"), Name: r.Name, Status: AgentActive, IdentityAddress: addr, Custody: r.Custody,
 			WalletIndex: uint32(maxIdx + 1), CreatedAt: now, UpdatedAt: now}
-		wallets, err := s.cfg.Wallets.Wallets(a.WalletIndex)
-		if err != nil {
-			return err
+		var wallets []Wallet
+		if a.Custody == CustodyServer {
+			// A co-signed agent's index is reserved but never derived:
+			// its wallet comes from its key generation.
+			if wallets, err = s.cfg.Wallets.Wallets(a.WalletIndex); err != nil {
+				return err
+			}
 		}
 		var body json.RawMessage
 		if m != nil {
@@ -81,6 +109,12 @@ func (s *Service) CreateAgent(ctx context.Context, r CreateAgentRequest) (*Agent
 		if err := tx.AgentKeyAdd(ctx, &AgentKey{Address: addr, AgentID: a.ID, CreatedAt: now}); err != nil {
 			return err
 		}
+		if a.Custody == Custody2of2 {
+			if err := tx.CosignKeyCreate(ctx, &CosignKey{AgentID: a.ID, RecoveryPublicKey: r.RecoveryPublicKey,
+				RecoveryCiphertext: r.RecoveryCiphertext, CreatedAt: now, UpdatedAt: now}); err != nil {
+				return err
+			}
+		}
 		for i := range wallets {
 			wallets[i].AgentID = a.ID
 			if err := tx.WalletAdd(ctx, &wallets[i]); err != nil {
@@ -94,7 +128,10 @@ func (s *Service) CreateAgent(ctx context.Context, r CreateAgentRequest) (*Agent
 		}
 		a.Wallets = wallets
 		details := map[string]any{"agent_id": a.ID, "name": a.Name, "identity_address": addr,
-			"wallets": walletDetails(wallets), "mandate_version": a.MandateVersion}
+			"wallets": walletDetails(wallets), "mandate_version": a.MandateVersion, "custody": a.Custody}
+		if r.RecoveryCiphertext != "" {
+			details["recovery_public_key"] = r.RecoveryPublicKey
+		}
 		if m != nil {
 			details["mandate"] = body
 		}

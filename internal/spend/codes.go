@@ -98,6 +98,11 @@ var ErrorCodes = []ErrorCode{
 	{"passkey_refused", 403, "the passkey is unknown or revoked, its owner is revoked, or its signature counter went back (a cloned authenticator)"},
 	{"approval_mismatch", 409, "the passkey assertion commits to another spend, or the spend changed since its challenge was made"},
 	{"owner_not_found", 404, "no such owner or passkey"},
+	{"cosign_not_ready", 409, "the agent's wallet is co-signed (`2of2`) and its key generation has not finished, or the spend has no authorization awaiting a co-signature"},
+	{"cosign_session_used", 409, "the spend's co-signing session was run already (a second session for a spend is never run, even if the first failed)"},
+	{"cosign_message_invalid", 400, "a co-signing protocol message was refused (malformed, another session, out of order, tampered); nothing was answered"},
+	{"cosign_signature_invalid", 400, "the co-signed signature does not recover to the wallet over the spend's digest, or its s is high or v not 27/28"},
+	{"cosign_custody_mismatch", 409, "a co-signing request for an agent whose wallet is server-held, or a server-custody request (key generation) for one that is co-signed or has its key already"},
 	{"internal", 500, "anything else; details are logged server-side only"},
 
 	// Reported by the CLI, the configuration or an offline check, never

@@ -46,6 +46,12 @@ const (
 	CodeUnavailable         = "unavailable"
 	CodeRailFailed          = "rail_failed" // the rail could not sign or execute; the hold stays until it expires
 	CodeChainUnavailable    = "chain_unavailable"
+	// Co-signed (2of2) wallets.
+	CodeCosignNotReady         = "cosign_not_ready"
+	CodeCosignSessionUsed      = "cosign_session_used"
+	CodeCosignMessageInvalid   = "cosign_message_invalid"
+	CodeCosignSignatureInvalid = "cosign_signature_invalid"
+	CodeCosignCustodyMismatch  = "cosign_custody_mismatch"
 )
 
 // ErrNotFound is returned by Store methods when a row does not exist.

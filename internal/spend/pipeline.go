@@ -323,6 +323,9 @@ func (s *Service) decide(ctx context.Context, tx Tx, a *Agent, c Caller, p *prep
 		out.DryRun, out.unstored = p.req.DryRun, !p.req.DryRun
 		return nil
 	default:
+		if err := s.checkCosignReady(ctx, tx, a, p.req.Rail); err != nil {
+			return err
+		}
 		u := mandate.Usage{}
 		if m != nil && m.Bounded() {
 			var err error
@@ -661,7 +664,7 @@ func (s *Service) AgentGetSpend(ctx context.Context, c Caller, id string) (*Spen
 	if err != nil {
 		return nil, err
 	}
-	return sp, nil
+	return s.withCosign(ctx, sp)
 }
 
 // Confirm executes an authorized (for example, approved) spend on its
@@ -711,6 +714,9 @@ func (s *Service) advance(ctx context.Context, sp *Spend) (*Spend, error) {
 		var err error
 		if sp, err = s.sign(ctx, sp, sg); err != nil || sp.Status != StatusAuthorized {
 			return sp, err
+		}
+		if sp.RailRef == "" { // a co-signed instrument awaits the agent
+			return s.withCosign(ctx, sp)
 		}
 	}
 	if _, ok := rail.(Executor); ok {
@@ -784,6 +790,10 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 	if errors.As(err, &refusal) {
 		return s.releaseUnsigned(context.WithoutCancel(ctx), sp.ID, refusal.Reasons)
 	}
+	var pending *CosignPending
+	if errors.As(err, &pending) {
+		return s.recordCosignPending(ctx, sp, pending)
+	}
 	if err != nil {
 		var coded *Error
 		if errors.As(err, &coded) {
@@ -825,6 +835,45 @@ func (s *Service) sign(ctx context.Context, sp *Spend, sg Signer) (*Spend, error
 		}
 		return appendAudit(ctx, tx, now, SystemActor, "spend.sign", "spend:"+cur.ID, map[string]any{
 			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "rail_ref": ref, "valid_until": cur.ExpiresAt.Unix()})
+	})
+	if err == nil && refused != nil {
+		return nil, refused
+	}
+	return out, err
+}
+
+// recordCosignPending records the unsigned instrument of a co-signed
+// wallet's spend (RailData; RailRef stays empty: nothing is signed) after
+// the same checks as a signature, so that the agent and the server co-sign
+// exactly it. The first recorded instrument wins: a replay or a confirm
+// finds it and shows the same one.
+func (s *Service) recordCosignPending(ctx context.Context, sp *Spend, p *CosignPending) (*Spend, error) {
+	var out *Spend
+	var refused error
+	err := s.inTx(context.WithoutCancel(ctx), func(tx Tx) error {
+		refused = nil
+		now := s.now()
+		a, err := tx.AgentLock(ctx, sp.AgentID)
+		if err != nil {
+			return err
+		}
+		cur, err := tx.SpendGet(ctx, sp.ID)
+		if err != nil {
+			return err
+		}
+		out = cur
+		if cur.Status != StatusAuthorized || cur.RailRef != "" || len(cur.RailData) > 0 {
+			return nil
+		}
+		if refused, err = s.lastCheck(ctx, tx, a, cur, now); err != nil || refused != nil {
+			return err
+		}
+		cur.RailData, cur.UpdatedAt = p.Data, now
+		if err := tx.SpendUpdate(ctx, cur); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, now, SystemActor, "spend.cosign_prepare", "spend:"+cur.ID, map[string]any{
+			"spend_id": cur.ID, "agent_id": cur.AgentID, "rail": cur.Rail, "nonce": p.Ref})
 	})
 	if err == nil && refused != nil {
 		return nil, refused

@@ -193,6 +193,12 @@ type Config struct {
 	// RequestRate bounds every agent's requests before anything is
 	// written (Admit); zero disables it.
 	RequestRate RequestRate
+	// Sealer seals the server's shares of co-signed (2of2) keys; without
+	// it no co-signed key can be made.
+	Sealer Sealer
+	// CosignNetworks are the networks a co-signed agent gets a wallet on
+	// (the EVM networks the wallet provider serves).
+	CosignNetworks []string
 }
 
 // Service is the spend pipeline and the agent and mandate administration
@@ -206,6 +212,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	mandates map[string]*mandate.Mandate // agentID/version → decoded; versions are immutable
+	cosign   cosignState                 // key generations in progress
 
 	gate gate // per-agent request rates and aggregated refusals
 }

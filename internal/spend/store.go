@@ -50,8 +50,9 @@ type Store interface {
 // Tx is a store transaction. Methods return ErrNotFound when a row does
 // not exist.
 type Tx interface {
-	OwnerTx // ownerstore.go
-	VaultTx // vault.go
+	OwnerTx  // ownerstore.go
+	VaultTx  // vault.go
+	CosignTx // cosign.go
 
 	AgentCreate(ctx context.Context, a *Agent) error
 	// AgentGet finds an agent by id or by name.

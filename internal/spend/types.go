@@ -21,7 +21,8 @@ type Agent struct {
 	Name            string
 	Status          AgentStatus
 	IdentityAddress string // the active identity key's address (EIP-55)
-	WalletIndex     uint32 // BIP-32 index of the agent's server-held wallet
+	WalletIndex     uint32 // BIP-32 index of the agent's server-held wallet (never derived for a 2of2 agent)
+	Custody         string // CustodyServer or Custody2of2
 	MandateVersion  int64  // 0: no mandate yet
 	RateWindowStart int64  // unix seconds of the current rate window
 	RateCount       int    // authorizations counted in that window
@@ -43,7 +44,7 @@ type Wallet struct {
 	AgentID string
 	Network string // CAIP-2
 	Address string
-	Custody string // "keystore": server-held, HD-derived
+	Custody string // "keystore": server-held, HD-derived; WalletCustodyCosign: co-signed
 	Path    string // BIP-32 path
 }
 
@@ -107,6 +108,9 @@ type Spend struct {
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	ExpiresAt      time.Time // when a holding spend expires; zero for terminal ones
+	// Cosign is not stored: set on answers to the agent of a co-signed
+	// wallet while the spend awaits its co-signature.
+	Cosign *CosignSigning
 }
 
 // Held returns the micro-USD amount this spend currently holds.

@@ -55,8 +55,8 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if v, err := s2.SchemaVersion(ctx); err != nil || v != 7 {
-		t.Fatalf("schema version %d, %v; want 7", v, err)
+	if v, err := s2.SchemaVersion(ctx); err != nil || v != 8 {
+		t.Fatalf("schema version %d, %v; want 8", v, err)
 	}
 	err = s2.Read(ctx, func(tx spend.Tx) error {
 		_, err := tx.AgentGet(ctx, "keep")

@@ -53,8 +53,8 @@ func TestUpgradeTo0005(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 7 {
-		t.Fatalf("schema version %d, %v; want 7", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 8 {
+		t.Fatalf("schema version %d, %v; want 8", v, err)
 	}
 	err = s.InTx(ctx, func(tx spend.Tx) error {
 		sp, err := tx.SpendGet(ctx, "spd_1")

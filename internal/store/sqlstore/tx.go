@@ -166,7 +166,7 @@ func fromMicros(v int64) time.Time {
 	return time.UnixMicro(v).UTC()
 }
 
-const agentCols = "a.id, a.name, a.status, a.identity_address, a.wallet_index, a.mandate_version, a.rate_window_start, a.rate_count, a.created_at, a.updated_at"
+const agentCols = "a.id, a.name, a.status, a.identity_address, a.wallet_index, a.mandate_version, a.rate_window_start, a.rate_count, a.created_at, a.updated_at, a.custody"
 
 // Scanner is a row being read: a *sql.Rows, or a row of a pipeline.
 type Scanner interface{ Scan(dest ...any) error }
@@ -175,7 +175,7 @@ func scanAgent(sc Scanner, extra ...any) (*spend.Agent, error) {
 	var a spend.Agent
 	var status string
 	var idx, rc, created, updated int64
-	dest := append([]any{&a.ID, &a.Name, &status, &a.IdentityAddress, &idx, &a.MandateVersion, &a.RateWindowStart, &rc, &created, &updated}, extra...)
+	dest := append([]any{&a.ID, &a.Name, &status, &a.IdentityAddress, &idx, &a.MandateVersion, &a.RateWindowStart, &rc, &created, &updated, &a.Custody}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -185,9 +185,13 @@ func scanAgent(sc Scanner, extra ...any) (*spend.Agent, error) {
 }
 
 func (t *txn) AgentCreate(_ context.Context, a *spend.Agent) error {
-	_, err := t.exec(`INSERT INTO agents (id, name, status, identity_address, wallet_index, mandate_version, rate_window_start, rate_count, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?)`, a.ID, a.Name, string(a.Status), a.IdentityAddress, int64(a.WalletIndex), a.MandateVersion,
-		a.RateWindowStart, a.RateCount, micros(a.CreatedAt), micros(a.UpdatedAt))
+	custody := a.Custody
+	if custody == "" {
+		custody = spend.CustodyServer
+	}
+	_, err := t.exec(`INSERT INTO agents (id, name, status, identity_address, wallet_index, mandate_version, rate_window_start, rate_count, created_at, updated_at, custody)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?)`, a.ID, a.Name, string(a.Status), a.IdentityAddress, int64(a.WalletIndex), a.MandateVersion,
+		a.RateWindowStart, a.RateCount, micros(a.CreatedAt), micros(a.UpdatedAt), custody)
 	if err != nil {
 		return fmt.Errorf("sqlstore: create agent: %w", err)
 	}

@@ -97,6 +97,7 @@ func Run(t *testing.T, newStore NewStore) {
 		"VaultTools":             testVaultTools,
 		"VaultDelete":            testVaultDelete,
 		"VaultGrantInBatch":      testVaultGrantInBatch,
+		"Cosign":                 testCosign,
 	}
 	RunParallel(t, tests, func(t *testing.T) spend.Store { return newStore(t) })
 }
@@ -125,7 +126,7 @@ func mustTx(t *testing.T, s spend.Store, fn func(tx spend.Tx) error) {
 }
 
 func newAgent(id, name string, idx uint32) *spend.Agent {
-	return &spend.Agent{ID: id, Name: name, Status: spend.AgentActive, IdentityAddress: "0x" + fmt.Sprintf("%040x", idx+1),
+	return &spend.Agent{ID: id, Name: name, Status: spend.AgentActive, Custody: spend.CustodyServer, IdentityAddress: "0x" + fmt.Sprintf("%040x", idx+1),
 		WalletIndex: idx, CreatedAt: at, UpdatedAt: at}
 }
 
