@@ -331,7 +331,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var svc *spend.Service
 	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
-		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) { return svc.CosignAddress(ctx, agentID) },
+		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) {
+			return svc.CosignAddress(ctx, agentID)
+		},
 		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
 	payout := &rails.Payout{Common: common}
@@ -348,7 +350,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout, vault},
 		MaxOpenSigned: cfg.MaxOpenSpends, Sealer: ks, CosignNetworks: networks,
-		RequestRate:   requestRate(cfg.AgentRate, cfg.NoAgentRate),
+		RequestRate: requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
 	if err != nil {
 		chains.close()

@@ -64,6 +64,7 @@ func (s *Server) routes() {
 
 	s.webhookRoutes()
 	s.vaultRoutes()
+	s.cosignRoutes()
 	if s.portal != nil {
 		// The API keeps /v1/ (unknown API paths answer JSON); the portal
 		// has the rest.
@@ -132,7 +133,11 @@ func agentView(a *spend.Agent) api.Agent {
 	for i, w := range a.Wallets {
 		ws[i] = api.Wallet{Network: w.Network, Address: w.Address, Custody: w.Custody, Path: w.Path}
 	}
-	return api.Agent{ID: a.ID, Name: a.Name, Status: string(a.Status), IdentityAddress: a.IdentityAddress,
+	custody := a.Custody
+	if custody == "" {
+		custody = spend.CustodyServer
+	}
+	return api.Agent{ID: a.ID, Name: a.Name, Status: string(a.Status), IdentityAddress: a.IdentityAddress, Custody: custody,
 		Wallets: ws, MandateVersion: a.MandateVersion, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
 }
 
@@ -172,12 +177,14 @@ func (s *Server) spendView(sp *spend.Spend, replayed bool) api.Spend {
 		MandateVersion: sp.MandateVersion, IdempotencyKey: sp.IdempotencyKey, Memo: sp.Memo, DenyReason: sp.DenyReason, RailRef: sp.RailRef,
 		RailRequest: sp.RailRequest, CreatedAt: sp.CreatedAt, UpdatedAt: sp.UpdatedAt, Replayed: replayed,
 	}
-	if sp.Rail == "x402" {
+	if sp.Rail == "x402" && sp.Cosign == nil && !unsignedX402(sp.RailData) {
 		// The x402 payment header is the agent's to send to its seller. A
 		// payout's signed authorization is Purser's to relay, and whoever
-		// held it could submit it: it is never shown.
+		// held it could submit it: it is never shown. An unsigned
+		// co-signed authorization is shown as the cosign block instead.
 		v.RailData = sp.RailData
 	}
+	v.Cosign = cosignView(sp.Cosign)
 	if v.Reasons == nil {
 		v.Reasons = []string{}
 	}
@@ -199,7 +206,11 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) error {
 	if err := bindJSON(r, &req); err != nil {
 		return err
 	}
-	a, err := s.svc.CreateAgent(r.Context(), spend.CreateAgentRequest{Name: req.Name, IdentityAddress: req.IdentityAddress, Mandate: req.Mandate})
+	cr := spend.CreateAgentRequest{Name: req.Name, IdentityAddress: req.IdentityAddress, Mandate: req.Mandate, Custody: req.Custody}
+	if req.Recovery != nil {
+		cr.RecoveryPublicKey, cr.RecoveryCiphertext = req.Recovery.PublicKey, req.Recovery.Ciphertext
+	}
+	a, err := s.svc.CreateAgent(r.Context(), cr)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,9 @@ type CosignPending struct {
 	Data json.RawMessage
 }
 
-func (*CosignPending) Error() string { return "the wallet is co-signed: the instrument awaits the agent's co-signature" }
+func (*CosignPending) Error() string {
+	return "the wallet is co-signed: the instrument awaits the agent's co-signature"
+}
 
 // Cosigner is implemented by signing rails that can carry out a spend
 // from a co-signed wallet.

@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/purserhq/purser/api"
+	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/spend"
+)
+
+// Co-signed (2of2) wallets: docs/cosign-design.md, "Integration contract".
+
+func (s *Server) cosignRoutes() {
+	s.handle("POST /v1/agents/{ref}/cosign/keygen", s.owner(s.cosignKeygen))
+	s.handle("POST /v1/agents/{ref}/cosign/recovery", s.owner(s.cosignRecoverySet))
+	s.handle("GET /v1/agents/{ref}/cosign/recovery", s.owner(s.cosignRecoveryGet))
+	s.handle("POST /v1/agent/spends/{id}/cosign", s.agentBinary(s.cosignSign))
+	s.handle("POST /v1/agent/spends/{id}/cosign/finish", s.agent(s.cosignFinish))
+}
+
+func (s *Server) cosignKeygen(w http.ResponseWriter, r *http.Request) error {
+	var req api.KeygenRequest
+	if err := bindJSON(r, &req); err != nil {
+		return err
+	}
+	msg, err := base64.StdEncoding.DecodeString(req.Message)
+	if err != nil || len(msg) == 0 {
+		return spend.Errorf(spend.CodeInvalidRequest, "message must be the base64 of a key generation message").WithDetails(map[string]any{"field": "message"})
+	}
+	res, err := s.svc.CosignKeygen(r.Context(), r.PathValue("ref"), msg)
+	if err != nil {
+		return err
+	}
+	if !res.Done {
+		return writeJSON(w, http.StatusOK, api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(res.Message)})
+	}
+	return writeJSON(w, http.StatusOK, api.KeygenResponse{Done: true, Address: res.Address, PublicKey: "0x" + hex.EncodeToString(res.PublicKey)})
+}
+
+func (s *Server) cosignRecoverySet(w http.ResponseWriter, r *http.Request) error {
+	var req api.RecoveryBlob
+	if err := bindJSON(r, &req); err != nil {
+		return err
+	}
+	k, err := s.svc.CosignRecoverySet(r.Context(), r.PathValue("ref"), req.PublicKey, req.Ciphertext)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.RecoveryBlob{PublicKey: k.RecoveryPublicKey, Ciphertext: k.RecoveryCiphertext})
+}
+
+func (s *Server) cosignRecoveryGet(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.svc.CosignRecoveryGet(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.RecoveryBlob{PublicKey: k.RecoveryPublicKey, Ciphertext: k.RecoveryCiphertext})
+}
+
+// cosignSign answers the agent's first signing message with the server's
+// part, raw bytes (application/octet-stream).
+func (s *Server) cosignSign(w http.ResponseWriter, r *http.Request, c spend.Caller, body []byte) error {
+	m2, err := s.svc.CosignSign(r.Context(), c, r.PathValue("id"), body)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(m2)
+	return err
+}
+
+func (s *Server) cosignFinish(w http.ResponseWriter, r *http.Request, c spend.Caller) error {
+	var req api.CosignFinishRequest
+	if err := decodeStrict(c.Body, &req); err != nil {
+		return err
+	}
+	sig, err := hex.DecodeString(strings.TrimPrefix(req.Signature, "0x"))
+	if err != nil || len(sig) != 65 || !strings.HasPrefix(req.Signature, "0x") {
+		return spend.Errorf(spend.CodeInvalidRequest, "signature must be 0x and 65 bytes of hex (r‖s‖v)").WithDetails(map[string]any{"field": "signature"})
+	}
+	sp, err := s.svc.CosignFinish(r.Context(), c, r.PathValue("id"), sig)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.spendView(sp, false))
+}
+
+// binaryHandler serves a signed agent request whose body is raw bytes.
+type binaryHandler func(w http.ResponseWriter, r *http.Request, c spend.Caller, body []byte) error
+
+// agentBinary is agent for a signed request whose body is a co-signing
+// protocol message: raw bytes up to spend.MaxCosignMessage, which the
+// audit trail keeps as their SHA-256 (the signature covers the hash).
+func (s *Server) agentBinary(h binaryHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Header.Get("Authorization") != "" {
+			s.authFailed.Inc("wrong_credential")
+			return &spend.Error{Code: "wrong_credential", Message: "this is an agent endpoint; sign the request with the agent's identity key instead of a bearer token"}
+		}
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		if len(body) > spend.MaxCosignMessage {
+			return &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("a co-signing message is at most %d bytes", spend.MaxCosignMessage)}
+		}
+		signed, err := agentauth.Parse(r.Header)
+		if err != nil {
+			s.authFailed.Inc(spend.CodeOf(err))
+			return err
+		}
+		dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
+		if err != nil {
+			s.authFailed.Inc(spend.CodeOf(err))
+			return err
+		}
+		sum := sha256.Sum256(body)
+		c := spend.Caller{
+			Address:     signed.Agent.Hex(),
+			Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
+			Expires:     signed.Expires,
+			Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
+			BodySHA256:  "0x" + hex.EncodeToString(sum[:]),
+			Method:      r.Method,
+			Path:        r.RequestURI,
+			AuthVersion: dom.Version(),
+			Deployment:  dom.DeploymentHex(),
+		}
+		if err := s.svc.Admit(c); err != nil {
+			w.Header().Set("Retry-After", "1")
+			return err
+		}
+		return h(w, r, c, body)
+	}
+}
+
+// cosignView is the co-signing block of a spend awaiting its co-signature.
+func cosignView(cs *spend.CosignSigning) *api.CosignSigning {
+	if cs == nil || cs.Plan == nil {
+		return nil
+	}
+	p := cs.Plan
+	return &api.CosignSigning{
+		SessionID: cs.SessionID, Digest: "0x" + hex.EncodeToString(p.Digest[:]),
+		Authorization: api.CosignAuthorization{From: p.Authorization.From, To: p.Authorization.To, Value: p.Authorization.Value,
+			ValidAfter: p.Authorization.ValidAfter, ValidBefore: p.Authorization.ValidBefore, Nonce: p.Authorization.Nonce},
+		Domain: api.CosignDomain{Name: p.Domain.Name, Version: p.Domain.Version, ChainID: p.Domain.ChainID, VerifyingContract: p.Domain.VerifyingContract},
+	}
+}
+
+// unsignedX402 reports rail data that holds an x402 authorization without
+// its payment header (a co-signed one not finished yet).
+func unsignedX402(data []byte) bool {
+	if len(data) == 0 {
+		return false
+	}
+	var rec struct {
+		Header string `json:"header"`
+	}
+	return json.Unmarshal(data, &rec) == nil && rec.Header == ""
+}
