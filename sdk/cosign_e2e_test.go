@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -136,6 +137,51 @@ func TestCosignE2E(t *testing.T) {
 		}
 		if got := m.balance(t, b.wallet); got != 1_250_000 {
 			t.Fatalf("wallet holds %d", got)
+		}
+	})
+
+	t.Run("approved spends are co-signed at confirm", func(t *testing.T) {
+		s := m.seller(t, false, route{pattern: "GET /item", amount: price})
+		// Everything needs the owner's approval.
+		b := m.agent2of2(t, "cosign-yellow", `{"per_tx_auto":"0","per_tx_max":"1","daily":"5","rails":["x402","payout"]}`, 1_000_000)
+		res, err := b.Fetch(ctx, sdk.FetchRequest{URL: s.url + "/item"})
+		if err != nil || res.Outcome != sdk.Pending || res.Spend.Cosign != nil {
+			t.Fatalf("yellow fetch: %+v %v (a pending spend must carry no signing material)", res, err)
+		}
+		if _, err := m.owner.Approve(ctx, res.Spend.SpendID); err != nil {
+			t.Fatal(err)
+		}
+		done, err := b.ConfirmFetch(ctx, res.Spend.SpendID, sdk.FetchRequest{})
+		if err != nil || done.Outcome != sdk.Paid || string(done.Body) != "content of /item" {
+			t.Fatalf("confirm fetch: %+v %v", done, err)
+		}
+		if got := m.balance(t, s.payTo); got != price {
+			t.Fatalf("the seller received %d", got)
+		}
+		// A payout approved while the agent waits (WaitForApproval, then Confirm).
+		to := common.HexToAddress("0x000000000000000000000000000000000000cafe")
+		_, err = b.Pay(ctx, sdk.PayRequest{To: to.Hex(), Amount: "0.20"})
+		var ar *sdk.ApprovalRequiredError
+		if !errors.As(err, &ar) {
+			t.Fatalf("yellow payout: %v", err)
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			m.owner.Approve(ctx, ar.SpendID)
+		}()
+		decided, err := b.WaitForApproval(ctx, ar.SpendID, 100*time.Millisecond)
+		if err != nil || decided.Status != sdk.StatusAuthorized {
+			t.Fatalf("wait: %+v %v", decided, err)
+		}
+		sp, err := b.Confirm(ctx, ar.SpendID)
+		if err != nil || (sp.Status != sdk.StatusCaptured && sp.Status != sdk.StatusUnknown) {
+			t.Fatalf("confirm payout: %+v %v", sp, err)
+		}
+		if sp.Status == sdk.StatusUnknown {
+			time.Sleep(2 * time.Second)
+		}
+		if got := m.balance(t, to); got != 200_000 {
+			t.Fatalf("payee received %d, want 200000", got)
 		}
 	})
 
