@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -210,4 +212,41 @@ func TestCosignE2E(t *testing.T) {
 			t.Fatalf("%d payments served, seller holds %d; want exactly 5", ok, m.balance(t, s.payTo))
 		}
 	})
+}
+
+// TestCosignLatency measures, side by side in one run, the same x402
+// payment (Transport, seller, facilitator, dev chain) from a server-custody
+// and from a 2of2 wallet, and logs the medians. Every payment must succeed.
+// It takes about a minute (the dev chain mines each settlement):
+// PURSER_MEASURE=1 runs it.
+func TestCosignLatency(t *testing.T) {
+	if os.Getenv("PURSER_MEASURE") == "" {
+		t.Skip("a measurement: PURSER_MEASURE=1 go test ./sdk -run TestCosignLatency -v")
+	}
+	m := newMarket(t)
+	ctx := context.Background()
+	s := m.seller(t, false, route{pattern: "GET /item", amount: price})
+	const n = 15
+	median := func(b *buyer) time.Duration {
+		hc := &http.Client{Transport: sdk.Transport(b.Agent, nil, nil)}
+		var d []time.Duration
+		for range n {
+			start := time.Now()
+			resp, _, err := get(ctx, hc, s.url+"/item")
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %v %v", b.name, resp, err)
+			}
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		return d[n/2]
+	}
+	server := m.agent(t, "latency-server", green, 1_000_000)
+	cosigned := m.agent2of2(t, "latency-2of2", green, 1_000_000)
+	median(server) // warm up both paths
+	ms, mc := median(server), median(cosigned)
+	t.Logf("x402 payment median over %d: server custody %s, 2of2 co-signed %s, added %s", n, ms, mc, mc-ms)
+	if m.balance(t, s.payTo) != (3*n)*price {
+		t.Fatalf("the seller holds %d, want %d", m.balance(t, s.payTo), 3*n*price)
+	}
 }
