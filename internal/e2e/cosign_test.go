@@ -1,16 +1,24 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/hpke"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +30,7 @@ import (
 	"github.com/purserhq/purser/internal/app"
 	"github.com/purserhq/purser/internal/cosign"
 	"github.com/purserhq/purser/internal/evm"
+	"github.com/purserhq/purser/internal/keystore"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/x402"
 )
@@ -288,6 +297,373 @@ func TestCosignX402(t *testing.T) {
 	}
 	if s, err := n.owner.Spend(ctx, sp.SpendID); err != nil || s.Status != "captured" {
 		t.Fatalf("spend after settlement: %+v %v", s, err)
+	}
+	verifyChain(t, n)
+}
+
+// payoutReq is a payout of amount to the test payee.
+func payoutReq(amount string) map[string]any {
+	return map[string]any{"rail": "payout", "payee": payee, "amount": amount}
+}
+
+// TestCosignPayout: a payout from a co-signed wallet is authorized without
+// a signature, co-signed, then relayed and captured from its receipt.
+func TestCosignPayout(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "copayer", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
+	sp, ans := c.authorize(t, payoutReq("0.75"))
+	if ans.status != 201 || sp.Status != "authorized" || sp.RailRef != "" {
+		t.Fatalf("authorize payout: %s", ans)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Sign() != 0 {
+		t.Fatalf("payee paid before the co-signature: %s", got)
+	}
+	b := c.binding(t, sp, common.HexToAddress(payee), big.NewInt(750_000), m.dev.Token(), devChainID(t, m))
+	fin, _ := c.cosignSpend(t, sp.SpendID, b)
+	var done api.Spend
+	if fin.status != 200 || json.Unmarshal(fin.body, &done) != nil || done.Status != "captured" || len(done.RailData) != 0 {
+		t.Fatalf("finish payout: %s", fin)
+	}
+	rcpt, err := m.dev.Client().WaitReceipt(context.Background(), common.HexToHash(done.RailRef))
+	if err != nil || rcpt.Status != 1 || !evm.TransferLogged(rcpt, m.dev.Token(), c.wallet, common.HexToAddress(payee), big.NewInt(750_000)) {
+		t.Fatalf("payout tx %s: %+v %v", done.RailRef, rcpt, err)
+	}
+	if got := m.balance(t, c.wallet); got.Int64() != 1_250_000 {
+		t.Fatalf("co-signed wallet holds %s", got)
+	}
+	// Finishing again answers the spend; nothing is paid twice.
+	fb, _ := json.Marshal(api.CosignFinishRequest{Signature: "0x" + hex.EncodeToString(make([]byte, 65))})
+	if again := c.post(t, "/v1/agent/spends/"+sp.SpendID+"/cosign/finish", fb, ""); again.code != "cosign_signature_invalid" {
+		t.Fatalf("finish with a zero signature: %s", again)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 750_000 {
+		t.Fatalf("payee holds %s", got)
+	}
+	verifyChain(t, n)
+}
+
+// TestCosignHostile: a hostile agent gets no signature over anything but
+// the authorized digest, and no second session for a spend.
+func TestCosignHostile(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "hostile", `{"per_tx_auto":"1","per_tx_max":"2","daily":"50","rails":["payout"]}`, 20_000_000)
+	chainID := devChainID(t, m)
+	to := common.HexToAddress(payee)
+	open := func(amount string) (api.Spend, cosign.SignBinding) {
+		t.Helper()
+		sp, ans := c.authorize(t, payoutReq(amount))
+		if ans.status != 201 || sp.Cosign == nil {
+			t.Fatalf("authorize: %s", ans)
+		}
+		v, _ := money.ParsePositive(amount, 6)
+		return sp, c.binding(t, sp, to, v, m.dev.Token(), chainID)
+	}
+	firstMsg := func(b cosign.SignBinding) []byte {
+		t.Helper()
+		s, err := cosign.NewAgentSigner(c.share, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, err := s.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m1
+	}
+	cosignPath := func(id string) string { return "/v1/agent/spends/" + id + "/cosign" }
+	refused := func(what string, ans answer, code string) {
+		t.Helper()
+		if ans.code != code || ans.status == 200 {
+			t.Fatalf("%s: %s; want %s", what, ans, code)
+		}
+	}
+
+	// m1 bound to another spend's session: refused before the library
+	// parses it; the session is spent, the other spend unaffected.
+	a, _ := open("0.10")
+	bsp, bb := open("0.20")
+	refused("m1 of another spend", c.post(t, cosignPath(a.SpendID), firstMsg(bb), "application/octet-stream"), "cosign_message_invalid")
+	refused("a second session for the spend", c.post(t, cosignPath(a.SpendID), firstMsg(bb), "application/octet-stream"), "cosign_session_used")
+	fin, sigB := c.cosignSpend(t, bsp.SpendID, bb)
+	if fin.status != 200 {
+		t.Fatalf("the other spend: %s", fin)
+	}
+	refused("cosign after the spend was co-signed", c.post(t, cosignPath(bsp.SpendID), firstMsg(bb), "application/octet-stream"), "cosign_session_used")
+
+	// A tampered m1: refused, nothing answered.
+	tsp, tb := open("0.10")
+	m1 := firstMsg(tb)
+	m1[len(m1)/2] ^= 1
+	refused("tampered m1", c.post(t, cosignPath(tsp.SpendID), m1, "application/octet-stream"), "cosign_message_invalid")
+
+	// A finish with a valid signature of the wallet, over another digest
+	// (spend B's), is refused.
+	fsp, fb := open("0.10")
+	s, _ := cosign.NewAgentSigner(c.share, fb)
+	fm1, _ := s.Start()
+	if ans := c.post(t, cosignPath(fsp.SpendID), fm1, "application/octet-stream"); ans.status != 200 {
+		t.Fatalf("cosign: %s", ans)
+	}
+	other, _ := json.Marshal(api.CosignFinishRequest{Signature: "0x" + hex.EncodeToString(sigB[:])})
+	refused("finish with another spend's signature", c.post(t, cosignPath(fsp.SpendID)+"/finish", other, ""), "cosign_signature_invalid")
+
+	// A denied spend and a pending one get no signing material.
+	den, ans := c.authorize(t, payoutReq("3"))
+	if ans.status != 403 || den.Cosign != nil || strings.Contains(string(ans.body), `"cosign"`) {
+		t.Fatalf("denied spend: %s", ans)
+	}
+	deniedID, _ := ans.details["spend_id"].(string)
+	refused("cosign of a denied spend", c.post(t, cosignPath(deniedID), firstMsg(cosign.SignBinding{AgentID: c.id, SpendID: deniedID}), "application/octet-stream"), "spend_denied")
+	pen, ans := c.authorize(t, payoutReq("1.50"))
+	if ans.status != 202 || pen.Cosign != nil {
+		t.Fatalf("pending spend: %s", ans)
+	}
+	refused("cosign of a pending spend", c.post(t, cosignPath(pen.SpendID), firstMsg(cosign.SignBinding{AgentID: c.id, SpendID: pen.SpendID}), "application/octet-stream"), "invalid_state")
+
+	// Frozen in between: the freeze released the unsigned spend; the
+	// co-signing is refused and nothing is answered.
+	zsp, zb := open("0.10")
+	if _, err := n.owner.Freeze(context.Background(), "hostile"); err != nil {
+		t.Fatal(err)
+	}
+	ans = c.post(t, cosignPath(zsp.SpendID), firstMsg(zb), "application/octet-stream")
+	refused("cosign after a freeze", ans, "invalid_state")
+	if s, err := n.owner.Spend(context.Background(), zsp.SpendID); err != nil || s.Status != "released" || s.HeldUSD != "0" {
+		t.Fatalf("the frozen agent's spend: %+v %v", s, err)
+	}
+	if _, err := n.owner.Unfreeze(context.Background(), "hostile"); err != nil {
+		t.Fatal(err)
+	}
+	// A mandate tightened in between: the last check denies the spend.
+	msp, mb := open("0.10")
+	if _, err := n.owner.SetMandate(context.Background(), "hostile", json.RawMessage(`{"per_tx_auto":"0.05","per_tx_max":"0.05","daily":"50","rails":["payout"]}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	refused("cosign after the mandate tightened", c.post(t, cosignPath(msp.SpendID), firstMsg(mb), "application/octet-stream"), "spend_denied")
+	if s, err := n.owner.Spend(context.Background(), msp.SpendID); err != nil || s.Status != "denied" || s.HeldUSD != "0" {
+		t.Fatalf("the spend the mandate now refuses: %+v %v", s, err)
+	}
+
+	// Custody is checked both ways.
+	plain := n.newAgent(t, "plain", `{"per_tx_auto":"1","daily":"5","rails":["payout"]}`)
+	pc := &cosigner{n: n, dom: c.dom, key: plain}
+	psp, pans := pc.authorize(t, payoutReq("0.10"))
+	if psp.SpendID == "" || psp.Cosign != nil {
+		t.Fatalf("server-custody payout: %s", pans)
+	}
+	refused("cosign of a server-custody agent's spend", pc.post(t, cosignPath(psp.SpendID), firstMsg(bb), "application/octet-stream"), "cosign_custody_mismatch")
+	kb, _ := json.Marshal(api.KeygenRequest{Message: base64.StdEncoding.EncodeToString(firstMsg(bb))})
+	refused("keygen of a server-custody agent", send(t, "POST", n.url+"/v1/agents/plain/cosign/keygen", kb, bearer(n.token)), "cosign_custody_mismatch")
+	refused("keygen of an agent that has its key", send(t, "POST", n.url+"/v1/agents/hostile/cosign/keygen", kb, bearer(n.token)), "cosign_custody_mismatch")
+
+	// Only spend B moved money.
+	if got := m.balance(t, to); got.Int64() != 200_000 {
+		t.Fatalf("payee holds %s; want only spend B's 200000", got)
+	}
+	verifyChain(t, n)
+}
+
+// TestCosignBudget: 50 concurrent co-signed payouts against a daily budget
+// for 10: exactly 10 are answered with the server's part, and exactly 10
+// transfers land on chain.
+func TestCosignBudget(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, _ := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "swarm2", `{"per_tx_auto":"1","per_tx_max":"1","daily":"1.00","rails":["payout"]}`, 10_000_000)
+	chainID := devChainID(t, m)
+	var mu sync.Mutex
+	var signed, denied, other int
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			sp, ans := c.authorize(t, payoutReq("0.10"))
+			if ans.status == 403 && ans.code == "spend_denied" {
+				mu.Lock()
+				denied++
+				mu.Unlock()
+				return
+			}
+			if ans.status != 201 || sp.Cosign == nil {
+				mu.Lock()
+				other++
+				mu.Unlock()
+				t.Errorf("authorize: %s", ans)
+				return
+			}
+			fin, _ := c.cosignSpend(t, sp.SpendID, c.binding(t, sp, common.HexToAddress(payee), big.NewInt(100_000), m.dev.Token(), chainID))
+			var done api.Spend
+			mu.Lock()
+			defer mu.Unlock()
+			if fin.status == 200 && json.Unmarshal(fin.body, &done) == nil && done.Status == "captured" {
+				signed++
+			} else {
+				other++
+				t.Errorf("finish: %s", fin)
+			}
+		})
+	}
+	wg.Wait()
+	if signed != 10 || denied != 40 || other != 0 {
+		t.Fatalf("signed %d, denied %d, other %d; want 10/40/0", signed, denied, other)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 10*100_000 {
+		t.Fatalf("payee received %s; want exactly 10 payouts", got)
+	}
+	verifyChain(t, n)
+}
+
+// TestCosignSecrets: neither share appears in the server's log, the audit
+// export, any answer or the database in the clear; the server's share is
+// stored sealed and is a server share of the agent's wallet; no HD wallet
+// the server could derive is the co-signed wallet; the recovery blob (the
+// agent share sealed with HPKE to the owner's X25519 key) round-trips
+// opaque and opens only with the owner's key.
+func TestCosignSecrets(t *testing.T) {
+	t.Parallel()
+	m := newMarket(t)
+	n, logs := m.cosignServer(t)
+	m.fundRelayer(t, n)
+	c := m.newCosigner(t, n, "secretive", `{"per_tx_auto":"2","per_tx_max":"5","daily":"10","rails":["payout"]}`, 2_000_000)
+	ctx := context.Background()
+
+	// Recovery: the owner's client seals the agent share to the owner's key.
+	agentRaw, err := c.share.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hpub, _ := hpke.NewDHKEMPublicKey(ownerKey.PublicKey())
+	info := []byte("purser/cosign/recovery/v1:" + c.id)
+	sealed, err := hpke.Seal(hpub, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, agentRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := api.RecoveryBlob{PublicKey: base64.StdEncoding.EncodeToString(ownerKey.PublicKey().Bytes()), Ciphertext: base64.StdEncoding.EncodeToString(sealed)}
+	bb, _ := json.Marshal(blob)
+	if ans := send(t, "POST", n.url+"/v1/agents/secretive/cosign/recovery", bb, bearer(n.token)); ans.status != 200 {
+		t.Fatalf("set recovery: %s", ans)
+	}
+	got := send(t, "GET", n.url+"/v1/agents/secretive/cosign/recovery", nil, bearer(n.token))
+	var back api.RecoveryBlob
+	if got.status != 200 || json.Unmarshal(got.body, &back) != nil || back != blob {
+		t.Fatalf("get recovery: %s", got)
+	}
+	ct, _ := base64.StdEncoding.DecodeString(back.Ciphertext)
+	hpriv, _ := hpke.NewDHKEMPrivateKey(ownerKey)
+	if opened, err := hpke.Open(hpriv, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, ct); err != nil || !bytes.Equal(opened, agentRaw) {
+		t.Fatalf("the owner cannot open the recovery blob: %v", err)
+	}
+	// An agent cannot read it.
+	if ans := c.post(t, "/v1/agents/secretive/cosign/recovery", nil, ""); ans.status == 200 {
+		t.Fatalf("an agent read the recovery blob: %s", ans)
+	}
+
+	// A payout and a refused session, so that every path logs.
+	sp, ans := c.authorize(t, payoutReq("0.25"))
+	if ans.status != 201 {
+		t.Fatalf("authorize: %s", ans)
+	}
+	if fin, _ := c.cosignSpend(t, sp.SpendID, c.binding(t, sp, common.HexToAddress(payee), big.NewInt(250_000), m.dev.Token(), devChainID(t, m))); fin.status != 200 {
+		t.Fatalf("finish: %s", fin)
+	}
+	bad, _ := c.authorize(t, payoutReq("0.10"))
+	if ans := c.post(t, "/v1/agent/spends/"+bad.SpendID+"/cosign", []byte("PCSM garbage"), "application/octet-stream"); ans.code != "cosign_message_invalid" {
+		t.Fatalf("garbage m1: %s", ans)
+	}
+
+	// The server's share, as the server holds it: sealed in the database.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(n.dir, "purser.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sealedB64 string
+	var epoch int64
+	if err := db.QueryRow(`SELECT sealed_share, epoch FROM cosign_keys WHERE agent_id = ?`, c.id).Scan(&sealedB64, &epoch); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keystore.Open(n.dir, keystore.FileKEK{Path: filepath.Join(n.dir, "kek")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedShare, _ := base64.StdEncoding.DecodeString(sealedB64)
+	if _, err := ks.Decrypt(sealedShare, []byte(fmt.Sprintf("cosign:%s:%d", "agt_other", epoch))); err == nil {
+		t.Fatal("the sealed share opens under another agent's additional data")
+	}
+	serverRaw, err := ks.Decrypt(sealedShare, []byte(fmt.Sprintf("cosign:%s:%d", c.id, epoch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := cosign.UnmarshalShare(serverRaw)
+	if err != nil || server.Role() != cosign.RoleServer || server.Address() != c.wallet {
+		t.Fatalf("stored server share: %v", err)
+	}
+	// The server alone has no key for the wallet: no HD wallet it derives
+	// is the co-signed address, and its share cannot act as the agent's.
+	for i := range uint32(8) {
+		w, err := ks.Wallet(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if common.HexToAddress(w.Address()) == c.wallet {
+			t.Fatalf("HD wallet %d is the co-signed wallet", i)
+		}
+	}
+	if _, err := cosign.NewAgentSigner(server, cosign.SignBinding{AgentID: c.id, SpendID: "x"}); err == nil {
+		t.Fatal("the server's share signs as the agent")
+	}
+
+	// Search everything that left the server, and the database files.
+	export, err := n.owner.AuditExport(ctx, "jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exportB, _ := io.ReadAll(export)
+	export.Close()
+	if len(exportB) == 0 {
+		t.Fatal("empty audit export")
+	}
+	haystacks := map[string][]byte{"server log": logs.Bytes(), "audit export": exportB}
+	for i, a := range c.answers {
+		haystacks[fmt.Sprintf("answer %d", i)] = a
+	}
+	for _, f := range []string{"purser.db", "purser.db-wal"} {
+		if b, err := os.ReadFile(filepath.Join(n.dir, f)); err == nil {
+			haystacks[f] = b
+		}
+	}
+	needles := map[string][]byte{}
+	for who, raw := range map[string][]byte{"agent share": agentRaw, "server share": serverRaw} {
+		secret := raw[79:111] // the secret scalar (cosign's share layout)
+		needles[who+" (hex)"] = []byte(hex.EncodeToString(raw))
+		needles[who+" (base64)"] = []byte(base64.StdEncoding.EncodeToString(raw))
+		needles[who+" (base64url)"] = []byte(base64.RawURLEncoding.EncodeToString(raw))
+		needles[who+" secret (hex)"] = []byte(hex.EncodeToString(secret))
+		needles[who+" secret (bytes)"] = secret
+		for off := range 3 { // base64 of the secret at every alignment
+			needles[fmt.Sprintf("%s secret (base64 @%d)", who, off)] = []byte(base64.StdEncoding.EncodeToString(raw[79-off : 111])[4:36])
+		}
+	}
+	for hn, h := range haystacks {
+		for nn, needle := range needles {
+			if bytes.Contains(h, needle) {
+				t.Errorf("%s appears in %s", nn, hn)
+			}
+		}
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("cosign signing message refused")) {
+		t.Fatal("the refused session was not logged: the log search searched nothing")
 	}
 	verifyChain(t, n)
 }

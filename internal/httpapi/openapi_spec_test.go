@@ -238,6 +238,9 @@ func (o *openAPI) requestSchema(method, path string) (string, error) {
 	if _, ok := content["*/*"]; ok && len(content) == 1 {
 		return "", nil // any body of any type (the proxy's): nothing to hold it to
 	}
+	if _, ok := content["application/octet-stream"]; ok && len(content) == 1 {
+		return "", nil // raw bytes (a co-signing message): nothing to hold them to
+	}
 	if _, ok := content["application/json"]; !ok {
 		return "", fmt.Errorf("%s %s: the request body is not application/json", method, path)
 	}

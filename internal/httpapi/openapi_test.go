@@ -6,6 +6,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +31,7 @@ import (
 
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/apiproxy"
+	"github.com/purserhq/purser/internal/cosign"
 	"github.com/purserhq/purser/internal/evm"
 	"github.com/purserhq/purser/internal/httpapi"
 	"github.com/purserhq/purser/internal/keystore"
@@ -155,7 +159,8 @@ func newAPIHarness(t *testing.T) *apiHarness {
 			}
 			return h.env.Keys.Wallet(a.WalletIndex)
 		},
-		Now: func() time.Time { return h.env.Clock.Now() },
+		Now:      func() time.Time { return h.env.Clock.Now() },
+		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) { return h.env.Svc.CosignAddress(ctx, agentID) },
 	}}
 	// The credential vault and its rail, sealing with a keystore of its
 	// own (the env's is made with the service, after the rails).
@@ -289,7 +294,7 @@ func (h *apiHarness) do(c apiCall) *apiAnswer {
 		return a
 	}
 	h.check(label, method, opPath, a.status, res.Header.Get("Content-Type"), raw)
-	if c.body != "" && a.status < 300 {
+	if c.body != "" && a.status < 300 && c.header.Get("Content-Type") != "application/octet-stream" {
 		ptr, err := h.o.requestSchema(method, opPath)
 		if err != nil || ptr == "" {
 			h.t.Errorf("%s: the server took a body, but the spec declares none (%v)", label, err)
@@ -639,6 +644,9 @@ func TestOpenAPIAnswers(t *testing.T) {
 	// ---- credentials, operation by operation ----
 	h.credentials()
 
+	// ---- co-signed wallets ----
+	h.cosigned(x402Body)
+
 	// ---- every success the spec promises was seen ----
 	h.coverage()
 }
@@ -924,4 +932,94 @@ func (h *apiHarness) webhooks() {
 	h.do(apiCall{op: "POST /v1/webhooks/{id}/test", path: "/v1/webhooks/whk_nope/test", owner: true, want: 404, code: "webhook_not_found"})
 	h.do(apiCall{op: "DELETE /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 200})
 	h.do(apiCall{op: "DELETE /v1/webhooks/{id}", path: "/v1/webhooks/" + id, owner: true, want: 404, code: "webhook_not_found"})
+}
+
+// cosigned drives the co-signing operations: a 2of2 agent's key
+// generation, its recovery blob, and an x402 spend co-signed and finished.
+func (h *apiHarness) cosigned(x402Body string) {
+	h.t.Helper()
+	key := testKey(h.t, "cosigner")
+	h.do(apiCall{op: "POST /v1/agents", owner: true, want: 201,
+		body: `{"name":"cosigned","identity_address":"` + addressOf(key) + `","custody":"2of2","mandate":{"per_tx_auto":"1","per_tx_max":"5","daily":"50"}}`})
+	h.do(apiCall{op: "POST /v1/agents", owner: true, want: 400, code: "invalid_request",
+		body: `{"name":"custodian","identity_address":"` + addressOf(testKey(h.t, "custodian")) + `","custody":"3of5"}`})
+	// Before its key exists, a signing rail is refused.
+	h.do(apiCall{op: "POST /v1/agent/spends", agent: key, body: x402Body, want: 409, code: "cosign_not_ready"})
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	id := h.do(apiCall{op: "GET /v1/agents/{ref}", path: "/v1/agents/cosigned", owner: true, want: 200}).str("id")
+	kg, err := cosign.NewKeygen(cosign.RoleAgent, cosign.KeygenSessionID(id, nonce))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	msg, err := kg.Start()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	keygen := func(m []byte, want int, code string) *apiAnswer {
+		return h.do(apiCall{op: "POST /v1/agents/{ref}/cosign/keygen", path: "/v1/agents/cosigned/cosign/keygen", owner: true, want: want, code: code,
+			body: `{"message":"` + base64.StdEncoding.EncodeToString(m) + `"}`})
+	}
+	keygen([]byte("not a message"), 400, "cosign_message_invalid")
+	for {
+		a := keygen(msg, 200, "")
+		if a.json["done"] == true {
+			break
+		}
+		in, _ := base64.StdEncoding.DecodeString(a.str("message"))
+		if msg, err = kg.Handle(in); err != nil || msg == nil {
+			h.t.Fatalf("agent keygen: %v", err)
+		}
+	}
+	share, err := kg.Share()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	keygen(msg, 409, "cosign_custody_mismatch")
+	h.do(apiCall{op: "GET /v1/agents/{ref}/cosign/recovery", path: "/v1/agents/cosigned/cosign/recovery", owner: true, want: 409, code: "cosign_not_ready"})
+	blob := `{"public_key":"` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `","ciphertext":"` + base64.StdEncoding.EncodeToString([]byte("sealed elsewhere")) + `"}`
+	h.do(apiCall{op: "POST /v1/agents/{ref}/cosign/recovery", path: "/v1/agents/cosigned/cosign/recovery", owner: true, body: blob, want: 200})
+	h.do(apiCall{op: "POST /v1/agents/{ref}/cosign/recovery", path: "/v1/agents/alpha/cosign/recovery", owner: true, body: blob, want: 409, code: "cosign_custody_mismatch"})
+	h.do(apiCall{op: "GET /v1/agents/{ref}/cosign/recovery", path: "/v1/agents/cosigned/cosign/recovery", owner: true, want: 200})
+
+	sp := h.do(apiCall{op: "POST /v1/agent/spends", agent: key, body: x402Body, want: 201})
+	cs, _ := sp.json["cosign"].(map[string]any)
+	if cs == nil || sp.json["rail_data"] != nil {
+		h.t.Fatalf("co-signed x402 spend: %s", sp.body)
+	}
+	spendID := sp.str("spend_id")
+	var digest [32]byte
+	copy(digest[:], common0x(cs["digest"].(string)))
+	s, err := cosign.NewAgentSigner(share, cosign.SignBinding{AgentID: id, SpendID: spendID, Digest: digest})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m1, err := s.Start()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	octet := http.Header{"Content-Type": {"application/octet-stream"}}
+	finish := func(sig string, want int, code string) *apiAnswer {
+		return h.do(apiCall{op: "POST /v1/agent/spends/{id}/cosign/finish", path: "/v1/agent/spends/" + spendID + "/cosign/finish", agent: key,
+			body: `{"signature":"` + sig + `"}`, want: want, code: code})
+	}
+	finish("0x"+strings.Repeat("00", 65), 409, "cosign_not_ready")
+	m2 := h.do(apiCall{op: "POST /v1/agent/spends/{id}/cosign", path: "/v1/agent/spends/" + spendID + "/cosign", agent: key, body: string(m1), header: octet, want: 200})
+	h.do(apiCall{op: "POST /v1/agent/spends/{id}/cosign", path: "/v1/agent/spends/" + spendID + "/cosign", agent: key, body: string(m1), header: octet, want: 409, code: "cosign_session_used"})
+	if _, err := s.Handle(m2.body); err != nil {
+		h.t.Fatalf("agent on m2: %v", err)
+	}
+	sig, err := s.Signature()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	finish("0x"+strings.Repeat("11", 65), 400, "cosign_signature_invalid")
+	if done := finish("0x"+hex.EncodeToString(sig[:]), 200, ""); done.json["rail_data"] == nil {
+		h.t.Errorf("finished x402 spend carries no payment: %s", done.body)
+	}
+}
+
+func common0x(s string) []byte {
+	b, _ := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	return b
 }

@@ -106,6 +106,7 @@ func NewEnv(t testing.TB, st spend.Store, rails ...spend.Rail) *Env {
 	cfg := spend.Config{
 		Store: st, Assets: assets, Wallets: wallets{ks}, Checkpoints: ks.AuditSigner(), Clock: clock,
 		Rails: rails, DefaultNetwork: "eip155:8453", HoldTTL: 15 * time.Minute, ApprovalTTL: time.Hour,
+		Sealer: ks, CosignNetworks: []string{"eip155:8453"},
 	}
 	svc, err := spend.NewService(cfg)
 	if err != nil {
