@@ -494,3 +494,17 @@ func TestCosignX402(t *testing.T) {
 		t.Fatal("the seller was paid without a co-signed authorization")
 	}
 }
+
+// TestCosignWithoutShare: an agent loaded from an identity-only key file
+// whose spend asks to be co-signed gets a clear error, and sends nothing.
+func TestCosignWithoutShare(t *testing.T) {
+	t.Parallel()
+	_, serverShare := cosignShares(t)
+	s := &cosignServer{t: t, share: serverShare, agentID: "agt_1", payee: testPayee, value: 1_500_000,
+		digest: map[string][32]byte{}, sig: map[string][]byte{}}
+	a := newCosignAgent(t, s, nil)
+	_, err := a.Pay(context.Background(), PayRequest{To: testPayee, Amount: "1.50", Network: testNetwork})
+	if err == nil || !strings.Contains(err.Error(), "no cosign share") || s.cosigns.Load() != 0 {
+		t.Fatalf("no share: %v, %d sessions", err, s.cosigns.Load())
+	}
+}
