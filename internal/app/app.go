@@ -26,6 +26,7 @@ import (
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/apiproxy"
 	"github.com/purserhq/purser/internal/audit"
+	"github.com/purserhq/purser/internal/cosignsrv"
 	"github.com/purserhq/purser/internal/devchain"
 	"github.com/purserhq/purser/internal/httpapi"
 	"github.com/purserhq/purser/internal/keystore"
@@ -349,7 +350,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Assets: assets, Wallets: walletProvider{ks: ks, networks: networks},
 		Checkpoints: auditSigner, Anchor: anchor, Logger: log, DefaultNetwork: cfg.DefaultNetwork,
 		HoldTTL: cfg.HoldTTL, ApprovalTTL: cfg.ApprovalTTL, Rails: []spend.Rail{x402Rail, payout, vault},
-		MaxOpenSigned: cfg.MaxOpenSpends, Sealer: ks, CosignNetworks: networks,
+		MaxOpenSigned: cfg.MaxOpenSpends, Sealer: ks, Cosign: cosignsrv.Engine{}, CosignNetworks: networks,
 		RequestRate: requestRate(cfg.AgentRate, cfg.NoAgentRate),
 	})
 	if err != nil {

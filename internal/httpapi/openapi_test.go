@@ -159,8 +159,10 @@ func newAPIHarness(t *testing.T) *apiHarness {
 			}
 			return h.env.Keys.Wallet(a.WalletIndex)
 		},
-		Now:      func() time.Time { return h.env.Clock.Now() },
-		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) { return h.env.Svc.CosignAddress(ctx, agentID) },
+		Now: func() time.Time { return h.env.Clock.Now() },
+		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) {
+			return h.env.Svc.CosignAddress(ctx, agentID)
+		},
 	}}
 	// The credential vault and its rail, sealing with a keystore of its
 	// own (the env's is made with the service, after the rails).

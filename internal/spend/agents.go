@@ -47,8 +47,8 @@ func (s *Service) CreateAgent(ctx context.Context, r CreateAgentRequest) (*Agent
 			return nil, Errorf(CodeInvalidRequest, "recovery is for a co-signed (2of2) agent").WithDetails(map[string]any{"field": "recovery"})
 		}
 	case Custody2of2:
-		if s.cfg.Sealer == nil {
-			return nil, Errorf(CodeCosignNotReady, "this server has no keystore to seal co-signing shares with")
+		if s.cfg.Sealer == nil || s.cfg.Cosign == nil {
+			return nil, Errorf(CodeCosignNotReady, "this server has no keystore or co-signing engine")
 		}
 		if r.RecoveryPublicKey != "" || r.RecoveryCiphertext != "" {
 			if err := checkRecovery(r.RecoveryPublicKey, r.RecoveryCiphertext); err != nil {

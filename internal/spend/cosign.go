@@ -118,3 +118,32 @@ type CosignSigning struct {
 	SessionID string // 0x hex
 	Plan      *CosignPlan
 }
+
+// CosignEngine is the co-signing cryptography (internal/cosign, adapted by
+// internal/cosignsrv and wired by the app). The pipeline keeps it behind
+// this interface: it handles shares only as sealed or serialised bytes and
+// protocol messages as opaque bytes, and stays free of curve libraries.
+// Errors name a class of problem, never a value.
+type CosignEngine interface {
+	// NewKeygen starts the server's side of a key generation whose session
+	// id the agent chose, read from its first message m1.
+	NewKeygen(m1 []byte) (CosignKeygenSession, error)
+	// SignSessionID is the signing session id both sides derive.
+	SignSessionID(publicKey []byte, agentID, spendID string, digest [32]byte) [32]byte
+	// ServerSign runs the server's one signing step over digest with its
+	// serialised share, answering m1 with m2. The caller claimed the
+	// session id in its durable ledger first.
+	ServerSign(share []byte, agentID, spendID string, digest [32]byte, m1 []byte) ([]byte, error)
+	// VerifySignature checks a 65-byte r‖s‖v signature (v 27/28, low s)
+	// over digest against an address.
+	VerifySignature(sig []byte, digest [32]byte, address string) bool
+}
+
+// CosignKeygenSession is the server's side of one key generation.
+type CosignKeygenSession interface {
+	Handle(msg []byte) ([]byte, error)
+	Done() bool
+	// Share returns the server's serialised share, the wallet's
+	// compressed public key and its address (EIP-55), once Done.
+	Share() (share, publicKey []byte, address string, err error)
+}

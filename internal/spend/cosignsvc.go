@@ -1,20 +1,14 @@
 package spend
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
+	"strings"
 	"time"
-
-	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/crypto"
-
-	"github.com/purserhq/purser/internal/cosign"
 )
 
 // Sealer is the keystore's envelope encryption (keystore.Keystore): the
@@ -28,12 +22,13 @@ type Sealer interface {
 // process only, so a restart loses it and the owner starts again.
 const KeygenTTL = 2 * time.Minute
 
-// MaxCosignMessage bounds a co-signing protocol message (cosign's own bound).
-const MaxCosignMessage = cosign.MaxMessageBytes
+// MaxCosignMessage bounds a co-signing protocol message: internal/cosign's
+// largest frame (header, 320 KiB of payload, MAC).
+const MaxCosignMessage = 44 + (320 << 10) + 32 // cosignsrv tests it is cosign.MaxMessageBytes
 
 // keygenRun is one key generation in progress for an agent.
 type keygenRun struct {
-	sess     *cosign.KeygenSession
+	sess     CosignKeygenSession
 	deadline time.Time
 	busy     bool
 }
@@ -62,8 +57,8 @@ type KeygenResult struct {
 // EVM network, and agent.cosign_keygen is appended. The session lives in
 // memory for KeygenTTL; one runs per agent at a time.
 func (s *Service) CosignKeygen(ctx context.Context, ref string, msg []byte) (*KeygenResult, error) {
-	if s.cfg.Sealer == nil {
-		return nil, Errorf(CodeCosignNotReady, "this server has no keystore to seal co-signing shares with")
+	if s.cfg.Sealer == nil || s.cfg.Cosign == nil {
+		return nil, Errorf(CodeCosignNotReady, "this server has no keystore or co-signing engine")
 	}
 	if len(msg) == 0 || len(msg) > MaxCosignMessage {
 		return nil, Errorf(CodeCosignMessageInvalid, "a key generation message is 1 to %d bytes", MaxCosignMessage)
@@ -99,22 +94,15 @@ func (s *Service) CosignKeygen(ctx context.Context, ref string, msg []byte) (*Ke
 		delete(s.cosign.runs, a.ID)
 		run = nil
 	}
-	first, sidErr := cosign.KeygenSessionIDOf(msg)
 	switch {
 	case run != nil && run.busy:
 		s.mu.Unlock()
 		return nil, Errorf(CodeInvalidState, "a key generation message for agent %s is being handled", a.Name)
-	case run != nil && sidErr == nil:
-		s.mu.Unlock()
-		return nil, Errorf(CodeInvalidState, "a key generation is running for agent %s until %s", a.Name, run.deadline.UTC().Format(time.RFC3339))
-	case run == nil && sidErr != nil:
-		s.mu.Unlock()
-		return nil, Errorf(CodeCosignMessageInvalid, "no key generation is running for agent %s: send its first message", a.Name)
 	case run == nil:
-		sess, err := cosign.NewKeygen(cosign.RoleServer, first)
+		sess, err := s.cfg.Cosign.NewKeygen(msg)
 		if err != nil {
 			s.mu.Unlock()
-			return nil, err
+			return nil, Errorf(CodeCosignMessageInvalid, "no key generation is running for agent %s and this is no first message (%v)", a.Name, err)
 		}
 		run = &keygenRun{sess: sess, deadline: now.Add(KeygenTTL)}
 		s.cosign.runs[a.ID] = run
@@ -132,41 +120,25 @@ func (s *Service) CosignKeygen(ctx context.Context, ref string, msg []byte) (*Ke
 	s.mu.Unlock()
 	if herr != nil {
 		s.log.Warn("cosign key generation message refused", "agent_id", a.ID, "err", herr)
-		return nil, Errorf(CodeCosignMessageInvalid, "the key generation message was refused (%s); start again", cosignReason(herr))
+		return nil, Errorf(CodeCosignMessageInvalid, "the key generation message was refused (%v); start again", herr)
 	}
 	if !done {
 		return &KeygenResult{Message: out}, nil
 	}
-	share, err := run.sess.Share()
+	share, pub, addr, err := run.sess.Share()
 	if err != nil {
-		return nil, Errorf(CodeCosignMessageInvalid, "the key generation did not produce a share (%s); start again", cosignReason(err))
+		return nil, Errorf(CodeCosignMessageInvalid, "the key generation did not produce a share (%v); start again", err)
 	}
-	return s.storeKeygen(ctx, a.ID, share)
+	defer clear(share)
+	return s.storeKeygen(ctx, a.ID, share, pub, addr)
 }
 
-// cosignReason is the static class of a cosign error, never a value.
-func cosignReason(err error) string {
-	for _, e := range []error{cosign.ErrMalformed, cosign.ErrTooLarge, cosign.ErrWrongSession, cosign.ErrUnexpected, cosign.ErrBadMAC,
-		cosign.ErrProtocol, cosign.ErrFailed, cosign.ErrSessionUsed, cosign.ErrBadShare, cosign.ErrBadSignature} {
-		if errors.Is(err, e) {
-			return e.Error()
-		}
-	}
-	return "protocol failure"
-}
-
-func (s *Service) storeKeygen(ctx context.Context, agentID string, share *cosign.Share) (*KeygenResult, error) {
-	raw, err := share.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) storeKeygen(ctx context.Context, agentID string, share, pub []byte, addr string) (*KeygenResult, error) {
 	const epoch = 1
-	sealed, err := s.cfg.Sealer.Encrypt(raw, shareAAD(agentID, epoch))
-	clear(raw)
+	sealed, err := s.cfg.Sealer.Encrypt(share, shareAAD(agentID, epoch))
 	if err != nil {
 		return nil, fmt.Errorf("spend: seal co-signing share: %w", err)
 	}
-	pub, addr := share.PublicKey(), share.Address().Hex()
 	err = s.inTx(ctx, func(tx Tx) error {
 		now := s.now()
 		a, err := tx.AgentLock(ctx, agentID)
@@ -323,7 +295,7 @@ func (s *Service) withCosign(ctx context.Context, sp *Spend) (*Spend, error) {
 		return sp, nil
 	}
 	cs, ok := s.rails[sp.Rail].(Cosigner)
-	if !ok {
+	if !ok || s.cfg.Cosign == nil {
 		return sp, nil
 	}
 	plan, err := cs.CosignPlan(sp)
@@ -338,17 +310,11 @@ func (s *Service) withCosign(ctx context.Context, sp *Spend) (*Spend, error) {
 	}); err != nil {
 		return nil, err
 	}
-	sid := cosign.SignBinding{AgentID: sp.AgentID, SpendID: sp.ID, Digest: plan.Digest}.SessionID(k.PublicKey)
+	sid := s.cfg.Cosign.SignSessionID(k.PublicKey, sp.AgentID, sp.ID, plan.Digest)
 	cp := *sp
 	cp.Cosign = &CosignSigning{SessionID: "0x" + hex.EncodeToString(sid[:]), Plan: plan}
 	return &cp, nil
 }
-
-// claimed is the SessionLedger of a session whose id the transaction that
-// recorded the authorization as signed already claimed.
-type claimed struct{}
-
-func (claimed) Claim(context.Context, cosign.SessionID) error { return nil }
 
 // CosignSign is step 2 of co-signing: the agent's first message m1 for its
 // authorized spend. In one transaction under the agent's lock it re-checks
@@ -362,10 +328,13 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 	if len(m1) == 0 || len(m1) > MaxCosignMessage {
 		return nil, Errorf(CodeCosignMessageInvalid, "a co-signing message is 1 to %d bytes", MaxCosignMessage)
 	}
-	var share *cosign.Share
-	var b cosign.SignBinding
+	var share []byte
+	var agentID string
+	var digest [32]byte
 	var refused error
+	defer func() { clear(share) }()
 	err := s.inTx(ctx, func(tx Tx) error {
+		clear(share)
 		share, refused = nil, nil
 		now := s.now()
 		a, err := s.authAgent(ctx, tx, c, true)
@@ -389,17 +358,11 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 		if refused, err = s.lastCheck(ctx, tx, a, sp, now); err != nil || refused != nil {
 			return err // a refusal is committed: the spend was ended
 		}
-		raw, err := s.cfg.Sealer.Decrypt(k.SealedShare, shareAAD(a.ID, k.Epoch))
-		if err != nil {
+		if share, err = s.cfg.Sealer.Decrypt(k.SealedShare, shareAAD(a.ID, k.Epoch)); err != nil {
 			return fmt.Errorf("spend: open co-signing share of agent %s: %w", a.ID, err)
 		}
-		share, err = cosign.UnmarshalShare(raw)
-		clear(raw)
-		if err != nil {
-			return fmt.Errorf("spend: co-signing share of agent %s: %s", a.ID, cosignReason(err))
-		}
-		b = cosign.SignBinding{AgentID: a.ID, SpendID: sp.ID, Digest: plan.Digest}
-		sid := b.SessionID(k.PublicKey)
+		agentID, digest = a.ID, plan.Digest
+		sid := s.cfg.Cosign.SignSessionID(k.PublicKey, a.ID, sp.ID, plan.Digest)
 		sidHex := "0x" + hex.EncodeToString(sid[:])
 		if err := tx.CosignSessionClaim(ctx, &CosignSession{SessionID: sidHex, AgentID: a.ID, SpendID: sp.ID, Kind: "sign", CreatedAt: now}); err != nil {
 			if errors.Is(err, ErrConflict) {
@@ -421,15 +384,11 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 	if refused != nil {
 		return nil, refused
 	}
-	sg, err := cosign.NewServerSigner(context.WithoutCancel(ctx), share, b, claimed{})
+	m2, err := s.cfg.Cosign.ServerSign(share, agentID, spendID, digest, m1)
 	if err != nil {
-		return nil, err
-	}
-	m2, err := sg.Handle(m1)
-	if err != nil {
-		s.log.Warn("cosign signing message refused", "agent_id", b.AgentID, "spend_id", b.SpendID, "err", cosignReason(err))
-		return nil, Errorf(CodeCosignMessageInvalid, "the co-signing message was refused (%s); nothing was signed and the session is spent", cosignReason(err)).
-			WithDetails(map[string]any{"spend_id": b.SpendID})
+		s.log.Warn("cosign signing message refused", "agent_id", agentID, "spend_id", spendID, "err", err)
+		return nil, Errorf(CodeCosignMessageInvalid, "the co-signing message was refused (%v); nothing was signed and the session is spent", err).
+			WithDetails(map[string]any{"spend_id": spendID})
 	}
 	return m2, nil
 }
@@ -440,6 +399,9 @@ func (s *Service) CosignSign(ctx context.Context, c Caller, spendID string, m1 [
 func (s *Service) cosignSpend(ctx context.Context, tx Tx, a *Agent, sp *Spend) (Cosigner, *CosignPlan, *CosignKey, error) {
 	if a.Custody != Custody2of2 {
 		return nil, nil, nil, Errorf(CodeCosignCustodyMismatch, "agent %s's wallet is server-held: nothing to co-sign", a.Name)
+	}
+	if s.cfg.Cosign == nil || s.cfg.Sealer == nil {
+		return nil, nil, nil, Errorf(CodeCosignNotReady, "this server has no co-signing engine")
 	}
 	cs, ok := s.rails[sp.Rail].(Cosigner)
 	if !ok {
@@ -470,30 +432,10 @@ func (s *Service) cosignSpend(ctx context.Context, tx Tx, a *Agent, sp *Spend) (
 	if !k.Ready() {
 		return nil, nil, nil, Errorf(CodeCosignNotReady, "agent %s's co-signed key is not generated yet", a.Name)
 	}
-	if !common.IsHexAddress(plan.Authorization.From) || common.HexToAddress(plan.Authorization.From) != common.HexToAddress(k.Address) {
+	if !strings.EqualFold(plan.Authorization.From, k.Address) {
 		return nil, nil, nil, Errorf(CodeInvalidState, "spend %s's authorization is not from the agent's co-signed wallet", sp.ID)
 	}
 	return cs, plan, k, nil
-}
-
-var secp256k1HalfN = new(big.Int).Rsh(crypto.S256().Params().N, 1)
-
-// checkSignature verifies a 65-byte r‖s‖v signature (v 27/28, low s) over
-// digest against address.
-func checkSignature(sig []byte, digest [32]byte, address string) bool {
-	if len(sig) != 65 || (sig[64] != 27 && sig[64] != 28) {
-		return false
-	}
-	r, sv := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:64])
-	if r.Sign() == 0 || sv.Sign() == 0 || sv.Cmp(secp256k1HalfN) > 0 {
-		return false
-	}
-	rec := append(bytes.Clone(sig[:64]), sig[64]-27)
-	pub, err := crypto.SigToPub(digest[:], rec)
-	if err != nil {
-		return false
-	}
-	return crypto.PubkeyToAddress(*pub) == common.HexToAddress(address)
 }
 
 // CosignFinish is step 3: the signature the agent assembled. The server
@@ -524,7 +466,7 @@ func (s *Service) CosignFinish(ctx context.Context, c Caller, spendID string, si
 		if sp.RailRef == "" {
 			return Errorf(CodeCosignNotReady, "no co-signing session ran for spend %s", sp.ID)
 		}
-		if !checkSignature(sig, plan.Digest, k.Address) {
+		if !s.cfg.Cosign.VerifySignature(sig, plan.Digest, k.Address) {
 			return Errorf(CodeCosignSignatureInvalid, "the signature does not recover to %s over spend %s's digest with low s and v 27/28", k.Address, sp.ID)
 		}
 		data, err := cs.CosignComplete(sp, sig)

@@ -196,6 +196,8 @@ type Config struct {
 	// Sealer seals the server's shares of co-signed (2of2) keys; without
 	// it no co-signed key can be made.
 	Sealer Sealer
+	// Cosign is the co-signing cryptography (internal/cosignsrv).
+	Cosign CosignEngine
 	// CosignNetworks are the networks a co-signed agent gets a wallet on
 	// (the EVM networks the wallet provider serves).
 	CosignNetworks []string

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/purserhq/purser/internal/cosignsrv"
 	"github.com/purserhq/purser/internal/keystore"
 	"github.com/purserhq/purser/internal/money"
 	"github.com/purserhq/purser/internal/spend"
@@ -106,7 +107,7 @@ func NewEnv(t testing.TB, st spend.Store, rails ...spend.Rail) *Env {
 	cfg := spend.Config{
 		Store: st, Assets: assets, Wallets: wallets{ks}, Checkpoints: ks.AuditSigner(), Clock: clock,
 		Rails: rails, DefaultNetwork: "eip155:8453", HoldTTL: 15 * time.Minute, ApprovalTTL: time.Hour,
-		Sealer: ks, CosignNetworks: []string{"eip155:8453"},
+		Sealer: ks, Cosign: cosignsrv.Engine{}, CosignNetworks: []string{"eip155:8453"},
 	}
 	svc, err := spend.NewService(cfg)
 	if err != nil {
