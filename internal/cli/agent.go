@@ -157,6 +157,8 @@ func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
 		fmt.Fprintf(e.stdio.Out, "identity key and co-signing share written to %s\n", o.keyOut)
 		if recoveryPub != nil {
 			fmt.Fprintf(e.stdio.Out, "the share is also encrypted to the recovery key %s (stored by the server for agent recover)\n", o.recoveryKey)
+		} else {
+			fmt.Fprintf(e.stdio.Err, "note: no --recovery-key: %s holds the only copy of the agent's share; without it the wallet cannot sign again\n", o.keyOut)
 		}
 		return nil
 	}
