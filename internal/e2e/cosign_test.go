@@ -342,6 +342,30 @@ func TestCosignPayout(t *testing.T) {
 	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 750_000 {
 		t.Fatalf("payee holds %s", got)
 	}
+	// Above per_tx_auto: pending, no signing material; approved, the
+	// agent's confirm answers the authorization to co-sign.
+	if _, err := m.dev.Mint(context.Background(), c.wallet, big.NewInt(3_000_000)); err != nil {
+		t.Fatal(err)
+	}
+	pen, ans := c.authorize(t, payoutReq("3"))
+	if ans.status != 202 || pen.Cosign != nil {
+		t.Fatalf("pending payout: %s", ans)
+	}
+	if _, err := n.owner.Approve(context.Background(), pen.SpendID); err != nil {
+		t.Fatal(err)
+	}
+	conf := c.post(t, "/v1/agent/spends/"+pen.SpendID+"/confirm", []byte(`{}`), "")
+	var confirmed api.Spend
+	if conf.status != 200 || json.Unmarshal(conf.body, &confirmed) != nil || confirmed.Cosign == nil {
+		t.Fatalf("confirm of the approved payout: %s", conf)
+	}
+	fin, _ = c.cosignSpend(t, pen.SpendID, c.binding(t, confirmed, common.HexToAddress(payee), big.NewInt(3_000_000), m.dev.Token(), devChainID(t, m)))
+	if fin.status != 200 || json.Unmarshal(fin.body, &done) != nil || done.Status != "captured" {
+		t.Fatalf("finish of the approved payout: %s", fin)
+	}
+	if got := m.balance(t, common.HexToAddress(payee)); got.Int64() != 3_750_000 {
+		t.Fatalf("payee holds %s after the approved payout", got)
+	}
 	verifyChain(t, n)
 }
 
