@@ -19,6 +19,7 @@ type Agent struct {
 	c *conn
 
 	assets assetCache
+	cs     cosignState
 }
 
 // NewAgent returns the client of the agent whose identity key is key, on
@@ -68,7 +69,11 @@ func (a *Agent) Authorize(ctx context.Context, req AuthorizeRequest) (*Spend, er
 	if err != nil && retryable(ctx, err) {
 		_, err = a.c.do(ctx, http.MethodPost, "/v1/agent/spends", nil, req, authAgent, &s)
 	}
-	return outcome(&s, err)
+	sp, err := outcome(&s, err)
+	if err != nil {
+		return sp, err
+	}
+	return a.maybeCosign(ctx, req, sp)
 }
 
 // DryRun asks the mandate for its verdict on req without storing a spend,
@@ -126,8 +131,15 @@ func (a *Agent) Spend(ctx context.Context, id string) (*Spend, error) {
 // status is captured (paid), unknown (sent; the chain decides) or
 // released (nothing moved, see Reasons). Confirming twice is safe: the
 // second answers the spend as it stands.
+//
+// For a co-signed (2of2) wallet, Confirm co-signs the approved spend
+// first, checking the authorization against what the spend records.
 func (a *Agent) Confirm(ctx context.Context, id string) (*Spend, error) {
-	return a.spendCall(ctx, http.MethodPost, "/v1/agent/spends/"+escape(id)+"/confirm", empty)
+	sp, err := a.spendCall(ctx, http.MethodPost, "/v1/agent/spends/"+escape(id)+"/confirm", empty)
+	if err != nil {
+		return nil, err
+	}
+	return a.maybeCosign(ctx, requestOf(sp), sp)
 }
 
 // Capture records that an authorized spend was paid; amount "" captures

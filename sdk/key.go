@@ -13,6 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/purserhq/purser/internal/agentauth"
+	"github.com/purserhq/purser/internal/cosign"
 )
 
 // EnvAgentKey names the environment variable that holds the path of the
@@ -32,15 +33,19 @@ type Signer interface {
 	SignHash(ctx context.Context, digest [32]byte) ([]byte, error)
 }
 
-// localKey is a Signer over a key in this process's memory.
-type localKey struct{ key *ecdsa.PrivateKey }
+// localKey is a Signer over a key in this process's memory, with the
+// agent's share of its co-signed wallet key when it has one.
+type localKey struct {
+	key   *ecdsa.PrivateKey
+	share *cosign.Share
+}
 
 // NewKey returns a Signer for a secp256k1 private key.
 func NewKey(key *ecdsa.PrivateKey) (Signer, error) {
 	if key == nil || key.Curve != crypto.S256() {
 		return nil, errors.New("sdk: NewKey: want a secp256k1 private key")
 	}
-	return localKey{key}, nil
+	return localKey{key: key}, nil
 }
 
 // GenerateKey makes a new agent identity key and writes it to path (mode
@@ -54,17 +59,35 @@ func GenerateKey(path string) (Signer, error) {
 	if err := agentauth.WriteKeyFile(path, k); err != nil {
 		return nil, err
 	}
-	return localKey{k}, nil
+	return localKey{key: k}, nil
 }
 
 // LoadKeyFile reads an agent key file (as `purser agent create --key-out`
 // and GenerateKey write it). A file readable by other users is refused.
+// When the file holds a co-signing share (a 2of2 agent), an Agent made
+// with the key co-signs its spends with Purser by itself.
 func LoadKeyFile(path string) (Signer, error) {
-	k, err := agentauth.ReadKeyFile(path)
+	k, raw, err := agentauth.ReadKeyFileShare(path)
 	if err != nil {
 		return nil, err
 	}
-	return localKey{k}, nil
+	if raw == nil {
+		return localKey{key: k}, nil
+	}
+	defer clear(raw)
+	share, err := cosign.UnmarshalShare(raw)
+	if err != nil || share.Role() != cosign.RoleAgent {
+		return nil, fmt.Errorf("sdk: key file %s: the cosign-share line is not an agent's co-signing share", path)
+	}
+	return localKey{key: k, share: share}, nil
+}
+
+// shareOf is the co-signing share behind a Signer, nil for none.
+func shareOf(s Signer) *cosign.Share {
+	if k, ok := s.(localKey); ok {
+		return k.share
+	}
+	return nil
 }
 
 // KeyFromEnv loads the key file named by PURSER_AGENT_KEY.

@@ -29,6 +29,7 @@ type (
 	OwnerInvite        = api.OwnerInvite
 	OwnerAccount       = api.Owner
 	Passkey            = api.Passkey
+	RecoveryBlob       = api.RecoveryBlob
 )
 
 // Spend statuses (docs/spend-lifecycle.md).

@@ -3,6 +3,7 @@ package agentauth_test
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"encoding/base64"
 	"errors"
 	"math/big"
 	"net/http"
@@ -566,6 +567,89 @@ func TestKeyFile(t *testing.T) {
 	}
 }
 
+// TestKeyFileShare: a 2of2 agent's key file keeps the identity key on its
+// first line (identity-only readers keep working) and adds the share; the
+// write is atomic and never replaces another agent's key.
+func TestKeyFileShare(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, _ := agentauth.GenerateKey()
+	share := bytes.Repeat([]byte{0xA5, 0x5A, 0x01}, 1500) // the size of a real agent share
+	path := filepath.Join(dir, "agent.key")
+	// Adding a share to an identity-only file (what agent create does after key generation).
+	if err := agentauth.WriteKeyFile(path, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := agentauth.WriteKeyFileShare(path, key, share); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("mode = %o, want 600", perm)
+	}
+	raw, _ := os.ReadFile(path)
+	if !bytes.HasPrefix(raw, []byte("0x")) || raw[66] != '\n' || !bytes.HasPrefix(raw[67:], []byte("cosign-share: ")) {
+		t.Fatalf("file layout %q...", raw[:90])
+	}
+	got, gotShare, err := agentauth.ReadKeyFileShare(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(key) || !bytes.Equal(gotShare, share) {
+		t.Fatal("round trip differs")
+	}
+	idOnly, err := agentauth.ReadKeyFile(path)
+	if err != nil || !idOnly.Equal(key) {
+		t.Fatalf("identity-only reader: %v", err)
+	}
+	// An identity-only file has no share.
+	plain := filepath.Join(dir, "plain.key")
+	if err := agentauth.WriteKeyFile(plain, key); err != nil {
+		t.Fatal(err)
+	}
+	if k, s, err := agentauth.ReadKeyFileShare(plain); err != nil || s != nil || !k.Equal(key) {
+		t.Fatalf("identity-only file: share %d bytes, %v", len(s), err)
+	}
+	// A new file, straight away.
+	fresh := filepath.Join(dir, "fresh.key")
+	if err := agentauth.WriteKeyFileShare(fresh, key, share); err != nil {
+		t.Fatal(err)
+	}
+	// Never replace another agent's key, nor a file that is no key file.
+	other, _ := agentauth.GenerateKey()
+	if err := agentauth.WriteKeyFileShare(path, other, share); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("other identity: %v, want ErrExist", err)
+	}
+	notKey := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notKey, []byte("my notes"), 0o600)
+	if err := agentauth.WriteKeyFileShare(notKey, key, share); err == nil {
+		t.Fatal("replaced a file that is no key file")
+	}
+	if b, _ := os.ReadFile(notKey); string(b) != "my notes" {
+		t.Fatal("notes changed")
+	}
+	if err := agentauth.WriteKeyFileShare(path, key, nil); err == nil {
+		t.Fatal("empty share written")
+	}
+	// No temporary file is left behind.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".purser-key-") {
+			t.Fatalf("temporary file %s left behind", e.Name())
+		}
+	}
+	// Errors about a broken share line never quote it.
+	bad := filepath.Join(dir, "bad.key")
+	secret := base64.StdEncoding.EncodeToString(share)
+	os.WriteFile(bad, []byte("0x"+testKeyHex+"\ncosign-share: "+secret+"!!\n"), 0o600)
+	if _, _, err := agentauth.ReadKeyFileShare(bad); err == nil || strings.Contains(err.Error(), secret[:16]) {
+		t.Fatalf("bad share line: %v", err)
+	}
+}
+
 func TestReadKeyFile(t *testing.T) {
 	t.Parallel()
 	want := agentauth.Address(testKey(t))
@@ -584,7 +668,12 @@ func TestReadKeyFile(t *testing.T) {
 		{"zero key", "0x" + strings.Repeat("0", 64), false},
 		{"above n", "0x" + strings.Repeat("f", 64), false},
 		{"two keys", "0x" + testKeyHex + "\n0x" + testKeyHex, false},
-		{"huge", strings.Repeat(" ", 10000) + testKeyHex, false},
+		{"huge", strings.Repeat(" ", 17000) + testKeyHex, false},
+		{"share line", "0x" + testKeyHex + "\ncosign-share: AAEC\n", true},
+		{"later field", "0x" + testKeyHex + "\nsome-field: x\n", true},
+		{"garbage line", "0x" + testKeyHex + "\nnot a field\n", false},
+		{"share not base64", "0x" + testKeyHex + "\ncosign-share: ***\n", false},
+		{"two shares", "0x" + testKeyHex + "\ncosign-share: AAEC\ncosign-share: AAEC\n", false},
 	}
 	dir := t.TempDir()
 	for _, tc := range tests {

@@ -29,16 +29,26 @@ func agentCommand() *command {
 		name:    "agent",
 		summary: "create and manage agents",
 		sub: []*command{
-			{name: "create", args: "NAME --key-out FILE [mandate flags]", kind: kindOwner,
-				summary: "create an agent with a new identity key and an optional mandate",
+			{name: "create", args: "NAME --key-out FILE [--custody server|2of2 [--recovery-key FILE.pub]] [mandate flags]", kind: kindOwner,
+				summary: "create an agent with a new identity key and an optional mandate; --custody 2of2 co-signs its wallet (the agent's share goes into the key file)",
 				flags: func(fs *flag.FlagSet, o *opts) {
 					keyOut(fs, o)
+					fs.StringVar(&o.custody, "custody", "server", "who holds the wallet key: `server` (Purser alone) or 2of2 (a key shared by the agent and Purser: neither can sign alone)")
+					fs.StringVar(&o.recoveryKey, "recovery-key", "", "2of2: encrypt the agent's share to this owner recovery public key `FILE` (owner recovery-key writes FILE.pub); the server keeps the ciphertext for agent recover")
 					o.mandate = &mandateFlags{}
 					o.mandate.register(fs, false)
 				},
 				run: runAgentCreate},
 			{name: "list", summary: "list agents", kind: kindOwner, run: runAgentList},
-			{name: "show", args: "NAME", summary: "show an agent", kind: kindOwner, run: runAgentShow},
+			{name: "show", args: "NAME", summary: "show an agent (its custody and wallets)", kind: kindOwner, run: runAgentShow},
+			{name: "recover", args: "NAME --recovery-key FILE --key-out FILE", kind: kindOwner,
+				summary: "restore a 2of2 agent whose key file was lost: decrypt its share here with the owner's recovery key and give it a new identity key",
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.recoveryKey, "recovery-key", "", "the owner's private recovery key `FILE` (owner recovery-key --out)")
+					fs.StringVar(&o.keyOut, "key-out", "", "write the agent's new key file to `FILE` (mode 0600; never overwritten)")
+					fs.StringVar(&o.recoverTo, "to", "", "sweep to `NEW_AGENT` instead (not available yet: needs a server endpoint)")
+				},
+				run: runAgentRecover},
 			{name: "freeze", args: "NAME [--cancel-signed]", kind: kindOwner,
 				summary: "freeze an agent: nothing more of it is authorized, signed or executed until unfrozen",
 				flags: func(fs *flag.FlagSet, o *opts) {
@@ -93,6 +103,23 @@ func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
 	if o.keyOut == "" {
 		return usagef(o.path, "--key-out FILE is required: the agent's identity key is written there")
 	}
+	var recoveryPub []byte
+	switch o.custody {
+	case "", "server":
+		o.custody = "server"
+		if o.recoveryKey != "" {
+			return usagef(o.path, "--recovery-key is for --custody 2of2: a server-custody wallet has no agent share to recover")
+		}
+	case "2of2":
+		if o.recoveryKey != "" {
+			var err error
+			if recoveryPub, err = readRecoveryKey(o.recoveryKey, recoveryPublicField); err != nil {
+				return err
+			}
+		}
+	default:
+		return usagef(o.path, "--custody %q: want server or 2of2", o.custody)
+	}
 	var mandate json.RawMessage
 	if !o.mandate.empty() {
 		var err error
@@ -108,15 +135,33 @@ func runAgentCreate(ctx context.Context, e *env, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := c.CreateAgent(ctx, sdk.CreateAgentRequest{Name: args[0], IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate})
+	a, err := c.CreateAgent(ctx, sdk.CreateAgentRequest{Name: args[0], IdentityAddress: agentauth.Address(key).Hex(), Mandate: mandate,
+		Custody: custodyField(o.custody)})
 	if err != nil {
 		dropKeyFile(e, o.keyOut, err)
 		return err
+	}
+	if o.custody == "2of2" {
+		if err := cosignKeygen(ctx, c, a.ID, o.keyOut, recoveryPub); err != nil {
+			return fmt.Errorf("agent %s was created (identity key in %s) but its co-signed wallet was not: %w; revoke it and create it again", a.Name, o.keyOut, err)
+		}
+		if a, err = c.Agent(ctx, a.ID); err != nil {
+			return err
+		}
 	}
 	if o.json {
 		return writeRaw(e.stdio.Out, a.Raw)
 	}
 	printAgent(e.stdio.Out, a)
+	if o.custody == "2of2" {
+		fmt.Fprintf(e.stdio.Out, "identity key and co-signing share written to %s\n", o.keyOut)
+		if recoveryPub != nil {
+			fmt.Fprintf(e.stdio.Out, "the share is also encrypted to the recovery key %s (stored by the server for agent recover)\n", o.recoveryKey)
+		} else {
+			fmt.Fprintf(e.stdio.Err, "note: no --recovery-key: %s holds the only copy of the agent's share; without it the wallet cannot sign again\n", o.keyOut)
+		}
+		return nil
+	}
 	fmt.Fprintf(e.stdio.Out, "identity key written to %s\n", o.keyOut)
 	return nil
 }
@@ -127,6 +172,11 @@ func printAgent(w io.Writer, a *sdk.AgentInfo) {
 	fmt.Fprintf(t, "id\t%s\n", a.ID)
 	fmt.Fprintf(t, "status\t%s\n", a.Status)
 	fmt.Fprintf(t, "identity address\t%s\n", a.IdentityAddress)
+	custody := a.Custody
+	if custody == "" {
+		custody = "server" // a server that predates co-signed wallets
+	}
+	fmt.Fprintf(t, "custody\t%s\n", custody)
 	for _, wl := range a.Wallets {
 		fmt.Fprintf(t, "wallet\t%s %s\n", wl.Network, wl.Address)
 	}
@@ -263,4 +313,13 @@ func runAgentFreeze(ctx context.Context, e *env, o *opts, args []string) error {
 		return fmt.Errorf("some authorizations could not be cancelled yet; their holds stay until the chain shows them unusable")
 	}
 	return nil
+}
+
+// custodyField leaves the default (server) unsaid, as before co-signed
+// wallets existed.
+func custodyField(c string) string {
+	if c == "server" {
+		return ""
+	}
+	return c
 }

@@ -89,6 +89,9 @@ type opts struct {
 	cancelSigned bool
 	ownerName    string // owner invite --name
 	passkey      string // owner revoke --passkey
+	custody      string // agent create --custody
+	recoveryKey  string // agent create / recover --recovery-key
+	recoverTo    string // agent recover --to
 	serve        serveOpts
 	bench        benchOpts
 	x402         x402Opts

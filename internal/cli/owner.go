@@ -26,6 +26,12 @@ func ownerCommand() *command {
 					fs.StringVar(&o.passkey, "passkey", "", "revoke only this passkey (its `CREDENTIAL_ID` from owner list)")
 				},
 				run: runOwnerRevoke},
+			{name: "recovery-key", args: "--out FILE",
+				summary: "make the owner's offline recovery key of co-signed (2of2) agents: private key to FILE (0600), public key to FILE.pub",
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.out, "out", "", "write the private key to `FILE` and the public key to FILE.pub (never overwritten)")
+				},
+				run: runOwnerRecoveryKey},
 		},
 	}
 }

@@ -112,6 +112,7 @@ var ErrorCodes = []ErrorCode{
 	{"x402_redirect_refused", 0, "`x402 fetch`: the seller redirected to another host, or too often"},
 	{"response_too_large", 0, "`x402 fetch`: the seller's response is too large"},
 	{"already_paid", 0, "`x402 confirm`: the spend was paid already"},
+	{"cosign_authorization_mismatch", 0, "SDK/CLI, co-signed (2of2) wallet: the authorization Purser asks the agent to co-sign is not what the agent asked for (payee, amount, token, wallet or digest); nothing is signed"},
 	{"asset_invalid", 0, "`serve --assets`: an asset is malformed or configured twice"},
 	{"keystore_sealed", 0, "`serve`: the key-encryption key does not open the master seed"},
 	{"audit_export_malformed", 0, "`audit verify FILE`: a line of the export cannot be read"},
