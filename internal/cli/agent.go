@@ -46,7 +46,6 @@ func agentCommand() *command {
 				flags: func(fs *flag.FlagSet, o *opts) {
 					fs.StringVar(&o.recoveryKey, "recovery-key", "", "the owner's private recovery key `FILE` (owner recovery-key --out)")
 					fs.StringVar(&o.keyOut, "key-out", "", "write the agent's new key file to `FILE` (mode 0600; never overwritten)")
-					fs.StringVar(&o.recoverTo, "to", "", "sweep to `NEW_AGENT` instead (not available yet: needs a server endpoint)")
 				},
 				run: runAgentRecover},
 			{name: "freeze", args: "NAME [--cancel-signed]", kind: kindOwner,

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 
@@ -134,9 +133,6 @@ func runAgentRecover(ctx context.Context, e *env, o *opts, args []string) error 
 	}
 	if o.recoveryKey == "" {
 		return usagef(o.path, "--recovery-key FILE is required: the private recovery key of owner recovery-key")
-	}
-	if o.recoverTo != "" {
-		return errors.New("--to NEW_AGENT (sweeping the wallet to another agent) needs a server endpoint Purser does not have yet; recover the agent in place with --key-out FILE instead")
 	}
 	if o.keyOut == "" {
 		return usagef(o.path, "--key-out FILE is required: the agent's new key file (new identity key and the recovered share)")

@@ -162,8 +162,8 @@ func TestAgentCreate2of2(t *testing.T) {
 	// The key file is lost: the owner recovers the agent in place.
 	oldIdentity := f.identity
 	newFile := filepath.Join(dir, "bob-recovered.key")
-	if code, _, errOut := runCLI(t, envv, "agent", "recover", "bob", "--recovery-key", rk, "--to", "alice"); code == 0 || !strings.Contains(errOut, "endpoint") {
-		t.Fatalf("--to: exit %d: %s", code, errOut)
+	if code, _, errOut := runCLI(t, envv, "agent", "recover", "bob", "--recovery-key", rk); code != 2 || !strings.Contains(errOut, "--key-out") {
+		t.Fatalf("recover without --key-out: exit %d: %s", code, errOut)
 	}
 	code, out, errOut = runCLI(t, envv, "agent", "recover", "bob", "--recovery-key", rk, "--key-out", newFile)
 	if code != 0 {

@@ -91,7 +91,6 @@ type opts struct {
 	passkey      string // owner revoke --passkey
 	custody      string // agent create --custody
 	recoveryKey  string // agent create / recover --recovery-key
-	recoverTo    string // agent recover --to
 	serve        serveOpts
 	bench        benchOpts
 	x402         x402Opts
