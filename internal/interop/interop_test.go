@@ -579,10 +579,26 @@ func TestOfficialClientsPayPurserSeller(t *testing.T) {
 	}
 }
 
+// purserNode is a `purser serve` connected to anvil with one agent.
+type purserNode struct {
+	url     string         // the server
+	data    string         // its data directory (the owner's commands read the owner key there)
+	keyFile string         // the agent's key file
+	wallet  common.Address // the agent's wallet on network
+}
+
 // purser starts `purser serve` connected to anvil and creates an agent
 // with the given mandate flags, its wallet funded with 1 USDC; it returns
 // the server URL, the agent key file and the agent's wallet.
 func (e *env) purser(t *testing.T, mandate ...string) (string, string, common.Address) {
+	t.Helper()
+	p := e.purserNode(t, nil, mandate...)
+	return p.url, p.keyFile, p.wallet
+}
+
+// purserNode is purser with extra agent create flags (create, e.g.
+// --custody 2of2) before the mandate flags.
+func (e *env) purserNode(t *testing.T, create []string, mandate ...string) purserNode {
 	t.Helper()
 	bin := purserBin(t)
 	dir := t.TempDir()
@@ -593,16 +609,30 @@ func (e *env) purser(t *testing.T, mandate ...string) (string, string, common.Ad
 		"--rpc", network+"="+e.rpc, "--default-network", network)
 	waitHTTP(t, url+"/healthz")
 	keyFile := filepath.Join(dir, "agent.key")
-	args := append([]string{"agent", "create", "interop", "--key-out", keyFile, "--server", url, "--data", data, "--json"}, mandate...)
-	out, err := exec.Command(bin, args...).Output()
+	args := append([]string{"agent", "create", "interop", "--key-out", keyFile, "--server", url, "--data", data, "--json"}, create...)
+	out, err := exec.Command(bin, append(args, mandate...)...).Output()
 	if err != nil {
 		t.Fatalf("agent create: %v %s %s", err, out, stderrOf(err))
 	}
-	var a struct {
-		Wallets []struct{ Network, Address string } `json:"wallets"`
-	}
+	wallet := walletOf(t, out)
+	e.mint(t, wallet, 1_000_000)
+	return purserNode{url: url, data: data, keyFile: keyFile, wallet: wallet}
+}
+
+// agentJSON is what `agent create --json` and `agent show --json` print.
+type agentJSON struct {
+	Custody string `json:"custody"`
+	Wallets []struct {
+		Network, Address, Custody string
+	} `json:"wallets"`
+}
+
+// walletOf returns the agent's wallet on network from agent JSON.
+func walletOf(t *testing.T, out []byte) common.Address {
+	t.Helper()
+	var a agentJSON
 	if err := json.Unmarshal(out, &a); err != nil {
-		t.Fatal(err)
+		t.Fatalf("agent JSON %s: %v", out, err)
 	}
 	var wallet common.Address
 	for _, w := range a.Wallets {
@@ -611,10 +641,20 @@ func (e *env) purser(t *testing.T, mandate ...string) (string, string, common.Ad
 		}
 	}
 	if wallet == (common.Address{}) {
-		t.Fatalf("agent create printed no %s wallet: %s", network, out)
+		t.Fatalf("agent JSON has no %s wallet: %s", network, out)
 	}
-	e.mint(t, wallet, 1_000_000)
-	return url, keyFile, wallet
+	return wallet
+}
+
+// owner runs an owner command of the purser CLI against p and returns its
+// standard output.
+func (p purserNode) owner(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(purserBin(t), append(args, "--server", p.url, "--data", p.data)...).Output()
+	if err != nil {
+		t.Fatalf("purser %s: %v %s %s", strings.Join(args, " "), err, out, stderrOf(err))
+	}
+	return out
 }
 
 // fetchResult is what `purser x402 fetch --json` prints.
@@ -668,30 +708,111 @@ func stderrOf(err error) string {
 func TestPurserPaysOfficialServers(t *testing.T) {
 	e := setup(t)
 	fac := e.officialFacilitator(t)
-	server, keyFile, wallet := e.purser(t, "--per-tx-auto", "0.10", "--per-tx-max", "1", "--daily", "5")
+	p := e.purserNode(t, nil, "--per-tx-auto", "0.10", "--per-tx-max", "1", "--daily", "5")
+	e.payOfficialServers(t, p, fac, nil)
+}
+
+// TestCosignedWalletPaysOfficialServers: the same payments from a
+// co-signed (2of2) wallet, whose key neither the agent nor the server holds
+// alone: `purser x402 fetch` runs the signing protocol with the server, and
+// the official facilitator must take the joint signature as any wallet's.
+// Each payment's audit trail holds a spend.sign with cosign true.
+func TestCosignedWalletPaysOfficialServers(t *testing.T) {
+	e := setup(t)
+	fac := e.officialFacilitator(t)
+	recovery := filepath.Join(t.TempDir(), "recovery.key")
+	if out, err := exec.Command(purserBin(t), "owner", "recovery-key", "--out", recovery).CombinedOutput(); err != nil {
+		t.Fatalf("owner recovery-key: %v %s", err, out)
+	}
+	t0 := time.Now()
+	p := e.purserNode(t, []string{"--custody", "2of2", "--recovery-key", recovery + ".pub"},
+		"--per-tx-auto", "0.10", "--per-tx-max", "1", "--daily", "5")
+	t.Logf("purser serve + co-signed agent create (key generation) + funding: %v", time.Since(t0).Round(time.Millisecond))
+	// The funded wallet is the co-signed one, as the server itself says.
+	show := p.owner(t, "agent", "show", "interop", "--json")
+	var a agentJSON
+	if err := json.Unmarshal(show, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Custody != "2of2" {
+		t.Fatalf("agent show: custody %q, want 2of2: %s", a.Custody, show)
+	}
+	cosigned := false
+	for _, w := range a.Wallets {
+		if w.Network == network && common.HexToAddress(w.Address) == p.wallet && w.Custody == "cosign-2of2" {
+			cosigned = true
+		}
+	}
+	if !cosigned {
+		t.Fatalf("agent show: no %s wallet %s with custody cosign-2of2: %s", network, p.wallet, show)
+	}
+	// The key file holds the agent's share (and the server is not told it).
+	if b, err := os.ReadFile(p.keyFile); err != nil || !strings.Contains(string(b), "\ncosign-share: ") {
+		t.Fatalf("the agent key file holds no co-signing share (%v)", err)
+	}
+	e.payOfficialServers(t, p, fac, func(t *testing.T, r fetchResult) {
+		t.Helper()
+		// The owner's audit export: one spend.sign for this spend, co-signed.
+		n := 0
+		for line := range strings.Lines(string(p.owner(t, "audit", "export", "--format", "jsonl"))) {
+			var ev struct {
+				Action  string          `json:"action"`
+				Subject string          `json:"subject"`
+				Details json.RawMessage `json:"details"`
+			}
+			if json.Unmarshal([]byte(line), &ev) != nil || ev.Action != "spend.sign" || ev.Subject != "spend:"+r.Spend.SpendID {
+				continue
+			}
+			n++
+			var d struct {
+				Cosign  bool   `json:"cosign"`
+				SpendID string `json:"spend_id"`
+			}
+			if err := json.Unmarshal(ev.Details, &d); err != nil || !d.Cosign || d.SpendID != r.Spend.SpendID {
+				t.Fatalf("spend.sign for %s is not co-signed: %s", r.Spend.SpendID, line)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d spend.sign events for spend %s in the audit export, want 1", n, r.Spend.SpendID)
+		}
+	})
+}
+
+// payOfficialServers has p's agent pay an official v2 and an official v1
+// server through the official facilitator at fac, checks each payment on
+// chain, then checks that a fetch above --max moves nothing. check, if
+// set, looks further at each paid fetch.
+func (e *env) payOfficialServers(t *testing.T, p purserNode, fac string, check func(*testing.T, fetchResult)) {
+	t.Helper()
 	for _, s := range []struct{ name, script, network string }{{"v2", "server-v2.mjs", network}, {"v1", "server-v1.mjs", networkV1}} {
 		t.Run(s.name, func(t *testing.T) {
 			seller := newSeller()
 			url := e.officialServer(t, s.script, fac, seller)
-			before := e.balance(t, wallet)
-			r, code := e.fetch(t, server, keyFile, url, "--max", "0.05")
+			before := e.balance(t, p.wallet)
+			t0 := time.Now()
+			r, code := e.fetch(t, p.url, p.keyFile, url, "--max", "0.05")
+			took := time.Since(t0)
 			if code != 0 || r.Outcome != "paid" || !strings.Contains(r.Body, "sunny") {
 				t.Fatalf("purser x402 fetch of the official %s server: exit %d %+v", s.name, code, r)
 			}
+			t.Logf("purser x402 fetch, paid: %v", took.Round(time.Millisecond))
 			if r.Spend.Status != "captured" {
 				t.Fatalf("spend %s is %s after settlement, want captured", r.Spend.SpendID, r.Spend.Status)
 			}
 			if len(common.FromHex(r.Spend.RailData.Nonce)) != 32 {
 				t.Fatalf("spend %s has no 32-byte nonce: %q", r.Spend.SpendID, r.Spend.RailData.Nonce)
 			}
-			e.checkPaid(t, paid{payer: wallet, seller: seller, payerBefore: before,
+			e.checkPaid(t, paid{payer: p.wallet, seller: seller, payerBefore: before,
 				nonce: common.HexToHash(r.Spend.RailData.Nonce), settlement: r.Settlement, network: s.network})
+			if check != nil {
+				check(t, r)
+			}
 			// Above --max: refused before anything is signed; nothing moves.
-			before = e.balance(t, wallet)
-			if _, code := e.fetch(t, server, keyFile, url, "--max", "0.001"); code != 4 {
+			before = e.balance(t, p.wallet)
+			if _, code := e.fetch(t, p.url, p.keyFile, url, "--max", "0.001"); code != 4 {
 				t.Fatalf("fetch above --max exited %d, want 4", code)
 			}
-			if e.balance(t, wallet) != before || e.balance(t, seller) != price {
+			if e.balance(t, p.wallet) != before || e.balance(t, seller) != price {
 				t.Fatal("a refused fetch moved balances")
 			}
 		})
