@@ -716,7 +716,8 @@ func TestPurserPaysOfficialServers(t *testing.T) {
 // co-signed (2of2) wallet, whose key neither the agent nor the server holds
 // alone: `purser x402 fetch` runs the signing protocol with the server, and
 // the official facilitator must take the joint signature as any wallet's.
-// Each payment's audit trail holds a spend.sign with cosign true.
+// Each payment's audit trail holds a spend.sign with cosign true for the
+// nonce that was used on chain.
 func TestCosignedWalletPaysOfficialServers(t *testing.T) {
 	e := setup(t)
 	fac := e.officialFacilitator(t)
@@ -767,8 +768,10 @@ func TestCosignedWalletPaysOfficialServers(t *testing.T) {
 			var d struct {
 				Cosign  bool   `json:"cosign"`
 				SpendID string `json:"spend_id"`
+				RailRef string `json:"rail_ref"` // the EIP-3009 nonce authorizationState saw used
 			}
-			if err := json.Unmarshal(ev.Details, &d); err != nil || !d.Cosign || d.SpendID != r.Spend.SpendID {
+			if err := json.Unmarshal(ev.Details, &d); err != nil || !d.Cosign || d.SpendID != r.Spend.SpendID ||
+				!strings.EqualFold(d.RailRef, r.Spend.RailData.Nonce) {
 				t.Fatalf("spend.sign for %s is not co-signed: %s", r.Spend.SpendID, line)
 			}
 		}
