@@ -672,7 +672,11 @@ func TestCosignSecrets(t *testing.T) {
 	if len(exportB) == 0 {
 		t.Fatal("empty audit export")
 	}
-	haystacks := map[string][]byte{"server log": logs.Bytes(), "audit export": exportB}
+	metricsPage := send(t, "GET", n.url+"/metrics", nil, bearer(n.token))
+	if metricsPage.status != 200 || !bytes.Contains(metricsPage.body, []byte("purser_")) {
+		t.Fatalf("metrics: %s", metricsPage)
+	}
+	haystacks := map[string][]byte{"server log": logs.Bytes(), "audit export": exportB, "metrics": metricsPage.body}
 	for i, a := range c.answers {
 		haystacks[fmt.Sprintf("answer %d", i)] = a
 	}
