@@ -39,7 +39,7 @@ type KeygenResponse struct {
 // RefreshFinishRequest is the body of POST
 // /v1/agents/{ref}/cosign/refresh/finish: the check signature made with the
 // new shares (0x, 65 bytes r‖s‖v) over cosign.RefreshCheck(agent id,
-// epoch).Digest and, when the agent has a recovery blob, the new share's
+// epoch, refresh session id).Digest and, when the agent has a recovery blob, the new share's
 // (the old one holds a dead share).
 type RefreshFinishRequest struct {
 	Signature string        `json:"signature"`

@@ -36,7 +36,7 @@ type CosignRefresh struct {
 // co-signed wallet (POST /v1/agents/{ref}/cosign/refresh, five messages)
 // with its current share (the key file's cosign-share, MarshalBinary
 // form), then the check signature with the new shares (…/refresh/commit)
-// over cosign.RefreshCheck(agent id, epoch). It checks the new share keeps
+// over cosign.RefreshCheck(agent id, epoch, refresh session id). It checks the new share keeps
 // the wallet's address and that the check signature recovers to it.
 func (o *Owner) CosignRefresh(ctx context.Context, ref string, share []byte) (*CosignRefresh, error) {
 	old, err := cosign.UnmarshalShare(share)
@@ -56,7 +56,8 @@ func (o *Owner) CosignRefresh(ctx context.Context, ref string, share []byte) (*C
 	}
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	ks, err := cosign.NewRefresh(old, cosign.RefreshSessionID(ag.ID, old.PublicKey(), nonce))
+	sid := cosign.RefreshSessionID(ag.ID, old.PublicKey(), nonce)
+	ks, err := cosign.NewRefresh(old, sid)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: share refresh: %w", err)
 	}
@@ -98,7 +99,7 @@ func (o *Owner) CosignRefresh(ctx context.Context, ref string, share []byte) (*C
 	}
 	// The check: a signature with the new pair, which the server needs
 	// before it switches to its new share.
-	s, err := cosign.NewAgentSigner(fresh, cosign.RefreshCheck(ag.ID, epoch))
+	s, err := cosign.NewAgentSigner(fresh, cosign.RefreshCheck(ag.ID, epoch, sid))
 	if err != nil {
 		return nil, fmt.Errorf("sdk: share refresh check: %w", err)
 	}

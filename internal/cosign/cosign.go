@@ -102,13 +102,15 @@ func (b SignBinding) SessionID(publicKey []byte) SessionID {
 
 // RefreshCheck is the signing binding of the check that ends a share
 // refresh: both sides sign, with their NEW shares, the fixed digest
-// SHA-256("purser/cosign-refresh-check/v1", agent id, epoch) of the epoch
-// the new shares will have. The server activates its new share only once
-// that signature recovers to the (unchanged) address, so a refresh that
-// produced inconsistent shares never replaces a working pair. The spend id
-// part names the epoch, so each check has its own session id.
-func RefreshCheck(agentID string, epoch int64) SignBinding {
+// SHA-256("purser/cosign-refresh-check/v1", agent id, epoch, refresh session
+// id), where epoch is the one the new shares will have. The server activates
+// its new share only once that signature recovers to the (unchanged)
+// address, so a refresh that produced inconsistent shares never replaces a
+// working pair. The refresh session id makes the digest that refresh's own:
+// a check signature of another (abandoned) refresh to the same epoch does
+// not verify for it.
+func RefreshCheck(agentID string, epoch int64, refresh SessionID) SignBinding {
 	e := []byte(strconv.FormatInt(epoch, 10))
 	return SignBinding{AgentID: agentID, SpendID: "refresh-check:" + string(e),
-		Digest: hashParts("purser/cosign-refresh-check/v1", []byte(agentID), e)}
+		Digest: hashParts("purser/cosign-refresh-check/v1", []byte(agentID), e, refresh[:])}
 }

@@ -69,9 +69,18 @@ func (Engine) NewRefresh(share, m1 []byte) (spend.CosignKeygenSession, error) {
 	return keygen{k}, nil
 }
 
+// RefreshSessionID implements spend.CosignEngine.
+func (Engine) RefreshSessionID(m1 []byte) ([32]byte, error) {
+	sid, err := cosign.RefreshSessionIDOf(m1)
+	if err != nil {
+		return [32]byte{}, class(err)
+	}
+	return sid, nil
+}
+
 // RefreshCheck implements spend.CosignEngine.
-func (Engine) RefreshCheck(agentID string, epoch int64) (string, [32]byte) {
-	b := cosign.RefreshCheck(agentID, epoch)
+func (Engine) RefreshCheck(agentID string, epoch int64, sid [32]byte) (string, [32]byte) {
+	b := cosign.RefreshCheck(agentID, epoch, sid)
 	return b.SpendID, b.Digest
 }
 

@@ -27,10 +27,11 @@ type refreshRun struct {
 	sess     CosignKeygenSession
 	deadline time.Time
 	busy     bool
-	from     int64  // the epoch being refreshed
-	pending  []byte // the new server share, sealed for epoch from+1, once generated
-	signed   bool   // the check's signing session ran (the pending share signs once)
-	done     []byte // the check signature, once the new share is active
+	from     int64    // the epoch being refreshed
+	sid      [32]byte // the refresh session id (the check digest names it)
+	pending  []byte   // the new server share, sealed for epoch from+1, once generated
+	signed   bool     // the check's signing session ran (the pending share signs once)
+	done     []byte   // the check signature, once the new share is active
 }
 
 func (s *Service) refreshRuns() map[string]*refreshRun {
@@ -112,11 +113,15 @@ func (s *Service) CosignRefresh(ctx context.Context, ref string, msg []byte) (*R
 		}
 		sess, err := s.cfg.Cosign.NewRefresh(share, msg)
 		clear(share)
+		var sid [32]byte
+		if err == nil {
+			sid, err = s.cfg.Cosign.RefreshSessionID(msg)
+		}
 		if err != nil {
 			s.mu.Unlock()
 			return nil, Errorf(CodeCosignMessageInvalid, "no refresh is running for agent %s and this is no first message (%v)", a.Name, err)
 		}
-		run = &refreshRun{sess: sess, deadline: now.Add(KeygenTTL), from: k.Epoch}
+		run = &refreshRun{sess: sess, deadline: now.Add(KeygenTTL), from: k.Epoch, sid: sid}
 		runs[a.ID] = run
 	}
 	run.busy = true
@@ -194,7 +199,7 @@ func (s *Service) CosignRefreshCommit(ctx context.Context, ref string, m1 []byte
 		return nil, fmt.Errorf("spend: open the refreshed share of agent %s: %w", a.ID, err)
 	}
 	defer clear(share)
-	spendID, digest := s.cfg.Cosign.RefreshCheck(a.ID, epoch)
+	spendID, digest := s.cfg.Cosign.RefreshCheck(a.ID, epoch, run.sid)
 	m2, err := s.cfg.Cosign.ServerSign(share, a.ID, spendID, digest, m1)
 	if err != nil {
 		s.mu.Lock()
@@ -241,7 +246,7 @@ func (s *Service) CosignRefreshFinish(ctx context.Context, ref string, sig []byt
 		return nil, Errorf(CodeCosignNotReady, "agent %s's refreshed share has not signed its check yet: commit first", a.Name)
 	}
 	epoch := run.from + 1
-	_, digest := s.cfg.Cosign.RefreshCheck(a.ID, epoch)
+	_, digest := s.cfg.Cosign.RefreshCheck(a.ID, epoch, run.sid)
 	if !s.cfg.Cosign.VerifySignature(sig, digest, k.Address) {
 		return nil, Errorf(CodeCosignSignatureInvalid, "the check signature does not recover to %s over the refresh check digest with low s and v 27/28; the old shares stay active", k.Address)
 	}
