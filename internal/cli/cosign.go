@@ -260,7 +260,8 @@ func runCosignRotateKey(ctx context.Context, e *env, o *opts, c *sdk.Owner, a *s
 			if werr := agentauth.WriteKeyFileShare(o.keyOut, key, old); werr != nil {
 				return fmt.Errorf("%w; and restoring the old share into %s failed: %v", err, o.keyOut, werr)
 			}
-			return fmt.Errorf("the identity key was rotated (new key file %s, with the old share) but the shares were not refreshed: %w", o.keyOut, err)
+			fmt.Fprintf(e.stdio.Err, "note: the identity key was rotated but the shares were not refreshed: %s holds the new identity key and the old share, which still works\n", o.keyOut)
+			return err
 		}
 		fmt.Fprintf(e.stdio.Err, "note: no answer from the server on the share switch; %s holds the new share, the old share is passed on in case the switch did not happen\n", o.keyOut)
 		return err
