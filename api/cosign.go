@@ -31,6 +31,26 @@ type KeygenResponse struct {
 	Done      bool   `json:"done"`
 	Address   string `json:"address,omitempty"`
 	PublicKey string `json:"public_key,omitempty"`
+	// Epoch is set by a share refresh's last answer: the epoch the new
+	// shares take once committed (the check digest names it).
+	Epoch int64 `json:"epoch,omitempty"`
+}
+
+// RefreshFinishRequest is the body of POST
+// /v1/agents/{ref}/cosign/refresh/finish: the check signature made with the
+// new shares (0x, 65 bytes r‖s‖v) over cosign.RefreshCheck(agent id,
+// epoch, refresh session id).Digest and, when the agent has a recovery blob, the new share's
+// (the old one holds a dead share).
+type RefreshFinishRequest struct {
+	Signature string        `json:"signature"`
+	Recovery  *RecoveryBlob `json:"recovery,omitempty"`
+}
+
+// RefreshFinishResponse answers it: the new shares are active under Epoch,
+// and the address is unchanged.
+type RefreshFinishResponse struct {
+	Address string `json:"address"`
+	Epoch   int64  `json:"epoch"`
 }
 
 // RecoveryBlob is the agent share encrypted (HPKE) to the owner's X25519

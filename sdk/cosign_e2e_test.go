@@ -49,7 +49,7 @@ func (m *market) agent2of2(t *testing.T, name, mandate string, fund int64) *buye
 	if a, err = m.owner.Agent(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	b := &buyer{id: a.ID, name: name}
+	b := &buyer{id: a.ID, name: name, keyPath: path}
 	for _, w := range a.Wallets {
 		if w.Network == m.dev.Network() {
 			b.wallet = common.HexToAddress(w.Address)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
+	"crypto/ecdsa"
 	"crypto/hpke"
 	"crypto/rand"
 	"encoding/base64"
@@ -187,4 +188,15 @@ func (o *Owner) CosignRecovery(ctx context.Context, ref string) (*api.RecoveryBl
 		return nil, err
 	}
 	return &b, nil
+}
+
+// WriteKeyFile writes a new agent key file at path: the identity key and
+// this share, atomically, mode 0600 (agent rotate-key on a 2of2 agent).
+func (k *CosignKey) WriteKeyFile(path string, identity *ecdsa.PrivateKey) error {
+	raw, err := k.share.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	defer clear(raw)
+	return agentauth.WriteKeyFileShare(path, identity, raw)
 }

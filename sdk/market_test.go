@@ -200,6 +200,8 @@ type buyer struct {
 	name   string
 	key    *ecdsa.PrivateKey
 	wallet common.Address
+	// keyPath is a 2of2 agent's key file (identity key and share).
+	keyPath string
 }
 
 // agent creates an agent with mandate, mints fund atomic units to its

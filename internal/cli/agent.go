@@ -56,9 +56,14 @@ func agentCommand() *command {
 				run: runAgentFreeze},
 			status("unfreeze", "unfreeze an agent", (*sdk.Owner).Unfreeze),
 			status("revoke", "revoke an agent for good", (*sdk.Owner).Revoke),
-			{name: "rotate-key", args: "NAME --key-out FILE", kind: kindOwner,
-				summary: "give an agent a new identity key; the old one stops working",
-				flags:   keyOut, run: runAgentRotateKey},
+			{name: "rotate-key", args: "NAME --key-out FILE [--key-file FILE] [--recovery-key FILE.pub]", kind: kindOwner,
+				summary: "give an agent a new identity key; the old one stops working (2of2: both wallet shares are refreshed too, the address stays)",
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.keyOut, "key-out", "", "write the agent's new key file to `FILE` (mode 0600; never overwritten)")
+					fs.StringVar(&o.keyFile, "key-file", "", "2of2: the agent's current key file `FILE`, whose share is refreshed (default --agent-key or PURSER_AGENT_KEY)")
+					fs.StringVar(&o.recoveryKey, "recovery-key", "", "2of2: encrypt the new share to this owner recovery public key `FILE` (required when the agent has a recovery copy: the old one dies with the old share)")
+				},
+				run: runAgentRotateKey},
 			agentLimitsCommand(),
 			agentBalancesCommand(),
 		},
@@ -258,6 +263,16 @@ func runAgentRotateKey(ctx context.Context, e *env, o *opts, args []string) erro
 	c, err := e.ownerClient(o)
 	if err != nil {
 		return err
+	}
+	ag, err := c.Agent(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if ag.Custody == "2of2" {
+		return runCosignRotateKey(ctx, e, o, c, ag)
+	}
+	if o.keyFile != "" || o.recoveryKey != "" {
+		return usagef(o.path, "--key-file and --recovery-key are for 2of2 agents: agent %s's wallet is server-held", ag.Name)
 	}
 	key, err := newKeyFile(o)
 	if err != nil {

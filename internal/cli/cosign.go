@@ -6,9 +6,11 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/purserhq/purser/api"
 	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/sdk"
 )
@@ -187,5 +189,87 @@ func runAgentRecover(ctx context.Context, e *env, o *opts, args []string) error 
 	}
 	fmt.Fprintf(e.stdio.Out, "agent %s recovered: wallet %s, new identity address %s\nkey file (identity key and co-signing share) written to %s; the lost key file's identity key no longer works\n",
 		a.Name, wallet, a.IdentityAddress, o.keyOut)
+	return nil
+}
+
+// runCosignRotateKey rotates a 2of2 agent's identity key and refreshes both
+// wallet shares (the address stays). Order, so that no step can leave the
+// agent without a working key file: the refresh and its check signature
+// (nothing changes on the server yet), then NEW_FILE with the new identity
+// key and the new share, the identity rotation, and last the switch to the
+// new shares. If the switch is refused, NEW_FILE gets the old share back:
+// the agent keeps working with its new identity and the old pair.
+func runCosignRotateKey(ctx context.Context, e *env, o *opts, c *sdk.Owner, a *sdk.AgentInfo) error {
+	if _, err := os.Lstat(o.keyOut); err == nil {
+		return fmt.Errorf("%s already exists; refusing to overwrite a key file", o.keyOut)
+	}
+	path := o.keyFile
+	if path == "" {
+		path = o.agentKey
+	}
+	if path == "" {
+		path = e.getenv("PURSER_AGENT_KEY")
+	}
+	if path == "" {
+		return usagef(o.path, "agent %s co-signs its wallet: pass its current key file with --key-file FILE (or PURSER_AGENT_KEY), whose share is refreshed", a.Name)
+	}
+	var recoveryPub []byte
+	if o.recoveryKey != "" {
+		var err error
+		if recoveryPub, err = readRecoveryKey(o.recoveryKey, recoveryPublicField); err != nil {
+			return err
+		}
+	} else if _, err := c.CosignRecovery(ctx, a.ID); err == nil {
+		return usagef(o.path, "agent %s has a recovery copy of its share, which the refresh makes useless: pass --recovery-key FILE.pub to encrypt the new share to the owner's recovery key", a.Name)
+	} else if !sdk.IsCode(err, "cosign_not_ready") {
+		return err
+	}
+	_, old, err := agentauth.ReadKeyFileShare(path)
+	if err != nil {
+		return err
+	}
+	if len(old) == 0 {
+		return fmt.Errorf("%s holds no co-signing share (agent %s is 2of2: give its key file)", path, a.Name)
+	}
+	defer clear(old)
+	r, err := c.CosignRefresh(ctx, a.ID, old)
+	if err != nil {
+		return err
+	}
+	var blob *api.RecoveryBlob
+	if recoveryPub != nil {
+		if blob, err = r.Key.RecoveryBlob(recoveryPub); err != nil {
+			return err
+		}
+	}
+	key, err := agentauth.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := r.Key.WriteKeyFile(o.keyOut, key); err != nil {
+		return err
+	}
+	info, err := c.RotateKey(ctx, a.ID, agentauth.Address(key).Hex())
+	if err != nil {
+		dropKeyFile(e, o.keyOut, err)
+		return err
+	}
+	if err := r.Finish(ctx, blob); err != nil {
+		var ae *sdk.Error
+		if errors.As(err, &ae) {
+			if werr := agentauth.WriteKeyFileShare(o.keyOut, key, old); werr != nil {
+				return fmt.Errorf("%w; and restoring the old share into %s failed: %v", err, o.keyOut, werr)
+			}
+			fmt.Fprintf(e.stdio.Err, "note: the identity key was rotated but the shares were not refreshed: %s holds the new identity key and the old share, which still works\n", o.keyOut)
+			return err
+		}
+		fmt.Fprintf(e.stdio.Err, "note: no answer from the server on the share switch; %s holds the new share, the old share is passed on in case the switch did not happen\n", o.keyOut)
+		return err
+	}
+	if o.json {
+		return writeRaw(e.stdio.Out, info.Raw)
+	}
+	fmt.Fprintf(e.stdio.Out, "agent %s now has identity address %s; wallet %s unchanged, both shares refreshed (epoch %d)\nnew key file (identity key and share) written to %s; the old key file no longer works\n",
+		info.Name, info.IdentityAddress, r.Key.Address, r.Epoch, o.keyOut)
 	return nil
 }

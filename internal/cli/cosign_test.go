@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/purserhq/purser/api"
 	"github.com/purserhq/purser/internal/agentauth"
@@ -31,6 +34,14 @@ type cosignFake struct {
 	identity string
 	custody  string
 	recovery []byte
+
+	// Share refresh: the real cosign server side.
+	epoch      int64
+	rf         *cosign.KeygenSession
+	rsid       cosign.SessionID
+	pending    *cosign.Share
+	check      *cosign.SignSession
+	failFinish bool
 }
 
 func (f *cosignFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +95,61 @@ func (f *cosignFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		json.NewEncoder(w).Encode(api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(out)})
+	case "POST /v1/agents/ag_1/cosign/refresh":
+		var req api.KeygenRequest
+		json.Unmarshal(body, &req)
+		m, _ := base64.StdEncoding.DecodeString(req.Message)
+		if len(m) > 40 && m[6] == 1 {
+			copy(f.rsid[:], m[8:40])
+			f.rf, _ = cosign.NewRefresh(f.share, f.rsid)
+			f.pending = nil
+		}
+		out, err := f.rf.Handle(m)
+		if err != nil {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"code":"cosign_message_invalid","message":"bad"}`)
+			return
+		}
+		if out == nil {
+			f.pending, _ = f.rf.Share()
+			json.NewEncoder(w).Encode(api.KeygenResponse{Done: true, Address: f.share.Address().Hex(), Epoch: f.epoch + 1})
+			return
+		}
+		json.NewEncoder(w).Encode(api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(out)})
+	case "POST /v1/agents/ag_1/cosign/refresh/commit":
+		var req api.KeygenRequest
+		json.Unmarshal(body, &req)
+		m, _ := base64.StdEncoding.DecodeString(req.Message)
+		var err error
+		f.check, err = cosign.NewServerSigner(r.Context(), f.pending, cosign.RefreshCheck("ag_1", f.epoch+1, f.rsid), &cosign.MemoryLedger{})
+		out, herr := f.check.Handle(m)
+		if err != nil || herr != nil {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"code":"cosign_message_invalid","message":"bad"}`)
+			return
+		}
+		json.NewEncoder(w).Encode(api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(out)})
+	case "POST /v1/agents/ag_1/cosign/refresh/finish":
+		var req api.RefreshFinishRequest
+		json.Unmarshal(body, &req)
+		sig := common0x(req.Signature)
+		d := cosign.RefreshCheck("ag_1", f.epoch+1, f.rsid).Digest
+		if f.failFinish || len(sig) != 65 || !recovers(sig, d, f.share.Address().Hex()) {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"code":"cosign_signature_invalid","message":"no"}`)
+			return
+		}
+		if f.recovery != nil && req.Recovery == nil {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"code":"invalid_request","message":"recovery needed"}`)
+			return
+		}
+		if req.Recovery != nil {
+			f.recovery, _ = json.Marshal(req.Recovery)
+		}
+		f.share, f.pending = f.pending, nil
+		f.epoch++
+		json.NewEncoder(w).Encode(api.RefreshFinishResponse{Address: f.share.Address().Hex(), Epoch: f.epoch})
 	case "POST /v1/agents/ag_1/cosign/recovery":
 		f.recovery = body
 		w.Write(body)
@@ -181,5 +247,139 @@ func TestAgentCreate2of2(t *testing.T) {
 	runCLI(t, envv, "owner", "recovery-key", "--out", rk2)
 	if code, _, errOut := runCLI(t, envv, "agent", "recover", "bob", "--recovery-key", rk2, "--key-out", filepath.Join(dir, "x.key")); code == 0 {
 		t.Fatalf("recovered with another recovery key: %s", errOut)
+	}
+}
+
+func common0x(s string) []byte {
+	b, _ := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	return b
+}
+
+func recovers(sig []byte, digest [32]byte, address string) bool {
+	rec := append(append([]byte(nil), sig[:64]...), sig[64]-27)
+	pub, err := crypto.SigToPub(digest[:], rec)
+	return err == nil && crypto.PubkeyToAddress(*pub).Hex() == address
+}
+
+// cosignWith runs a whole signing between an agent share (MarshalBinary
+// form) and a server share over digest, and reports whether it produced a
+// signature of the wallet.
+func cosignWith(t *testing.T, agentShare []byte, server *cosign.Share, digest [32]byte) bool {
+	t.Helper()
+	as, err := cosign.UnmarshalShare(agentShare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cosign.SignBinding{AgentID: "ag_1", SpendID: "sp_check", Digest: digest}
+	a, err := cosign.NewAgentSigner(as, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cosign.NewServerSigner(context.Background(), server, b, &cosign.MemoryLedger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := a.Start()
+	if err != nil {
+		return false
+	}
+	m2, err := srv.Handle(m1)
+	if err != nil {
+		return false
+	}
+	if _, err := a.Handle(m2); err != nil {
+		return false
+	}
+	sig, err := a.Signature()
+	return err == nil && recovers(sig[:], digest, server.Address().Hex())
+}
+
+// TestAgentRotateKey2of2: rotate-key on a 2of2 agent refreshes both shares
+// through the real cosign protocol: the new key file has a new identity key
+// and a new share, the address is unchanged, the new share co-signs with
+// the server's new share and the old one no longer does. Without the
+// current key file, or without a recovery key when the agent has a recovery
+// copy, it refuses with nothing changed; when the switch is refused, the
+// new key file keeps the old share (the agent keeps working).
+func TestAgentRotateKey2of2(t *testing.T) {
+	t.Parallel()
+	f := &cosignFake{t: t, epoch: 1}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	envv := map[string]string{"PURSER_SERVER": srv.URL, "PURSER_OWNER_TOKEN": "tok"}
+	rk := filepath.Join(dir, "owner.recovery")
+	if code, _, errOut := runCLI(t, envv, "owner", "recovery-key", "--out", rk); code != 0 {
+		t.Fatal(errOut)
+	}
+	keyFile := filepath.Join(dir, "bob.key")
+	if code, _, errOut := runCLI(t, envv, "agent", "create", "bob", "--key-out", keyFile, "--custody", "2of2", "--recovery-key", rk+".pub"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	_, oldShare, err := agentauth.ReadKeyFileShare(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	address, oldIdentity := f.share.Address().Hex(), f.identity
+	newFile := filepath.Join(dir, "bob2.key")
+
+	if code, _, errOut := runCLI(t, envv, "agent", "rotate-key", "bob", "--key-out", newFile); code != 2 || !strings.Contains(errOut, "--key-file") {
+		t.Fatalf("2of2 rotate without the key file: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, envv, "agent", "rotate-key", "bob", "--key-out", newFile, "--key-file", keyFile); code != 2 || !strings.Contains(errOut, "--recovery-key") {
+		t.Fatalf("rotate without the recovery key: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(newFile); err == nil || f.identity != oldIdentity || f.epoch != 1 {
+		t.Fatal("a refused rotate-key changed something")
+	}
+
+	envv["PURSER_AGENT_KEY"] = keyFile // the default for --key-file
+	code, out, errOut := runCLI(t, envv, "agent", "rotate-key", "bob", "--key-out", newFile, "--recovery-key", rk+".pub")
+	if code != 0 {
+		t.Fatalf("rotate-key: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, address) || f.epoch != 2 || f.share.Address().Hex() != address {
+		t.Fatalf("rotate-key: epoch %d, output:\n%s", f.epoch, out)
+	}
+	if st, err := os.Stat(newFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("new key file: %v", err)
+	}
+	id2, newShare, err := agentauth.ReadKeyFileShare(newFile)
+	if err != nil || bytes.Equal(newShare, oldShare) || agentauth.Address(id2).Hex() != f.identity || f.identity == oldIdentity {
+		t.Fatalf("new key file: %v (share changed %v, identity rotated %v)", err, !bytes.Equal(newShare, oldShare), f.identity != oldIdentity)
+	}
+	for _, sh := range [][]byte{oldShare, newShare} {
+		if frag := base64.StdEncoding.EncodeToString(sh)[100:140]; strings.Contains(out+errOut+string(f.recovery), frag) {
+			t.Fatal("a share was printed or sent in clear")
+		}
+	}
+	digest := [32]byte{1, 2, 3}
+	if !cosignWith(t, newShare, f.share, digest) {
+		t.Fatal("the new share does not co-sign with the server's new share")
+	}
+	if cosignWith(t, oldShare, f.share, digest) {
+		t.Fatal("the old share still co-signs with the server's new share")
+	}
+	// The recovery copy is the new share's.
+	rkPriv, err := readRecoveryKey(rk, recoveryPrivateField)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blob api.RecoveryBlob
+	json.Unmarshal(f.recovery, &blob)
+	if got, err := sdk.OpenRecoveryBlob(&blob, "ag_1", address, rkPriv); err != nil || !bytes.Equal(got, newShare) {
+		t.Fatalf("recovery copy: %v", err)
+	}
+
+	// The switch refused: the identity is rotated, and the new key file
+	// holds the still-active share.
+	f.failFinish = true
+	third := filepath.Join(dir, "bob3.key")
+	if code, _, errOut := runCLI(t, envv, "agent", "rotate-key", "bob", "--key-out", third, "--key-file", newFile, "--recovery-key", rk+".pub"); code == 0 || !strings.Contains(errOut, "not refreshed") {
+		t.Fatalf("refused switch: exit %d: %s", code, errOut)
+	}
+	id3, share3, err := agentauth.ReadKeyFileShare(third)
+	if err != nil || !bytes.Equal(share3, newShare) || agentauth.Address(id3).Hex() != f.identity || f.epoch != 2 {
+		t.Fatalf("after a refused switch: %v (old share kept %v)", err, bytes.Equal(share3, newShare))
 	}
 }

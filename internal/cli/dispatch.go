@@ -90,7 +90,8 @@ type opts struct {
 	ownerName    string // owner invite --name
 	passkey      string // owner revoke --passkey
 	custody      string // agent create --custody
-	recoveryKey  string // agent create / recover --recovery-key
+	recoveryKey  string // agent create / recover / rotate-key --recovery-key
+	keyFile      string // agent rotate-key --key-file (a 2of2 agent's current key file)
 	serve        serveOpts
 	bench        benchOpts
 	x402         x402Opts

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"strconv"
 )
 
 // Role says which half of a co-signed key a party holds.
@@ -97,4 +98,19 @@ type SignBinding struct {
 // agent's first message before it computes anything.
 func (b SignBinding) SessionID(publicKey []byte) SessionID {
 	return SessionID(hashParts("purser/cosign/sign/v1", []byte(b.AgentID), []byte(b.SpendID), publicKey, b.Digest[:]))
+}
+
+// RefreshCheck is the signing binding of the check that ends a share
+// refresh: both sides sign, with their NEW shares, the fixed digest
+// SHA-256("purser/cosign-refresh-check/v1", agent id, epoch, refresh session
+// id), where epoch is the one the new shares will have. The server activates
+// its new share only once that signature recovers to the (unchanged)
+// address, so a refresh that produced inconsistent shares never replaces a
+// working pair. The refresh session id makes the digest that refresh's own:
+// a check signature of another (abandoned) refresh to the same epoch does
+// not verify for it.
+func RefreshCheck(agentID string, epoch int64, refresh SessionID) SignBinding {
+	e := []byte(strconv.FormatInt(epoch, 10))
+	return SignBinding{AgentID: agentID, SpendID: "refresh-check:" + string(e),
+		Digest: hashParts("purser/cosign-refresh-check/v1", []byte(agentID), e, refresh[:])}
 }

@@ -49,6 +49,41 @@ func (Engine) NewKeygen(m1 []byte) (spend.CosignKeygenSession, error) {
 	return keygen{k}, nil
 }
 
+// NewRefresh implements spend.CosignEngine: a share refresh of the
+// server's share, with the session id the agent picked
+// (cosign.RefreshSessionID(agent id, public key, random nonce)). The new
+// share keeps the public key (cosign checks it).
+func (Engine) NewRefresh(share, m1 []byte) (spend.CosignKeygenSession, error) {
+	s, err := cosign.UnmarshalShare(share)
+	if err != nil {
+		return nil, class(err)
+	}
+	sid, err := cosign.RefreshSessionIDOf(m1)
+	if err != nil {
+		return nil, class(err)
+	}
+	k, err := cosign.NewRefresh(s, sid)
+	if err != nil {
+		return nil, class(err)
+	}
+	return keygen{k}, nil
+}
+
+// RefreshSessionID implements spend.CosignEngine.
+func (Engine) RefreshSessionID(m1 []byte) ([32]byte, error) {
+	sid, err := cosign.RefreshSessionIDOf(m1)
+	if err != nil {
+		return [32]byte{}, class(err)
+	}
+	return sid, nil
+}
+
+// RefreshCheck implements spend.CosignEngine.
+func (Engine) RefreshCheck(agentID string, epoch int64, sid [32]byte) (string, [32]byte) {
+	b := cosign.RefreshCheck(agentID, epoch, sid)
+	return b.SpendID, b.Digest
+}
+
 type keygen struct{ k *cosign.KeygenSession }
 
 func (g keygen) Handle(msg []byte) ([]byte, error) {

@@ -20,6 +20,9 @@ func (s *Server) cosignRoutes() {
 	s.handle("POST /v1/agents/{ref}/cosign/keygen", s.owner(s.cosignKeygen))
 	s.handle("POST /v1/agents/{ref}/cosign/recovery", s.owner(s.cosignRecoverySet))
 	s.handle("GET /v1/agents/{ref}/cosign/recovery", s.owner(s.cosignRecoveryGet))
+	s.handle("POST /v1/agents/{ref}/cosign/refresh", s.owner(s.cosignRefresh))
+	s.handle("POST /v1/agents/{ref}/cosign/refresh/commit", s.owner(s.cosignRefreshCommit))
+	s.handle("POST /v1/agents/{ref}/cosign/refresh/finish", s.owner(s.cosignRefreshFinish))
 	s.handle("POST /v1/agent/spends/{id}/cosign", s.agentBinary(s.cosignSign))
 	s.handle("POST /v1/agent/spends/{id}/cosign/finish", s.agent(s.cosignFinish))
 }
@@ -41,6 +44,70 @@ func (s *Server) cosignKeygen(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(res.Message)})
 	}
 	return writeJSON(w, http.StatusOK, api.KeygenResponse{Done: true, Address: res.Address, PublicKey: "0x" + hex.EncodeToString(res.PublicKey)})
+}
+
+// protocolMessage decodes a {"message": base64} body.
+func protocolMessage(r *http.Request) ([]byte, error) {
+	var req api.KeygenRequest
+	if err := bindJSON(r, &req); err != nil {
+		return nil, err
+	}
+	msg, err := base64.StdEncoding.DecodeString(req.Message)
+	if err != nil || len(msg) == 0 {
+		return nil, spend.Errorf(spend.CodeInvalidRequest, "message must be the base64 of a protocol message").WithDetails(map[string]any{"field": "message"})
+	}
+	return msg, nil
+}
+
+func (s *Server) cosignRefresh(w http.ResponseWriter, r *http.Request) error {
+	msg, err := protocolMessage(r)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.CosignRefresh(r.Context(), r.PathValue("ref"), msg)
+	if err != nil {
+		return err
+	}
+	if !res.Done {
+		return writeJSON(w, http.StatusOK, api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(res.Message)})
+	}
+	return writeJSON(w, http.StatusOK, api.KeygenResponse{Done: true, Address: res.Address, Epoch: res.Epoch})
+}
+
+func (s *Server) cosignRefreshCommit(w http.ResponseWriter, r *http.Request) error {
+	msg, err := protocolMessage(r)
+	if err != nil {
+		return err
+	}
+	m2, err := s.svc.CosignRefreshCommit(r.Context(), r.PathValue("ref"), msg)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, api.KeygenResponse{Message: base64.StdEncoding.EncodeToString(m2)})
+}
+
+func (s *Server) cosignRefreshFinish(w http.ResponseWriter, r *http.Request) error {
+	var req api.RefreshFinishRequest
+	if err := bindJSON(r, &req); err != nil {
+		return err
+	}
+	sig, err := hex.DecodeString(strings.TrimPrefix(req.Signature, "0x"))
+	if err != nil || len(sig) != 65 || !strings.HasPrefix(req.Signature, "0x") {
+		return spend.Errorf(spend.CodeInvalidRequest, "signature must be 0x and 65 bytes of hex (r‖s‖v)").WithDetails(map[string]any{"field": "signature"})
+	}
+	var pub, ct string
+	if req.Recovery != nil {
+		pub, ct = req.Recovery.PublicKey, req.Recovery.Ciphertext
+		if pub == "" && ct == "" {
+			return spend.Errorf(spend.CodeInvalidRequest, "recovery needs public_key and ciphertext").WithDetails(map[string]any{"field": "recovery"})
+		}
+	}
+	k, err := s.svc.CosignRefreshFinish(r.Context(), r.PathValue("ref"), sig, pub, ct)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.RefreshFinishResponse{Address: k.Address, Epoch: k.Epoch})
 }
 
 func (s *Server) cosignRecoverySet(w http.ResponseWriter, r *http.Request) error {

@@ -1019,6 +1019,80 @@ func (h *apiHarness) cosigned(x402Body string) {
 	if done := finish("0x"+hex.EncodeToString(sig[:]), 200, ""); done.json["rail_data"] == nil {
 		h.t.Errorf("finished x402 spend carries no payment: %s", done.body)
 	}
+	h.refreshed(id, share, blob)
+}
+
+// refreshed runs a share refresh of the co-signed agent: the refresh
+// rounds, the check signature with the new pair, and the finish that
+// switches shares (refused without the new recovery copy, with a bad
+// signature, or before the check).
+func (h *apiHarness) refreshed(id string, share *cosign.Share, blob string) {
+	h.t.Helper()
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	sid := cosign.RefreshSessionID(id, share.PublicKey(), nonce)
+	rf, err := cosign.NewRefresh(share, sid)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	msg, err := rf.Start()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	call := func(op, path string, body string, want int, code string) *apiAnswer {
+		return h.do(apiCall{op: op, path: path, owner: true, want: want, code: code, body: body})
+	}
+	const base = "/v1/agents/cosigned/cosign/refresh"
+	b64 := func(m []byte) string { return `{"message":"` + base64.StdEncoding.EncodeToString(m) + `"}` }
+	call("POST /v1/agents/{ref}/cosign/refresh", base, b64([]byte("not a message")), 400, "cosign_message_invalid")
+	call("POST /v1/agents/{ref}/cosign/refresh", "/v1/agents/alpha/cosign/refresh", b64(msg), 409, "cosign_custody_mismatch")
+	call("POST /v1/agents/{ref}/cosign/refresh/commit", base+"/commit", b64(msg), 409, "cosign_not_ready")
+	var epoch int64
+	for {
+		a := call("POST /v1/agents/{ref}/cosign/refresh", base, b64(msg), 200, "")
+		if a.json["done"] == true {
+			epoch = int64(a.json["epoch"].(float64))
+			break
+		}
+		in, _ := base64.StdEncoding.DecodeString(a.str("message"))
+		if msg, err = rf.Handle(in); err != nil || msg == nil {
+			h.t.Fatalf("agent refresh: %v", err)
+		}
+	}
+	fresh, err := rf.Share()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	finish := func(body string, want int, code string) *apiAnswer {
+		return call("POST /v1/agents/{ref}/cosign/refresh/finish", base+"/finish", body, want, code)
+	}
+	zero := `{"signature":"0x` + strings.Repeat("11", 65) + `"}`
+	finish(zero, 409, "cosign_not_ready") // no check signed yet
+	s, err := cosign.NewAgentSigner(fresh, cosign.RefreshCheck(id, epoch, sid))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m1, err := s.Start()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m2 := call("POST /v1/agents/{ref}/cosign/refresh/commit", base+"/commit", b64(m1), 200, "")
+	call("POST /v1/agents/{ref}/cosign/refresh/commit", base+"/commit", b64(m1), 409, "cosign_session_used")
+	in, _ := base64.StdEncoding.DecodeString(m2.str("message"))
+	if _, err := s.Handle(in); err != nil {
+		h.t.Fatalf("agent on the check's m2: %v", err)
+	}
+	sig, err := s.Signature()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	finish(zero, 400, "cosign_signature_invalid")
+	good := `"signature":"0x` + hex.EncodeToString(sig[:]) + `"`
+	finish("{"+good+"}", 400, "invalid_request") // the agent has a recovery copy: a new one is due
+	done := finish("{"+good+`,"recovery":`+blob+"}", 200, "")
+	if done.str("address") != share.Address().Hex() || done.json["epoch"] != float64(epoch) {
+		h.t.Errorf("refresh finish: %s", done.body)
+	}
 }
 
 func common0x(s string) []byte {

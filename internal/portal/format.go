@@ -147,6 +147,7 @@ var actionTexts = map[string]string{
 	"agent.refusals":            "Requests refused",
 	"agent.cosign_keygen":       "Co-signed key generated",
 	"agent.cosign_recovery_set": "Recovery key stored",
+	"agent.cosign_refresh":      "Wallet shares refreshed",
 	"agent.cosign_failed":       "Co-signing refused",
 	"mandate.set":               "Mandate changed",
 	"spend.authorize":           "Payment authorized",

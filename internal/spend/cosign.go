@@ -134,6 +134,15 @@ type CosignEngine interface {
 	// NewKeygen starts the server's side of a key generation whose session
 	// id the agent chose, read from its first message m1.
 	NewKeygen(m1 []byte) (CosignKeygenSession, error)
+	// NewRefresh starts the server's side of a share refresh of its
+	// serialised share; the agent chose the session id, read from m1.
+	NewRefresh(share, m1 []byte) (CosignKeygenSession, error)
+	// RefreshSessionID is the refresh session id the agent chose, read
+	// from m1.
+	RefreshSessionID(m1 []byte) ([32]byte, error)
+	// RefreshCheck is the signing binding (spend id part and digest) of the
+	// check signature that ends the refresh sid to epoch.
+	RefreshCheck(agentID string, epoch int64, sid [32]byte) (spendID string, digest [32]byte)
 	// SignSessionID is the signing session id both sides derive.
 	SignSessionID(publicKey []byte, agentID, spendID string, digest [32]byte) [32]byte
 	// ServerSign runs the server's one signing step over digest with its

@@ -35,7 +35,8 @@ type keygenRun struct {
 
 // cosignState is the service's in-memory co-signing state.
 type cosignState struct {
-	runs map[string]*keygenRun // agent id → its key generation
+	runs    map[string]*keygenRun  // agent id → its key generation
+	refresh map[string]*refreshRun // agent id → its share refresh
 }
 
 func shareAAD(agentID string, epoch int64) []byte {
