@@ -340,7 +340,21 @@ func (c *Chain) waitOK(ctx context.Context, h common.Hash) (*types.Receipt, erro
 	if r.Status != types.ReceiptStatusSuccessful {
 		return r, fmt.Errorf("transaction %s reverted", h)
 	}
-	return r, nil
+	// The node can answer a receipt of a block it stored before it made
+	// that block its head; a read of the latest state right after must
+	// see the transaction, so wait for the head too (a balance read after
+	// a mint found the old balance once under load).
+	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
+		head, err := c.client.BlockNumber(ctx)
+		if err == nil && r.BlockNumber != nil && head >= r.BlockNumber.Uint64() {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("transaction %s mined but not at the head: %w", h, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
 }
 
 // Close stops mining and the node, frees the RPC port and discards all state.
