@@ -1,7 +1,6 @@
 package apiproxy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -207,56 +206,6 @@ func sameSegment(a, b string) bool {
 	return err1 == nil && err2 == nil && da == db
 }
 
-// FillTemplate fills the {name} placeholders of a tool's path template
-// from args, escaping every byte but unreserved ones so that a value can
-// never add a segment or an escape, and returns the filled, cleaned path
-// and the arguments the template did not use. Values must be strings,
-// numbers or booleans, not empty, not "." or "..".
-func FillTemplate(tmpl string, args map[string]any) (string, map[string]any, error) {
-	used := map[string]bool{}
-	var b strings.Builder
-	for i := 0; i < len(tmpl); {
-		open := strings.IndexByte(tmpl[i:], '{')
-		if open < 0 {
-			b.WriteString(tmpl[i:])
-			break
-		}
-		b.WriteString(tmpl[i : i+open])
-		end := strings.IndexByte(tmpl[i+open:], '}')
-		if end < 0 {
-			return "", nil, errors.New("template: unclosed {")
-		}
-		name := tmpl[i+open+1 : i+open+end]
-		if !validName(name) {
-			return "", nil, fmt.Errorf("template: bad placeholder {%s}", name)
-		}
-		v, ok := args[name]
-		if !ok {
-			return "", nil, fmt.Errorf("template: argument %q is required", name)
-		}
-		s, err := scalar(v)
-		if err != nil {
-			return "", nil, fmt.Errorf("template: argument %q: %v", name, err)
-		}
-		if s == "" || s == "." || s == ".." {
-			return "", nil, fmt.Errorf("template: argument %q may not be empty, '.' or '..'", name)
-		}
-		b.WriteString(escapeAll(s))
-		used[name] = true
-		i += open + end + 1
-	}
-	p, err := CleanPath(b.String())
-	if err != nil {
-		return "", nil, fmt.Errorf("template: %v", err)
-	}
-	rest := make(map[string]any, len(args))
-	for k, v := range args {
-		if !used[k] {
-			rest[k] = v
-		}
-	}
-	return p, rest, nil
-}
 
 // TemplatePattern is the grant pattern a template's paths fall under:
 // every segment holding a placeholder becomes "*" ("/v1/customers/{id}"
@@ -284,23 +233,6 @@ func validName(s string) bool {
 	return true
 }
 
-func scalar(v any) (string, error) {
-	switch v := v.(type) {
-	case string:
-		return v, nil
-	case json.Number:
-		return v.String(), nil
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), nil
-	case int:
-		return strconv.Itoa(v), nil
-	case int64:
-		return strconv.FormatInt(v, 10), nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	}
-	return "", fmt.Errorf("want a string, number or boolean, got %T", v)
-}
 
 // escapeAll percent-escapes every byte that is not unreserved (RFC 3986).
 func escapeAll(s string) string {

@@ -50,33 +50,6 @@ func TestMatchPath(t *testing.T) {
 	}
 }
 
-func TestFillTemplate(t *testing.T) {
-	t.Parallel()
-	p, _, err := apiproxy.FillTemplate("/v1/customers/{id}/notes/{n}", map[string]any{"id": "cus 1", "n": 3.0})
-	if err != nil || p != "/v1/customers/cus%201/notes/3" {
-		t.Fatalf("%q %v", p, err)
-	}
-	for _, v := range []string{"a/b", "../../admin", "a\\b"} {
-		if p, _, err := apiproxy.FillTemplate("/v1/c/{id}", map[string]any{"id": v}); err == nil {
-			t.Errorf("value %q was accepted: %q", v, p)
-		}
-	}
-	p, rest, err := apiproxy.FillTemplate("/v1/customers/{id}", map[string]any{"id": "cus_1@x", "limit": 5})
-	if err != nil || p != "/v1/customers/cus_1%40x" || len(rest) != 1 || rest["limit"] != 5 {
-		t.Fatalf("%q %v %v", p, rest, err)
-	}
-	for _, args := range []map[string]any{{}, {"id": ""}, {"id": ".."}, {"id": "."}, {"id": []any{1}}, {"id": map[string]any{}}, {"id": nil}} {
-		if p, _, err := apiproxy.FillTemplate("/v1/customers/{id}", args); err == nil {
-			t.Errorf("args %v gave %q", args, p)
-		}
-	}
-	if got := apiproxy.TemplatePattern("/v1/customers/{id}/x"); got != "/v1/customers/*/x" {
-		t.Errorf("TemplatePattern = %q", got)
-	}
-	if !apiproxy.MatchPath([]string{apiproxy.TemplatePattern("/v1/customers/{id}")}, "/v1/customers/cus_1%40x") {
-		t.Error("a filled template does not match its own pattern")
-	}
-}
 
 func TestParseUpstream(t *testing.T) {
 	t.Parallel()

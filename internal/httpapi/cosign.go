@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/purserhq/purser/api"
-	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/spend"
 )
 
@@ -168,9 +166,8 @@ type binaryHandler func(w http.ResponseWriter, r *http.Request, c spend.Caller, 
 // audit trail keeps as their SHA-256 (the signature covers the hash).
 func (s *Server) agentBinary(h binaryHandler) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if r.Header.Get("Authorization") != "" {
-			s.authFailed.Inc("wrong_credential")
-			return &spend.Error{Code: "wrong_credential", Message: "this is an agent endpoint; sign the request with the agent's identity key instead of a bearer token"}
+		if err := refuseBearer(s, r); err != nil {
+			return err
 		}
 		body, err := readBody(r)
 		if err != nil {
@@ -179,30 +176,8 @@ func (s *Server) agentBinary(h binaryHandler) handlerFunc {
 		if len(body) > spend.MaxCosignMessage {
 			return &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("a co-signing message is at most %d bytes", spend.MaxCosignMessage)}
 		}
-		signed, err := agentauth.Parse(r.Header)
+		c, err := s.verifyAgent(w, r, body, true)
 		if err != nil {
-			s.authFailed.Inc(spend.CodeOf(err))
-			return err
-		}
-		dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
-		if err != nil {
-			s.authFailed.Inc(spend.CodeOf(err))
-			return err
-		}
-		sum := sha256.Sum256(body)
-		c := spend.Caller{
-			Address:     signed.Agent.Hex(),
-			Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
-			Expires:     signed.Expires,
-			Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
-			BodySHA256:  "0x" + hex.EncodeToString(sum[:]),
-			Method:      r.Method,
-			Path:        r.RequestURI,
-			AuthVersion: dom.Version(),
-			Deployment:  dom.DeploymentHex(),
-		}
-		if err := s.svc.Admit(c); err != nil {
-			w.Header().Set("Retry-After", "1")
 			return err
 		}
 		return h(w, r, c, body)

@@ -488,9 +488,8 @@ const maxAgentBody = 16 << 10
 // the service resolves the key and spends the nonce in its transaction.
 func (s *Server) agent(h agentHandler) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if r.Header.Get("Authorization") != "" {
-			s.authFailed.Inc("wrong_credential")
-			return &spend.Error{Code: "wrong_credential", Message: "this is an agent endpoint; sign the request with the agent's identity key instead of a bearer token"}
+		if err := refuseBearer(s, r); err != nil {
+			return err
 		}
 		body, err := readBody(r)
 		if err != nil {
@@ -501,36 +500,63 @@ func (s *Server) agent(h agentHandler) handlerFunc {
 			// small, and an agent cannot make Purser store more.
 			return &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("an agent request body is at most %d bytes", maxAgentBody)}
 		}
-		signed, err := agentauth.Parse(r.Header)
+		c, err := s.verifyAgent(w, r, body, false)
 		if err != nil {
-			s.authFailed.Inc(spend.CodeOf(err))
-			return err
-		}
-		dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
-		if err != nil {
-			s.authFailed.Inc(spend.CodeOf(err))
-			return err
-		}
-		// The body goes into the audit trail as the proof of what was
-		// asked: it must read the same to every verifier.
-		if err := checkSignedBody(body); err != nil {
-			return err
-		}
-		c := spend.Caller{
-			Address:     signed.Agent.Hex(),
-			Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
-			Expires:     signed.Expires,
-			Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
-			Body:        body,
-			Method:      r.Method,
-			Path:        r.RequestURI,
-			AuthVersion: dom.Version(),
-			Deployment:  dom.DeploymentHex(),
-		}
-		if err := s.svc.Admit(c); err != nil {
-			w.Header().Set("Retry-After", "1")
 			return err
 		}
 		return h(w, r, c)
 	}
+}
+
+// refuseBearer refuses an owner token on an agent route.
+func refuseBearer(s *Server, r *http.Request) error {
+	if r.Header.Get("Authorization") == "" {
+		return nil
+	}
+	s.authFailed.Inc("wrong_credential")
+	return &spend.Error{Code: "wrong_credential", Message: "this is an agent endpoint; sign the request with the agent's identity key instead of a bearer token"}
+}
+
+// verifyAgent checks a signed agent request over body and admits it
+// through the request rate gate. The audit trail keeps the exact body
+// (JSON, which must then be unambiguous), or with hashOnly its SHA-256
+// (a proxied call's or a co-signing message's bytes: the signature covers
+// the hash, which is enough to verify it later).
+func (s *Server) verifyAgent(w http.ResponseWriter, r *http.Request, body []byte, hashOnly bool) (spend.Caller, error) {
+	signed, err := agentauth.Parse(r.Header)
+	if err != nil {
+		s.authFailed.Inc(spend.CodeOf(err))
+		return spend.Caller{}, err
+	}
+	dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
+	if err != nil {
+		s.authFailed.Inc(spend.CodeOf(err))
+		return spend.Caller{}, err
+	}
+	c := spend.Caller{
+		Address:     signed.Agent.Hex(),
+		Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
+		Expires:     signed.Expires,
+		Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
+		Method:      r.Method,
+		Path:        r.RequestURI,
+		AuthVersion: dom.Version(),
+		Deployment:  dom.DeploymentHex(),
+	}
+	if hashOnly {
+		sum := sha256.Sum256(body)
+		c.BodySHA256 = "0x" + hex.EncodeToString(sum[:])
+	} else {
+		// The body goes into the audit trail as the proof of what was
+		// asked: it must read the same to every verifier.
+		if err := checkSignedBody(body); err != nil {
+			return spend.Caller{}, err
+		}
+		c.Body = body
+	}
+	if err := s.svc.Admit(c); err != nil {
+		w.Header().Set("Retry-After", "1")
+		return spend.Caller{}, err
+	}
+	return c, nil
 }

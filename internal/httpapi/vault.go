@@ -1,13 +1,10 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 
 	"github.com/purserhq/purser/api"
-	"github.com/purserhq/purser/internal/agentauth"
 	"github.com/purserhq/purser/internal/apiproxy"
 	"github.com/purserhq/purser/internal/spend"
 )
@@ -185,30 +182,8 @@ func (s *Server) proxied(h proxyHandler) handlerFunc {
 			if len(body) > apiproxy.MaxBody {
 				return &spend.Error{Code: "body_too_large", Message: fmt.Sprintf("a proxied call's body is at most %d bytes", apiproxy.MaxBody)}
 			}
-			signed, err := agentauth.Parse(r.Header)
+			c, err := s.verifyAgent(w, r, body, true)
 			if err != nil {
-				s.authFailed.Inc(spend.CodeOf(err))
-				return err
-			}
-			dom, err := signed.VerifyFor(s.domain, s.acceptUnbound, r.Method, r.RequestURI, body, s.clock.Now())
-			if err != nil {
-				s.authFailed.Inc(spend.CodeOf(err))
-				return err
-			}
-			sum := sha256.Sum256(body)
-			c := spend.Caller{
-				Address:     signed.Agent.Hex(),
-				Nonce:       "0x" + hex.EncodeToString(signed.Nonce[:]),
-				Expires:     signed.Expires,
-				Signature:   "0x" + hex.EncodeToString(signed.Signature[:]),
-				BodySHA256:  "0x" + hex.EncodeToString(sum[:]),
-				Method:      r.Method,
-				Path:        r.RequestURI,
-				AuthVersion: dom.Version(),
-				Deployment:  dom.DeploymentHex(),
-			}
-			if err := s.svc.Admit(c); err != nil {
-				w.Header().Set("Retry-After", "1")
 				return err
 			}
 			return h(w, r, c, body)
