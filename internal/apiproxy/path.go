@@ -206,7 +206,6 @@ func sameSegment(a, b string) bool {
 	return err1 == nil && err2 == nil && da == db
 }
 
-
 // TemplatePattern is the grant pattern a template's paths fall under:
 // every segment holding a placeholder becomes "*" ("/v1/customers/{id}"
 // → "/v1/customers/*").
@@ -219,20 +218,6 @@ func TemplatePattern(tmpl string) string {
 	}
 	return strings.Join(segs, "/")
 }
-
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 
 // escapeAll percent-escapes every byte that is not unreserved (RFC 3986).
 func escapeAll(s string) string {

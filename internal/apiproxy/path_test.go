@@ -50,7 +50,6 @@ func TestMatchPath(t *testing.T) {
 	}
 }
 
-
 func TestParseUpstream(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{"ftp://x", "https://", "https://u:p@api.example", "https://api.example/?a=1", "https://api.example/#f",
