@@ -124,8 +124,12 @@ func TestVaultAndProxy(t *testing.T) {
 	if cr.Name != "search" || cr.Version != 1 || !cr.AllowPrivate {
 		t.Fatalf("put: %+v", cr)
 	}
-	if _, err := owner.PutCredential(ctx, sdk.PutCredentialRequest{Name: "search", Upstream: up.URL, Inject: "header:X-Api-Key={secret}", Secret: secret}); !sdk.IsCode(err, "credential_exists") {
+	if _, err := owner.PutCredential(ctx, sdk.PutCredentialRequest{Name: "search", Upstream: up.URL, Inject: "header:X-Api-Key={secret}", Secret: secret, AllowPrivate: true}); !sdk.IsCode(err, "credential_exists") {
 		t.Fatalf("second put: %v", err)
+	}
+	// The secret never crosses the network in clear to a public host.
+	if _, err := owner.PutCredential(ctx, sdk.PutCredentialRequest{Name: "plain", Upstream: "http://api.example.com", Inject: "header:X-Api-Key={secret}", Secret: secret}); !sdk.IsCode(err, "invalid_request") {
+		t.Fatalf("an http upstream without allow_private: %v", err)
 	}
 	if _, err := owner.PutCredential(ctx, sdk.PutCredentialRequest{Name: "pricey", Upstream: up.URL + "/api", Inject: "header:X-Api-Key={secret}",
 		Secret: secret, AllowPrivate: true}); err != nil {

@@ -196,6 +196,11 @@ func (v *Vault) Put(ctx context.Context, req api.PutCredentialRequest) (*api.Cre
 	if err != nil {
 		return nil, invalid("upstream", "upstream: %s", err.Error())
 	}
+	if up.Scheme == "http" && !req.AllowPrivate {
+		// The secret would cross the network in clear: only an upstream on
+		// the owner's own network (allowed explicitly) may be plain http.
+		return nil, invalid("upstream", "an http upstream would carry the secret in clear: use https, or allow_private for an API on your own network")
+	}
 	if _, err := ParseInject(req.Inject); err != nil {
 		return nil, invalid("inject", "inject: %s", err.Error())
 	}

@@ -106,7 +106,7 @@ func TestVaultAndProxyCommands(t *testing.T) {
 	if !strings.Contains(out, "credential search stored (version 1)") {
 		t.Errorf("put: %s", out)
 	}
-	if out := must(1, secret+"\n", "vault", "put", "search", "--upstream", up.URL, "--inject", "header:X-Api-Key={secret}"); !strings.Contains(out, "credential_exists") {
+	if out := must(1, secret+"\n", "vault", "put", "search", "--upstream", up.URL, "--inject", "header:X-Api-Key={secret}", "--allow-private"); !strings.Contains(out, "credential_exists") {
 		t.Errorf("second put: %s", out)
 	}
 	secretFile := filepath.Join(dir, "pricey.secret")

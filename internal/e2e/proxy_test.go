@@ -186,8 +186,8 @@ func TestProxyRefusesPrivateUpstreams(t *testing.T) {
 	dom := n.domain(t)
 	port := up.srv.URL[strings.LastIndex(up.srv.URL, ":")+1:]
 	for _, c := range []struct{ name, upstream string }{
-		{"byip", "http://127.0.0.1:" + port},
-		{"byname", "http://localhost:" + port}, // a name that resolves to loopback: checked at connect time
+		{"byip", "https://127.0.0.1:" + port},
+		{"byname", "https://localhost:" + port}, // a name that resolves to loopback: checked at connect time
 	} {
 		if a := owner(t, n, "POST", "/v1/vault", api.PutCredentialRequest{Name: c.name, Upstream: c.upstream,
 			Inject: "header:X-Api-Key={secret}", Secret: secret}); a.status != 201 {
