@@ -1,9 +1,9 @@
 package sdk
 
-// STOPGAP (issue 12): these tests answer per the contract of docs/vault.md
-// from an httptest server, not from Purser. The end-to-end tests against
-// a real in-process server are in vault_test.go; these keep only what a
-// real server cannot be made to answer on demand: the signature over an
+// Wire-level tests of the SDK's proxy client: they answer per the contract
+// of docs/vault.md from an httptest server, not from Purser. The
+// end-to-end tests against a real in-process server are in vault_test.go;
+// these hold only what a real server cannot be made to answer on demand: the signature over an
 // exact request-target Purser would refuse (an encoded /), every header
 // the SDK drops or passes as received, Purser answers without a JSON
 // body or with the spend id in the header only, an answer that is not
@@ -25,7 +25,7 @@ import (
 	"github.com/purserhq/purser/internal/agentauth"
 )
 
-// proxyServer is a stopgap Purser proxy: it verifies the agent's
+// proxyServer is a stand-in for Purser's proxy: it verifies the agent's
 // signature over the request as received (verifyingServer), records it,
 // and answers with answer.
 func proxyServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, body []byte)) (*httptest.Server, *atomic.Int32) {
