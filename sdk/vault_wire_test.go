@@ -38,11 +38,11 @@ func proxyServer(t *testing.T, answer func(w http.ResponseWriter, r *http.Reques
 	return srv, &n
 }
 
-// TestProxySignsWhatItSendsStopgap: the request-target signed is the one
+// TestProxySignsWhatItSends: the request-target signed is the one
 // sent (escapes and query kept), the body and the caller's headers go
 // through, but not Authorization, Host or Purser-* headers; the
 // upstream's answer comes back as is, a redirect not followed.
-func TestProxySignsWhatItSendsStopgap(t *testing.T) {
+func TestProxySignsWhatItSends(t *testing.T) {
 	t.Parallel()
 	key, _ := agentauth.GenerateKey()
 	type rec struct {
@@ -119,11 +119,11 @@ func TestProxySignsWhatItSendsStopgap(t *testing.T) {
 	}
 }
 
-// TestProxyPurserAnswersStopgap: an answer with Purser-Error is an error:
+// TestProxyPurserAnswers: an answer with Purser-Error is an error:
 // approval_required an *ApprovalRequiredError with the spend id (from
 // details, else from Purser-Spend-Id), spend_denied a *RefusedError, the
 // rest an *Error with the code.
-func TestProxyPurserAnswersStopgap(t *testing.T) {
+func TestProxyPurserAnswers(t *testing.T) {
 	t.Parallel()
 	key, _ := agentauth.GenerateKey()
 	srv, _ := proxyServer(t, func(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -188,13 +188,13 @@ func TestProxyPurserAnswersStopgap(t *testing.T) {
 	}
 }
 
-// TestProxyTransportStopgap: an unmodified http.Client over
+// TestProxyTransportWire: an unmodified http.Client over
 // ProxyTransport reaches /v1/proxy/NAME + the request's path and query,
 // whatever host it named; a body over 1 MiB is refused before anything
 // is signed or sent; the upstream's redirects are followed on the same
 // host only; the context's idempotency key is used when the
 // request has none; Purser's refusals are errors wrapped by http.Client.
-func TestProxyTransportStopgap(t *testing.T) {
+func TestProxyTransportWire(t *testing.T) {
 	t.Parallel()
 	key, _ := agentauth.GenerateKey()
 	var mu sync.Mutex
