@@ -332,9 +332,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	var svc *spend.Service
 	common := rails.Common{Assets: assets, Wallet: agentWallets(func() *spend.Service { return svc }, ks),
-		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) {
-			return svc.CosignAddress(ctx, agentID)
-		},
 		NonceKey: ks.DeriveKey("eip3009-nonce"), Chains: chains.clients, Relayers: chains.relayers}
 	x402Rail := &rails.X402{Common: common}
 	payout := &rails.Payout{Common: common}

@@ -153,13 +153,16 @@ func agentWallets(svc func() *spend.Service, ks *keystore.Keystore) rails.Wallet
 		if s == nil {
 			return nil, errors.New("app: service not ready")
 		}
-		a, err := s.GetAgent(ctx, agentID)
+		a, cosigned, err := s.WalletOf(ctx, agentID)
 		if err != nil {
 			return nil, err
 		}
-		if a.Custody != spend.CustodyServer {
+		if cosigned != "" {
 			// A co-signed wallet has no server-held key; deriving one
 			// would hand out an address nobody funds, or worse.
+			return nil, &rails.CosignedWallet{Address: cosigned}
+		}
+		if a.Custody != spend.CustodyServer {
 			return nil, fmt.Errorf("app: agent %s has a %s wallet: the server holds no key for it", a.ID, a.Custody)
 		}
 		return ks.Wallet(a.WalletIndex)

@@ -153,16 +153,16 @@ func newAPIHarness(t *testing.T) *apiHarness {
 	}}
 	x402 := &rails.X402{Common: rails.Common{Assets: assets, NonceKey: []byte("openapi test nonce key"),
 		Wallet: func(ctx context.Context, agentID string) (evm.HashSigner, error) {
-			a, err := h.env.Svc.GetAgent(ctx, agentID)
+			a, cosigned, err := h.env.Svc.WalletOf(ctx, agentID)
 			if err != nil {
 				return nil, err
+			}
+			if cosigned != "" {
+				return nil, &rails.CosignedWallet{Address: cosigned}
 			}
 			return h.env.Keys.Wallet(a.WalletIndex)
 		},
 		Now: func() time.Time { return h.env.Clock.Now() },
-		Cosigned: func(ctx context.Context, agentID string) (string, bool, error) {
-			return h.env.Svc.CosignAddress(ctx, agentID)
-		},
 	}}
 	// The credential vault and its rail, sealing with a keystore of its
 	// own (the env's is made with the service, after the rails).

@@ -23,8 +23,19 @@ import (
 // no entry can still be signed for (x402), but not reconciled or paid out.
 type Chains map[string]*evm.Client
 
-// WalletFunc returns the server-held wallet of an agent.
+// WalletFunc returns the server-held wallet of an agent. For an agent
+// whose wallet is co-signed (2of2) the server holds no key: it returns a
+// *CosignedWallet error naming the wallet's address, and the rails build
+// that agent's authorizations unsigned (spend.CosignPending). One call
+// tells both, so a signature reads the agent once.
 type WalletFunc func(ctx context.Context, agentID string) (evm.HashSigner, error)
+
+// CosignedWallet is WalletFunc's answer for a co-signed wallet.
+type CosignedWallet struct{ Address string }
+
+func (e *CosignedWallet) Error() string {
+	return "rails: wallet " + e.Address + " is co-signed: the server holds no key for it"
+}
 
 // Common is what both rails need to sign for an agent.
 type Common struct {
@@ -32,10 +43,6 @@ type Common struct {
 	Wallet   WalletFunc
 	NonceKey []byte // secret; derives each spend's authorization nonce
 	Chains   Chains
-	// Cosigned reports whether an agent's wallet is co-signed (2of2) and
-	// its address. Such a wallet has no server-held key: the rails build
-	// its authorizations unsigned (spend.CosignPending). Nil: none is.
-	Cosigned func(ctx context.Context, agentID string) (address string, ok bool, err error)
 	// Relayers pay gas on each network: payouts, and cancellations of
 	// unused authorizations. A network without one can do neither.
 	Relayers map[string]*evm.Relayer
@@ -130,16 +137,9 @@ func (c *Common) sign(ctx context.Context, sp *spend.Spend, purpose, to string, 
 	if err != nil {
 		return nil, err
 	}
-	from, cosigned, err := c.cosigned(ctx, sp.AgentID)
+	w, from, cosigned, err := c.wallet(ctx, sp.AgentID)
 	if err != nil {
 		return nil, err
-	}
-	var w evm.HashSigner
-	if !cosigned {
-		if w, err = c.Wallet(ctx, sp.AgentID); err != nil {
-			return nil, err
-		}
-		from = w.Address()
 	}
 	a := evm.Authorization{
 		From: common.HexToAddress(from), To: common.HexToAddress(to), Value: new(big.Int).Set(sp.Amount),
@@ -161,25 +161,24 @@ func (c *Common) sign(ctx context.Context, sp *spend.Spend, purpose, to string, 
 	return rec, nil
 }
 
-// cosigned reports whether the agent's wallet is co-signed, and its address.
-func (c *Common) cosigned(ctx context.Context, agentID string) (string, bool, error) {
-	if c.Cosigned == nil {
-		return "", false, nil
+// wallet is the agent's wallet: its server-held key and address, or
+// (cosigned) only the address of a co-signed one.
+func (c *Common) wallet(ctx context.Context, agentID string) (w evm.HashSigner, addr string, cosigned bool, err error) {
+	w, err = c.Wallet(ctx, agentID)
+	var cw *CosignedWallet
+	if errors.As(err, &cw) {
+		return nil, cw.Address, true, nil
 	}
-	return c.Cosigned(ctx, agentID)
+	if err != nil {
+		return nil, "", false, err
+	}
+	return w, w.Address(), false, nil
 }
 
 // walletAddress is the agent's wallet address, whoever holds its key.
 func (c *Common) walletAddress(ctx context.Context, agentID string) (string, error) {
-	addr, ok, err := c.cosigned(ctx, agentID)
-	if err != nil || ok {
-		return addr, err
-	}
-	w, err := c.Wallet(ctx, agentID)
-	if err != nil {
-		return "", err
-	}
-	return w.Address(), nil
+	_, addr, _, err := c.wallet(ctx, agentID)
+	return addr, err
 }
 
 // searchFrom is the first block that can hold the settlement of rec:

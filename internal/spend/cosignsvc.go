@@ -246,15 +246,17 @@ func (s *Service) CosignRecoveryGet(ctx context.Context, ref string) (*CosignKey
 	return out, err
 }
 
-// CosignAddress reports whether an agent's wallet is co-signed, and its
-// address (the rails' Common.Cosigned). A co-signed agent whose key
-// generation has not finished has no wallet: cosign_not_ready.
-func (s *Service) CosignAddress(ctx context.Context, agentID string) (string, bool, error) {
+// WalletOf reads, in one read-only transaction, an agent and, for a
+// co-signed (2of2) one, its wallet address: what a signing rail needs to
+// know which key signs (a server-held one at a.WalletIndex, or none).
+// A co-signed agent whose key generation has not finished has no wallet:
+// cosign_not_ready.
+func (s *Service) WalletOf(ctx context.Context, agentID string) (*Agent, string, error) {
+	var a *Agent
 	var addr string
-	var ok bool
 	err := s.read(ctx, func(tx Tx) error {
-		a, err := tx.AgentGet(ctx, agentID)
-		if err != nil || a.Custody != Custody2of2 {
+		var err error
+		if a, err = tx.AgentGet(ctx, agentID); err != nil || a.Custody != Custody2of2 {
 			return err
 		}
 		k, err := tx.CosignKeyGet(ctx, a.ID)
@@ -264,10 +266,13 @@ func (s *Service) CosignAddress(ctx context.Context, agentID string) (string, bo
 		if !k.Ready() {
 			return Errorf(CodeCosignNotReady, "agent %s's co-signed key is not generated yet", a.Name)
 		}
-		addr, ok = k.Address, true
+		addr = k.Address
 		return nil
 	})
-	return addr, ok, err
+	if err != nil {
+		return nil, "", err
+	}
+	return a, addr, nil
 }
 
 // checkCosignReady refuses, in the decision's transaction, a spend on a
