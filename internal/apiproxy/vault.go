@@ -326,7 +326,6 @@ func (v *Vault) Rotate(ctx context.Context, name string, req api.RotateCredentia
 // grants and its tools.
 func (v *Vault) Delete(ctx context.Context, name string) (*api.Credential, error) {
 	var out api.Credential
-	var id string
 	err := v.ownerTx(ctx, "vault.rm", "credential:"+name, func(tx spend.Tx) (any, error) {
 		c, err := getCred(ctx, tx, name)
 		if err != nil {
@@ -335,13 +334,12 @@ func (v *Vault) Delete(ctx context.Context, name string) (*api.Credential, error
 		if err := tx.CredentialDelete(ctx, c.ID); err != nil {
 			return nil, err
 		}
-		out, id = credView(c), c.ID
+		out = credView(c)
 		return map[string]any{"credential_id": c.ID, "name": c.Name}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	_ = id
 	return &out, nil
 }
 
